@@ -1,0 +1,42 @@
+# The two commands: `make demo` and `make test`. Each creates .venv and installs first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UNITS ?= 15
+
+.PHONY: demo test lint typecheck importlint install services bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Starts what the project needs on this machine (services, broker plugins, Debian tools).
+services:
+	bash scripts/setup-machine.sh
+
+demo: install
+	@bash scripts/check-broker.sh
+	$(BIN)/python -m docex.cli.main demo --units $(UNITS)
+
+lint: install
+	$(BIN)/ruff check docex tests bench
+
+typecheck: install
+	$(BIN)/mypy docex/protocols docex/pki
+
+importlint: install
+	$(BIN)/lint-imports
+
+test: install services lint typecheck importlint
+	$(BIN)/pytest -q -ra
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

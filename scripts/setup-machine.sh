@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Brings this machine to what docex's tests need: Debian tools, running services,
+# RabbitMQ plugins. Idempotent; safe to run on every `make test`.
+set -uo pipefail
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v pdfsig >/dev/null || need_apt+=(poppler-utils)
+command -v pdftoppm >/dev/null || need_apt+=(poppler-utils)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+[ -d /usr/share/fonts/opentype/noto ] || need_apt+=(fonts-noto-cjk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Services that this kind of machine normally starts; restart any that stopped.
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  echo "setup: starting RabbitMQ"
+  rabbitmq-server -detached
+  for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "setup: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
+
+# Broker plugins the project relies on: management (per-unit users through the HTTP
+# API), prometheus (broker metrics), shovel (link backlog moves), ssl auth (production).
+plugins=(rabbitmq_management rabbitmq_prometheus rabbitmq_shovel rabbitmq_shovel_management rabbitmq_auth_mechanism_ssl)
+enabled=$(cat /etc/rabbitmq/enabled_plugins 2>/dev/null || true)
+missing=()
+for p in "${plugins[@]}"; do [[ "$enabled" == *"$p"* ]] || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: enabling RabbitMQ plugins: ${missing[*]}"
+  rabbitmq-plugins enable --quiet "${missing[@]}" >/dev/null
+fi
+for _ in $(seq 1 60); do
+  curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && break
+  sleep 1
+done
+exit 0
