@@ -1,0 +1,380 @@
+"""CMS (RFC 5652) signing, verification and AES-256-GCM enveloping (RFC 5083/5084), built
+with asn1crypto so that `openssl cms` and any other CMS implementation read the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from asn1crypto import algos, core, x509 as asn1_x509
+from asn1crypto import cms as asn1_cms
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from docex.pki.errors import PkiError
+from docex.pki.keys import PrivateKey
+from docex.pki.names import CertRole, DOCEX_ARC, common_name
+from docex.pki.trust import TrustStore
+
+GCM_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
+
+
+class GCMParameters(core.Sequence):
+    """RFC 5084 GCMParameters; asn1crypto knows the OID but not its parameters."""
+
+    _fields = [
+        ("aes_nonce", core.OctetString),
+        ("aes_icvlen", core.Integer, {"default": 12}),
+    ]
+
+
+algos.EncryptionAlgorithm._oid_specs["aes256_gcm"] = GCMParameters
+
+# docex's own signed attributes: each holds one OCTET STRING (canonical JSON).
+ATTRIBUTE_OIDS: dict[str, str] = {
+    "docex_routing_header": f"{DOCEX_ARC}.2.1",
+    "docex_statement_type": f"{DOCEX_ARC}.2.2",
+}
+
+
+class _OctetStrings(core.SetOf):
+    _child_spec = core.OctetString
+
+
+for _name, _oid in ATTRIBUTE_OIDS.items():
+    asn1_cms.CMSAttributeType._map[_oid] = _name
+    asn1_cms.CMSAttributeType._reverse_map = None  # type: ignore[assignment]
+    asn1_cms.CMSAttribute._oid_specs[_name] = _OctetStrings
+
+
+def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _crypto_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
+    return x509.load_der_x509_certificate(cert.dump())
+
+
+def _issuer_and_serial(cert: asn1_x509.Certificate) -> asn1_cms.IssuerAndSerialNumber:
+    return asn1_cms.IssuerAndSerialNumber(
+        {"issuer": cert.issuer, "serial_number": cert.serial_number}
+    )
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a verified SignedData said: its content, its signer and signed attributes."""
+
+    content: bytes
+    content_type: str
+    signer: x509.Certificate
+    chain: list[x509.Certificate]
+    signing_time: dt.datetime | None
+    attributes: dict[str, bytes] = field(default_factory=dict)
+
+
+class _OpaqueEncapsulatedContentInfo(asn1_cms.EncapsulatedContentInfo):
+    """eContent kept as octets whatever its type: the outer layer encapsulates a whole
+    ContentInfo (so that `openssl cms -decrypt` reads what `-verify` wrote out), which
+    asn1crypto would otherwise try to parse as a bare AuthEnvelopedData."""
+
+    _oid_pair = None
+    _oid_specs: dict[str, type] = {}
+
+
+class _SignedData(asn1_cms.SignedData):
+    _fields = [
+        (f[0], _OpaqueEncapsulatedContentInfo, *f[2:]) if f[0] == "encap_content_info" else f
+        for f in asn1_cms.SignedData._fields
+    ]
+    _spec_callbacks: dict[str, object] = {}
+
+
+class _ContentInfo(asn1_cms.ContentInfo):
+    _oid_specs = {**asn1_cms.ContentInfo._oid_specs, "signed_data": _SignedData}
+
+
+def _encap_bytes(content_obj: object) -> bytes:
+    """The exact eContent octets, as signed (asn1crypto keeps the parsed encoding)."""
+    if isinstance(content_obj, core.OctetString | core.ParsableOctetString):
+        return bytes(content_obj.contents or b"")
+    if isinstance(content_obj, core.Asn1Value):
+        return content_obj.dump()
+    raise PkiError("malformed_envelope", "the signed content is missing")
+
+
+def sign(
+    content: bytes,
+    cert: x509.Certificate,
+    key: PrivateKey,
+    *,
+    content_type: str = "data",
+    attributes: Mapping[str, bytes] | None = None,
+    extra_certs: Sequence[x509.Certificate] = (),
+    signing_time: dt.datetime | None = None,
+) -> bytes:
+    """CMS SignedData (DER ContentInfo) with the content encapsulated, RSA PKCS#1 v1.5 or
+    ECDSA over SHA-256, the signer's certificate (and `extra_certs`) included."""
+    a_cert = _asn1_cert(cert)
+    digest = hashlib.sha256(content).digest()
+    when = signing_time or dt.datetime.now(dt.UTC)
+    signed_attrs = [
+        asn1_cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
+        asn1_cms.CMSAttribute({"type": "signing_time", "values": [asn1_cms.Time({"utc_time": when})]}),
+        asn1_cms.CMSAttribute({"type": "message_digest", "values": [digest]}),
+    ]
+    for name, value in (attributes or {}).items():
+        if name not in ATTRIBUTE_OIDS:
+            raise ValueError(f"unknown docex attribute {name}")
+        signed_attrs.append(asn1_cms.CMSAttribute({"type": name, "values": [value]}))
+    attrs = asn1_cms.CMSAttributes(signed_attrs)
+    to_sign = attrs.dump()
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
+        sig_alg = {"algorithm": "sha256_rsa"}
+    else:
+        signature = key.sign(to_sign, ec.ECDSA(hashes.SHA256()))
+        sig_alg = {"algorithm": "sha256_ecdsa"}
+    signer_info = asn1_cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": asn1_cms.SignerIdentifier({"issuer_and_serial_number": _issuer_and_serial(a_cert)}),
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": attrs,
+            "signature_algorithm": sig_alg,
+            "signature": signature,
+        }
+    )
+    signed_data = _SignedData(
+        {
+            "version": "v1" if content_type == "data" else "v3",
+            "digest_algorithms": [{"algorithm": "sha256"}],
+            "encap_content_info": {
+                "content_type": content_type,
+                "content": core.ParsableOctetString(content),
+            },
+            "certificates": [a_cert, *(_asn1_cert(c) for c in extra_certs)],
+            "signer_infos": [signer_info],
+        }
+    )
+    return _ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+
+
+def _load_content_info(der: bytes, expected: str) -> asn1_cms.ContentInfo:
+    try:
+        info = _ContentInfo.load(der, strict=True)
+        kind = info["content_type"].native
+        if kind != expected:
+            raise PkiError("malformed_envelope", f"expected CMS {expected}, found {kind}")
+        info["content"].native  # force a full parse now, not later in the middle of checks
+        return info
+    except PkiError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise PkiError("malformed_envelope", f"not a well-formed CMS {expected}") from exc
+
+
+def verify(
+    der: bytes,
+    trust: TrustStore,
+    *,
+    role: CertRole | None = None,
+    at: dt.datetime | None = None,
+) -> Verified:
+    """Verify a CMS SignedData: the signature, the content digest, the signer's chain to a
+    trust anchor and its revocation. Raises PkiError with a stable code."""
+    info = _load_content_info(der, "signed_data")
+    signed_data = info["content"]
+    try:
+        signer_infos = list(signed_data["signer_infos"])
+        if len(signer_infos) != 1:
+            raise PkiError("malformed_envelope", "exactly one signer is expected")
+        signer_info = signer_infos[0]
+        encap = signed_data["encap_content_info"]
+        content_type = encap["content_type"].native
+        content_obj = encap["content"]
+        if isinstance(content_obj, core.Void) or content_obj is None:
+            raise PkiError("malformed_envelope", "the signed content is missing (detached)")
+        content = _encap_bytes(content_obj)
+        certs = [c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"]
+        sid = signer_info["sid"]
+        if sid.name != "issuer_and_serial_number":
+            raise PkiError("malformed_envelope", "only issuerAndSerialNumber signer ids are accepted")
+        wanted = sid.chosen
+        signer_asn1 = next(
+            (
+                c
+                for c in certs
+                if c.issuer == wanted["issuer"] and c.serial_number == wanted["serial_number"].native
+            ),
+            None,
+        )
+        if signer_asn1 is None:
+            raise PkiError("certificate_untrusted", "the signer's certificate is not in the message")
+        signed_attrs = signer_info["signed_attrs"]
+        if not signed_attrs or isinstance(signed_attrs, core.Void):
+            raise PkiError("signature_invalid", "the signature has no signed attributes")
+        attrs: dict[str, asn1_cms.CMSAttribute] = {a["type"].native: a for a in signed_attrs}
+        digest_alg = signer_info["digest_algorithm"]["algorithm"].native
+        if digest_alg != "sha256":
+            raise PkiError("signature_invalid", f"digest algorithm {digest_alg} is not accepted")
+        if "message_digest" not in attrs or "content_type" not in attrs:
+            raise PkiError("signature_invalid", "the signature lacks message-digest or content-type")
+        if attrs["content_type"]["values"][0].native != content_type:
+            raise PkiError("signature_invalid", "signed content type does not match the content")
+        expected_digest = attrs["message_digest"]["values"][0].native
+        # re-tag [0] IMPLICIT as SET OF, as the signature was computed over the SET
+        to_verify = b"\x31" + signed_attrs.dump()[1:]
+        signature = signer_info["signature"].native
+        sig_alg = signer_info["signature_algorithm"].signature_algo
+        signing_time = attrs["signing_time"]["values"][0].native if "signing_time" in attrs else None
+        extra: dict[str, bytes] = {}
+        for name in ATTRIBUTE_OIDS:
+            if name in attrs:
+                extra[name] = attrs[name]["values"][0].native
+    except PkiError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise PkiError("malformed_envelope", "the signature structure is damaged") from exc
+
+    if hashlib.sha256(content).digest() != expected_digest:
+        raise PkiError("signature_invalid", "the content was changed after it was signed")
+    signer = _crypto_cert(signer_asn1)
+    public_key = signer.public_key()
+    try:
+        if isinstance(public_key, rsa.RSAPublicKey) and sig_alg in ("rsassa_pkcs1v15", "rsa"):
+            public_key.verify(signature, to_verify, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ec.EllipticCurvePublicKey) and sig_alg == "ecdsa":
+            public_key.verify(signature, to_verify, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise PkiError("signature_invalid", f"signature algorithm {sig_alg} is not accepted")
+    except InvalidSignature as exc:
+        raise PkiError("signature_invalid", f"the signature of {common_name(signer)} does not verify") from exc
+    others = [_crypto_cert(c) for c in certs if c is not signer_asn1]
+    chain = trust.verify(signer, role=role, at=at, extra_certs=others)
+    return Verified(content, content_type, signer, chain, signing_time, extra)
+
+
+def encrypt(
+    content: bytes,
+    recipients: Iterable[x509.Certificate],
+    *,
+    content_type: str = "signed_data",
+) -> bytes:
+    """CMS AuthEnvelopedData: AES-256-GCM content, one RSA-OAEP-SHA256 key transport per
+    recipient. Decryptable by `openssl cms -decrypt` (OpenSSL 3)."""
+    cek = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(GCM_NONCE_BYTES)
+    sealed = AESGCM(cek).encrypt(nonce, content, None)
+    ciphertext, tag = sealed[:-GCM_TAG_BYTES], sealed[-GCM_TAG_BYTES:]
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    oaep_alg = {
+        "algorithm": "rsaes_oaep",
+        "parameters": algos.RSAESOAEPParams(
+            {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+            }
+        ),
+    }
+    infos = []
+    for cert in recipients:
+        public_key = cert.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise PkiError("wrong_certificate_role", f"{common_name(cert)}: encryption needs an RSA key")
+        infos.append(
+            asn1_cms.RecipientInfo(
+                {
+                    "ktri": {
+                        "version": "v0",
+                        "rid": {"issuer_and_serial_number": _issuer_and_serial(_asn1_cert(cert))},
+                        "key_encryption_algorithm": oaep_alg,
+                        "encrypted_key": public_key.encrypt(cek, oaep),
+                    }
+                }
+            )
+        )
+    if not infos:
+        raise PkiError("no_recipients", "an envelope needs at least one recipient")
+    enveloped = asn1_cms.AuthEnvelopedData(
+        {
+            "version": "v0",
+            "recipient_infos": infos,
+            "auth_encrypted_content_info": {
+                "content_type": content_type,
+                "content_encryption_algorithm": {
+                    "algorithm": "aes256_gcm",
+                    "parameters": GCMParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_BYTES}),
+                },
+                "encrypted_content": ciphertext,
+            },
+            "mac": tag,
+        }
+    )
+    return asn1_cms.ContentInfo(
+        {"content_type": "authenticated_enveloped_data", "content": enveloped}
+    ).dump()
+
+
+def recipient_serials(der: bytes) -> list[tuple[str, int]]:
+    """(issuer DN, serial) of every recipient of an AuthEnvelopedData, without decrypting."""
+    info = _load_content_info(der, "authenticated_enveloped_data")
+    result = []
+    for ri in info["content"]["recipient_infos"]:
+        if ri.name == "ktri" and ri.chosen["rid"].name == "issuer_and_serial_number":
+            ias = ri.chosen["rid"].chosen
+            result.append((ias["issuer"].human_friendly, ias["serial_number"].native))
+    return result
+
+
+def decrypt(der: bytes, cert: x509.Certificate, key: PrivateKey) -> bytes:
+    """Open an AuthEnvelopedData addressed to `cert`. Raises not_a_recipient or
+    decryption_failed (a changed byte fails the GCM tag)."""
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise PkiError("key_unreadable", "decryption needs an RSA key")
+    info = _load_content_info(der, "authenticated_enveloped_data")
+    try:
+        env = info["content"]
+        wanted = _issuer_and_serial(_asn1_cert(cert))
+        encrypted_key = None
+        for ri in env["recipient_infos"]:
+            if ri.name != "ktri":
+                continue
+            rid = ri.chosen["rid"]
+            if rid.name != "issuer_and_serial_number":
+                continue
+            ias = rid.chosen
+            if ias["issuer"] == wanted["issuer"] and ias["serial_number"].native == wanted["serial_number"].native:
+                if ri.chosen["key_encryption_algorithm"]["algorithm"].native != "rsaes_oaep":
+                    raise PkiError("malformed_envelope", "key transport must be RSA-OAEP")
+                encrypted_key = ri.chosen["encrypted_key"].native
+                break
+        if encrypted_key is None:
+            raise PkiError("not_a_recipient", f"this envelope is not addressed to {common_name(cert)}")
+        eci = env["auth_encrypted_content_info"]
+        alg = eci["content_encryption_algorithm"]
+        if alg["algorithm"].native != "aes256_gcm":
+            raise PkiError("malformed_envelope", f"content cipher {alg['algorithm'].native} is not accepted")
+        params = alg["parameters"]
+        nonce = params["aes_nonce"].native
+        ciphertext = eci["encrypted_content"].native or b""
+        tag = env["mac"].native
+        auth_attrs = env["auth_attrs"]
+        aad = None if isinstance(auth_attrs, core.Void) or not auth_attrs else b"\x31" + auth_attrs.dump()[1:]
+    except PkiError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise PkiError("malformed_envelope", "the encrypted layer is damaged") from exc
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    try:
+        cek = key.decrypt(encrypted_key, oaep)
+        return AESGCM(cek).decrypt(nonce, ciphertext + tag, aad)
+    except (ValueError, InvalidTag) as exc:
+        raise PkiError("decryption_failed", "the encrypted content cannot be opened: damaged or changed") from exc
