@@ -9,8 +9,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from asn1crypto import algos, core, x509 as asn1_x509
+from asn1crypto import algos, core
 from asn1crypto import cms as asn1_cms
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from docex.pki.errors import PkiError
 from docex.pki.keys import PrivateKey
-from docex.pki.names import CertRole, DOCEX_ARC, common_name
+from docex.pki.names import DOCEX_ARC, CertRole, common_name
 from docex.pki.trust import TrustStore
 
 GCM_NONCE_BYTES = 12
@@ -50,7 +51,7 @@ class _OctetStrings(core.SetOf):
 
 for _name, _oid in ATTRIBUTE_OIDS.items():
     asn1_cms.CMSAttributeType._map[_oid] = _name
-    asn1_cms.CMSAttributeType._reverse_map = None  # type: ignore[assignment]
+    asn1_cms.CMSAttributeType._reverse_map = None
     asn1_cms.CMSAttribute._oid_specs[_name] = _OctetStrings
 
 
@@ -173,7 +174,7 @@ def _load_content_info(der: bytes, expected: str) -> asn1_cms.ContentInfo:
         kind = info["content_type"].native
         if kind != expected:
             raise PkiError("malformed_envelope", f"expected CMS {expected}, found {kind}")
-        info["content"].native  # force a full parse now, not later in the middle of checks
+        _ = info["content"].native  # force a full parse now, not in the middle of checks
         return info
     except PkiError:
         raise

@@ -1,0 +1,105 @@
+"""Directory snapshots: every unit a hub owns (address, name, kind, state, rollout phase,
+certificates, seal impression), signed by that hub and versioned. Agents look up
+recipients' encryption certificates here; across a link, hubs exchange snapshots and each
+is accepted only when signed by the hub owning its prefix."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from docex.pki.keys import PrivateKey
+from docex.pki.names import CertRole, hub_prefix_of
+from docex.pki.trust import TrustStore
+from docex.protocols.address import is_under
+from docex.protocols.errors import DocexError
+from docex.protocols.statement import sign_statement, verify_statement
+
+KIND = "directory"
+
+
+@dataclass(frozen=True)
+class UnitEntry:
+    address: str
+    name: str
+    kind: str = ""
+    state: str = "enabled"  # enabled | disabled
+    phase: str = "electronic"  # pilot | dual_track | electronic
+    sign_cert: str = ""  # PEM
+    enc_cert: str = ""  # PEM
+    seal_png: str = ""  # base64 of the registered seal impression (印模), if any
+
+    def enc_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.enc_cert.encode())
+
+    def sign_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.sign_cert.encode())
+
+    def seal_image(self) -> bytes | None:
+        return base64.b64decode(self.seal_png) if self.seal_png else None
+
+
+@dataclass(frozen=True)
+class DirectorySnapshot:
+    prefix: str
+    version: int
+    generated_at: str
+    units: tuple[UnitEntry, ...] = ()
+    hub_cert: str = ""  # PEM of the signing hub's certificate, for chained snapshots
+    children: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["units"] = [asdict(u) for u in self.units]
+        data["children"] = list(self.children)
+        return data
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> DirectorySnapshot:
+        try:
+            return cls(
+                prefix=str(data["prefix"]),
+                version=int(data["version"]),
+                generated_at=str(data["generated_at"]),
+                units=tuple(UnitEntry(**u) for u in data.get("units", ())),
+                hub_cert=str(data.get("hub_cert", "")),
+                children=tuple(data.get("children", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DocexError("directory_untrusted", "the directory snapshot is not well formed") from exc
+
+    def find(self, address: str) -> UnitEntry | None:
+        for unit in self.units:
+            if unit.address == address:
+                return unit
+        return None
+
+
+def sign_directory(snapshot: DirectorySnapshot, cert: x509.Certificate, key: PrivateKey) -> bytes:
+    if hub_prefix_of(cert) != snapshot.prefix:
+        raise DocexError("directory_untrusted", "a hub signs only the directory of its own prefix")
+    return sign_statement(KIND, snapshot.to_payload(), cert, key)
+
+
+def verify_directory(der: bytes, trust: TrustStore, *, expected_prefix: str | None = None) -> DirectorySnapshot:
+    """Accept a snapshot only when signed by the hub that owns its prefix, and only with
+    units under that prefix."""
+    statement = verify_statement(
+        der, trust, kind=KIND, roles=(CertRole.SERVER,), error_code="directory_untrusted"
+    )
+    snapshot = DirectorySnapshot.from_payload(statement.payload)
+    owner = hub_prefix_of(statement.signer)
+    if owner != snapshot.prefix or (expected_prefix is not None and owner != expected_prefix):
+        raise DocexError("directory_untrusted", f"a directory of {snapshot.prefix} signed by the hub of {owner}")
+    for unit in snapshot.units:
+        if not is_under(unit.address, snapshot.prefix):
+            raise DocexError("directory_untrusted", f"{unit.address} is outside {snapshot.prefix}")
+    return snapshot
+
+
+def cert_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()

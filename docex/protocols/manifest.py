@@ -1,0 +1,124 @@
+"""The package manifest (`manifest.json`): who sends what to whom, the GB/T 9704 fields
+of the document and a SHA-256 for every file. The same field names serve the composer
+(`docex compose --meta`), the routing header and the hub's records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from docex.protocols.address import check_address
+from docex.protocols.errors import DocexError
+
+PRIORITIES = ("特急", "加急", "平急")
+# On this non-classified network only these are allowed; 秘密/机密/绝密 are refused.
+OPEN_CLASSIFICATIONS = ("", "非密", "内部")
+CLASSIFIED = ("秘密", "机密", "绝密")
+
+# GB/T 9704 fields a manifest may carry besides the routing essentials.
+GBT9704_FIELDS = (
+    "copy_number",  # 份号
+    "issuer",  # 发文机关标志
+    "signer",  # 签发人
+    "attachments",  # 附件说明
+    "signature_name",  # 署名
+    "date",  # 成文日期
+    "note",  # 附注
+    "printer",  # 印发机关
+    "print_date",  # 印发日期
+)
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    sha256: str
+    size: int
+    role: str = "attachment"  # "document" for the (sealed) main PDF
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileEntry:
+        return cls(str(data["name"]), str(data["sha256"]), int(data["size"]), str(data.get("role", "attachment")))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]  # 主送
+    title: str
+    doc_number: str  # 发文字号, e.g. 阳办发〔2011〕42号
+    cc: tuple[str, ...] = ()  # 抄送
+    priority: str = "平急"
+    classification: str = ""
+    created_at: str = field(default_factory=utcnow_iso)
+    fields: dict[str, Any] = field(default_factory=dict)  # GB/T 9704 extras
+    files: tuple[FileEntry, ...] = ()
+
+    @property
+    def all_recipients(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for address in (*self.recipients, *self.cc):
+            seen.setdefault(address, None)
+        return tuple(seen)
+
+    def validate(self) -> Manifest:
+        check_address(self.sender)
+        if not self.recipients:
+            raise DocexError("bad_metadata", "a document needs at least one main recipient (主送)")
+        for address in self.all_recipients:
+            check_address(address)
+        if not self.title.strip():
+            raise DocexError("bad_metadata", "the title (标题) is empty")
+        if self.priority not in PRIORITIES:
+            raise DocexError("bad_metadata", f"priority must be one of {'/'.join(PRIORITIES)}")
+        if self.classification in CLASSIFIED:
+            raise DocexError("classified", f"a {self.classification} document cannot travel on this network")
+        if self.classification not in OPEN_CLASSIFICATIONS:
+            raise DocexError("bad_metadata", f"unknown classification {self.classification!r}")
+        unknown = set(self.fields) - set(GBT9704_FIELDS)
+        if unknown:
+            raise DocexError("bad_metadata", f"unknown manifest fields: {', '.join(sorted(unknown))}")
+        try:
+            uuid.UUID(self.message_id)
+        except ValueError as exc:
+            raise DocexError("bad_metadata", "message id must be a UUID") from exc
+        return self
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["recipients"] = list(self.recipients)
+        data["cc"] = list(self.cc)
+        data["files"] = [asdict(f) for f in self.files]
+        return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            return cls(
+                message_id=str(data["message_id"]),
+                sender=str(data["sender"]),
+                recipients=tuple(str(a) for a in data["recipients"]),
+                cc=tuple(str(a) for a in data.get("cc", ())),
+                title=str(data["title"]),
+                doc_number=str(data.get("doc_number", "")),
+                priority=str(data.get("priority", "平急")),
+                classification=str(data.get("classification", "")),
+                created_at=str(data["created_at"]),
+                fields=dict(data.get("fields", {})),
+                files=tuple(FileEntry.from_dict(f) for f in data.get("files", ())),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DocexError("malformed_envelope", "manifest.json is not well formed") from exc
