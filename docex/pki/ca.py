@@ -81,6 +81,14 @@ class IssuedRecord:
         return "valid"
 
 
+def read_records(directory: str | os.PathLike[str]) -> list[IssuedRecord]:
+    """The CA's index, readable without its key (for `docex pki list`)."""
+    path = Path(directory) / "index.json"
+    if not path.exists():
+        return []
+    return [IssuedRecord(**item) for item in json.loads(path.read_text("utf-8"))]
+
+
 @dataclass(frozen=True)
 class IssuedUnit:
     sign_cert: x509.Certificate
@@ -166,10 +174,7 @@ class CertificateAuthority:
         return self.directory / "index.json"
 
     def records(self) -> list[IssuedRecord]:
-        path = self._index_path()
-        if not path.exists():
-            return []
-        return [IssuedRecord(**item) for item in json.loads(path.read_text("utf-8"))]
+        return read_records(self.directory)
 
     def _write_index(self, records: Sequence[IssuedRecord]) -> None:
         tmp = self._index_path().with_suffix(".tmp")

@@ -33,6 +33,16 @@ CODES: dict[str, tuple[str, str]] = {
     "receipt_invalid": ("回执无效", "invalid receipt"),
     "paper_route": ("收文单位不在网上，请以纸质方式送达", "the recipient is off the network: send on paper"),
     "crl_missing": ("缺少当前的证书吊销列表", "no current CRL"),
+    "no_passphrase": ("缺少密钥口令", "no key passphrase"),
+    "key_locked": ("私钥已加密，需要口令", "the private key needs its passphrase"),
+    "key_unreadable": ("无法读取私钥", "cannot read the private key"),
+    "no_credentials": ("缺少证书或密钥文件", "certificate or key files missing"),
+    "ca_exists": ("发证机构已存在", "a CA already exists here"),
+    "no_ca": ("未找到发证机构", "no CA here"),
+    "unknown_serial": ("没有该序列号的证书", "no certificate with that serial"),
+    "already_revoked": ("证书已吊销", "already revoked"),
+    "bad_reason": ("吊销原因无效", "invalid revocation reason"),
+    "bad_address": ("地址格式错误", "invalid address"),
 }
 
 
@@ -41,5 +51,5 @@ class DocexError(PkiError):
 
 
 def describe(code: str, lang: str = "zh") -> str:
-    zh, en = CODES.get(code, (code, code))
+    zh, en = CODES.get(code, ("", ""))
     return zh if lang == "zh" else en

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import posixpath
 import re
+import shutil
+import tempfile
 import unicodedata
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from docex.protocols.errors import DocexError
 from docex.protocols.manifest import FileEntry, Manifest
@@ -116,3 +120,25 @@ def read(raw: bytes, *, max_unpacked: int = MAX_UNPACKED_BYTES) -> Package:
         if hashlib.sha256(data).hexdigest() != listed[name].sha256:
             raise DocexError("digest_mismatch", f"{name} does not match its SHA-256 in the manifest")
     return Package(manifest, contents)
+
+
+def extract_to(directory: str | os.PathLike[str], files: Mapping[str, bytes], *, extra: Mapping[str, bytes] | None = None) -> Path:
+    """Write the files into `directory` all or nothing: into a sibling temporary folder,
+    fsynced, then renamed into place. An existing `directory` is left untouched."""
+    target = Path(directory)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        for name, data in {**files, **(extra or {})}.items():
+            path = tmp / check_filename(name) if name not in (extra or {}) else tmp / name
+            with open(path, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

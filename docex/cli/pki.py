@@ -1,0 +1,120 @@
+"""`docex pki`: the information centre's certificate authority."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from docex.cli.options import (
+    PassphraseSource,
+    echo_json,
+    handles_errors,
+    json_option,
+    passphrase_options,
+)
+from docex.pki.ca import CertificateAuthority, read_records
+from docex.pki.keys import load_crl
+
+
+@click.group()
+def pki() -> None:
+    """证书管理 Certificate authority: issue, revoke, publish CRLs."""
+
+
+@pki.command()
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False), help="CA folder.")
+@click.option("--name", required=True, help="Name of the issuing body, e.g. 阳山县信息中心.")
+@passphrase_options
+@handles_errors
+def init(directory: str, name: str, passphrase: PassphraseSource) -> None:
+    """Create the CA (DIR/ca.crt, DIR/ca.key, DIR/crl.pem)."""
+    ca = CertificateAuthority.init(directory, name, passphrase.get())
+    click.echo(f"CA created: {Path(directory) / 'ca.crt'}  ({ca.certificate.subject.rfc4514_string()})")
+
+
+@pki.command()
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--unit", "address", required=True, help="Unit address, e.g. qingyuan.yangshan.xxzx.")
+@click.option("--name", required=True, help="Unit name, e.g. 阳山县信息中心.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@passphrase_options
+@handles_errors
+def issue(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource) -> None:
+    """Issue a unit's seal/signing and encryption certificates into OUT/."""
+    pw = passphrase.get()
+    issued = CertificateAuthority.open(directory, pw).issue_unit(address, name, out, pw)
+    click.echo(f"{address} ({name}): {out}/sign.crt serial {issued.sign_cert.serial_number:x}, "
+               f"{out}/enc.crt serial {issued.enc_cert.serial_number:x}")
+
+
+@pki.command("issue-person")
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--unit", "address", required=True)
+@click.option("--name", required=True, help="The person's name.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@passphrase_options
+@handles_errors
+def issue_person(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource) -> None:
+    """Issue a staff member's personal certificate (个人证书) into OUT/."""
+    pw = passphrase.get()
+    cert = CertificateAuthority.open(directory, pw).issue_person(address, name, out, pw)
+    click.echo(f"{name} of {address}: {out}/person.crt serial {cert.serial_number:x}")
+
+
+@pki.command()
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--serial", required=True, help="Serial number in hex.")
+@click.option("--reason", default="unspecified", show_default=True, help="key_compromise, affiliation_changed, superseded, cessation_of_operation, ...")
+@passphrase_options
+@handles_errors
+def revoke(directory: str, serial: str, reason: str, passphrase: PassphraseSource) -> None:
+    """Revoke a certificate and re-publish the CRL."""
+    record = CertificateAuthority.open(directory, passphrase.get()).revoke(serial, reason)
+    click.echo(f"revoked {record.serial} ({record.holder}, {record.role}): {record.reason}; CRL re-published")
+
+
+@pki.command()
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@passphrase_options
+@handles_errors
+def crl(directory: str, out: str, passphrase: PassphraseSource) -> None:
+    """Publish the current CRL (PEM) to OUT."""
+    path = CertificateAuthority.open(directory, passphrase.get()).publish_crl()
+    Path(out).write_bytes(path.read_bytes())
+    click.echo(f"CRL with {len(list(load_crl(out)))} revoked certificate(s) written to {out}")
+
+
+@pki.command("list")
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@json_option
+@handles_errors
+def list_(directory: str, as_json: bool) -> None:
+    """Every certificate issued: holder, role, expiry, status."""
+    records = read_records(directory)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "serial": r.serial,
+            "role": r.role,
+            "address": r.address,
+            "holder": r.holder,
+            "not_after": r.not_after,
+            "status": r.effective_status(now),
+            "reason": r.reason,
+        }
+        for r in records
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    labels = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
+    click.echo(f"{'serial':34} {'role':10} {'status':8} {'expires':10}  holder")
+    for row in rows:
+        click.echo(
+            f"{row['serial']:34} {row['role']:10} {labels[row['status']]:6} {row['not_after'][:10]}  "
+            f"{row['holder']} <{row['address']}>"
+        )
+    click.echo(f"{len(rows)} certificate(s)")
