@@ -51,11 +51,13 @@ class DirectorySnapshot:
     units: tuple[UnitEntry, ...] = ()
     hub_cert: str = ""  # PEM of the signing hub's certificate, for chained snapshots
     children: tuple[str, ...] = field(default_factory=tuple)
+    crls: tuple[str, ...] = field(default_factory=tuple)  # current CRLs (PEM) the hub trusts
 
     def to_payload(self) -> dict[str, Any]:
         data = asdict(self)
         data["units"] = [asdict(u) for u in self.units]
         data["children"] = list(self.children)
+        data["crls"] = list(self.crls)
         return data
 
     @classmethod
@@ -68,6 +70,7 @@ class DirectorySnapshot:
                 units=tuple(UnitEntry(**u) for u in data.get("units", ())),
                 hub_cert=str(data.get("hub_cert", "")),
                 children=tuple(data.get("children", ())),
+                crls=tuple(str(c) for c in data.get("crls", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DocexError("directory_untrusted", "the directory snapshot is not well formed") from exc

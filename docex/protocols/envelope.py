@@ -138,12 +138,16 @@ def open_envelope(
         raise DocexError("not_a_recipient", f"{me.address} is not among this document's recipients")
     inner_der = cms.decrypt(outer.encrypted, me.enc_cert, me.enc_key)
     inner = cms.verify(inner_der, trust, role=CertRole.SEAL)
+    if inner.content_type != "data":
+        raise DocexError("malformed_envelope", "the inner layer must sign the package itself")
     if inner.signer.fingerprint(hashes.SHA256()) != outer.signer.fingerprint(hashes.SHA256()):
         raise DocexError("sender_mismatch", "the inner and outer layers are signed by different keys")
     package = pkg.read(inner.content, max_unpacked=max_unpacked)
     m, h = package.manifest, outer.header
-    if (m.message_id, m.sender, m.recipients, m.cc, m.priority, m.classification) != (
-        h.message_id, h.sender, h.recipients, h.cc, h.priority, h.classification
+    if (m.message_id, m.sender, m.recipients, m.cc, m.priority, m.classification, m.created_at,
+        m.doc_number, m.title) != (
+        h.message_id, h.sender, h.recipients, h.cc, h.priority, h.classification, h.created_at,
+        h.doc_number, h.title
     ):
         raise DocexError("signature_invalid", "the routing header does not match the signed manifest")
     return OpenedEnvelope(h, m, package.files, outer.signer)

@@ -43,6 +43,10 @@ CODES: dict[str, tuple[str, str]] = {
     "already_revoked": ("证书已吊销", "already revoked"),
     "bad_reason": ("吊销原因无效", "invalid revocation reason"),
     "bad_address": ("地址格式错误", "invalid address"),
+    "weak_key": ("密钥强度不足", "the key is too weak"),
+    "certificate_unreadable": ("无法读取证书文件", "cannot read the certificate file"),
+    "crl_unreadable": ("无法读取证书吊销列表", "cannot read the CRL file"),
+    "no_recipients": ("没有收文单位", "no recipients given"),
 }
 
 

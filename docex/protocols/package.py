@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,6 +90,11 @@ def read(raw: bytes, *, max_unpacked: int = MAX_UNPACKED_BYTES) -> Package:
     compressed = max(1, sum(i.compress_size for i in infos))
     if total > max_unpacked or total > compressed * MAX_RATIO + 1024 * 1024:
         raise DocexError("too_large", "the package unpacks far larger than allowed (ZIP bomb?)")
+    for info in infos:
+        # Deflate never grows data by more than a few bytes per block: a file that declares
+        # far fewer bytes than it has compressed is lying about its size (a bomb in disguise).
+        if info.compress_size > info.file_size + info.file_size // 100 + 1024:
+            raise DocexError("too_large", f"{info.filename!r} declares a size its data contradicts (ZIP bomb?)")
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise DocexError("malformed_envelope", "the package names a file twice")
@@ -108,7 +114,8 @@ def read(raw: bytes, *, max_unpacked: int = MAX_UNPACKED_BYTES) -> Package:
             contents[name] = data
     except DocexError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: an encrypted ZIP entry; zlib.error: a damaged deflate stream
         raise DocexError("malformed_envelope", "the package is damaged") from exc
     if MANIFEST_NAME not in contents:
         raise DocexError("malformed_envelope", "the package has no manifest.json")

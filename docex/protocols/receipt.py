@@ -16,7 +16,8 @@ from docex.protocols.errors import DocexError
 from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
-EVENTS = ("delivered", "signed_for", "returned")
+# "refused": the recipient's agent could not accept it (quarantined), with the error code.
+EVENTS = ("delivered", "signed_for", "returned", "refused")
 KIND = "receipt"
 
 
@@ -36,6 +37,8 @@ class Receipt:
             raise DocexError("receipt_invalid", f"unknown receipt event {self.event!r}")
         if self.event == "returned" and not self.reason.strip():
             raise DocexError("receipt_invalid", "a returned document needs a reason (退回理由)")
+        if self.event == "refused" and not self.error:
+            raise DocexError("receipt_invalid", "a refusal names its error code")
         return self
 
 
@@ -53,8 +56,9 @@ def make_receipt(
     key: PrivateKey,
     reason: str = "",
     person: str = "",
+    error: str = "",
 ) -> tuple[Receipt, bytes]:
-    receipt = Receipt(message_id, recipient, event, envelope_sha256, utcnow_iso(), reason, person).validate()
+    receipt = Receipt(message_id, recipient, event, envelope_sha256, utcnow_iso(), reason, person, error).validate()
     return receipt, sign_statement(KIND, asdict(receipt), cert, key)
 
 

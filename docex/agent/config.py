@@ -1,0 +1,129 @@
+"""The agent's home (AGENTDIR): `docex.toml`, the unit's keys, the CA and trust anchors,
+the current CRL, the signed directory snapshot, the local store, inbox/outbox folders."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from docex.pki.keys import resolve_passphrase
+from docex.protocols.errors import DocexError
+
+CONFIG_NAME = "docex.toml"
+
+
+@dataclass(frozen=True)
+class AgentKeys:
+    passphrase_env: str = "DOCEX_PASSPHRASE"
+    passphrase_file: str = ""
+    insecure_no_passphrase: bool = False
+
+    def passphrase(self) -> bytes | None:
+        return resolve_passphrase(passphrase_file=self.passphrase_file or None, passphrase_env=self.passphrase_env,
+                                  insecure_no_passphrase=self.insecure_no_passphrase)
+
+
+@dataclass(frozen=True)
+class SealConfig:
+    auto: bool = False  # seal outgoing PDFs with the unit's seal before sending
+    verify: bool = True  # verify seals of received PDFs
+    tsa_url: str = ""  # the information centre's time-stamping authority
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    home: Path
+    address: str
+    name: str
+    hub_prefix: str
+    broker_url: str
+    keys: AgentKeys = field(default_factory=AgentKeys)
+    seal: SealConfig = field(default_factory=SealConfig)
+    metrics_port: int = 0
+    heartbeat_seconds: float = 15.0
+    max_envelope_bytes: int = 64 * 1024 * 1024
+    prefetch: int = 32
+    workers: int = 2
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.home / 'agent.db'}"
+
+    def save(self) -> Path:
+        data: dict[str, Any] = asdict(self)
+        data.pop("home")
+        path = self.home / CONFIG_NAME
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the broker password
+        with os.fdopen(fd, "wb") as fh:
+            tomli_w.dump(data, fh)
+        return path
+
+    @classmethod
+    def load(cls, home: str | os.PathLike[str]) -> AgentConfig:
+        root = Path(home).resolve()
+        path = root / CONFIG_NAME
+        if not path.exists():
+            raise DocexError("no_agent", f"{root} is not an agent home (no {CONFIG_NAME}); the information centre writes it with `docex unit add`")
+        data = tomllib.loads(path.read_text("utf-8"))
+        return cls(
+            home=root,
+            address=data["address"],
+            name=data["name"],
+            hub_prefix=data["hub_prefix"],
+            broker_url=data["broker_url"],
+            keys=AgentKeys(**data.get("keys", {})),
+            seal=SealConfig(**data.get("seal", {})),
+            metrics_port=int(data.get("metrics_port", 0)),
+            heartbeat_seconds=float(data.get("heartbeat_seconds", 15.0)),
+            max_envelope_bytes=int(data.get("max_envelope_bytes", 64 * 1024 * 1024)),
+            prefetch=int(data.get("prefetch", 32)),
+            workers=int(data.get("workers", 2)),
+        )
+
+
+def write_home(
+    home: str | os.PathLike[str],
+    *,
+    address: str,
+    name: str,
+    hub_prefix: str,
+    broker_url: str,
+    ca_pem: bytes,
+    anchors_pem: list[bytes],
+    crl_pem: bytes,
+    directory_der: bytes,
+    keys: AgentKeys,
+    seal: SealConfig | None = None,
+) -> AgentConfig:
+    """Lay out an agent home next to the unit's keys (already in `home`)."""
+    root = Path(home).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in ("inbox", "outbox", "quarantine", "trust"):
+        (root / sub).mkdir(exist_ok=True)
+    (root / "ca.crt").write_bytes(ca_pem)
+    for index, pem in enumerate(anchors_pem):
+        (root / "trust" / f"anchor-{index}.crt").write_bytes(pem)
+    if crl_pem:
+        (root / "crl.pem").write_bytes(crl_pem)
+    (root / "directory.der").write_bytes(directory_der)
+    config = AgentConfig(home=root, address=address, name=name, hub_prefix=hub_prefix, broker_url=broker_url,
+                         keys=keys, seal=seal or SealConfig())
+    config.save()
+    return config

@@ -1,0 +1,353 @@
+"""`docex hub`, `docex unit`, `docex audit`, `docex track`, `docex documents`: the
+information centre's commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import click
+
+from docex.cli.options import (
+    PassphraseSource,
+    echo_json,
+    handles_errors,
+    json_option,
+    passphrase_options,
+)
+
+STATE_ZH = {
+    "accepted": "已接收", "routed": "已分发", "delivered": "已送达", "signed_for": "已签收",
+    "returned": "已退回", "rejected": "已拒收", "expired": "已过期", "paper_route": "纸质传递",
+}
+HOME = click.option("--home", required=True, type=click.Path(file_okay=False), help="Hub home folder.")
+
+
+def _open(home: str) -> tuple[Any, Any]:
+    from docex.hub.config import HubConfig
+    from docex.hub.db import Database
+
+    config = HubConfig.load(home)
+    return config, Database(config.database_url)
+
+
+def _passphrase(config: Any, source: PassphraseSource) -> bytes | None:
+    """Explicit options win; otherwise the hub's configured source."""
+    if source.file or source.insecure or source.env:
+        return source.get()
+    return config.keys.passphrase()
+
+
+def _write_agent_home(prov: Any, config: Any) -> None:
+    from docex.agent.config import AgentKeys, write_home
+
+    write_home(
+        prov.keys_dir, address=prov.address, name=prov.name, hub_prefix=prov.hub_prefix, broker_url=prov.broker_url,
+        ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem, directory_der=prov.directory_der,
+        keys=AgentKeys(passphrase_env=config.keys.passphrase_env, passphrase_file=config.keys.passphrase_file,
+                       insecure_no_passphrase=config.keys.insecure_no_passphrase),
+    )
+
+
+# --- docex hub ------------------------------------------------------------------------------
+@click.group()
+def hub() -> None:
+    """交换中心 The hub: initialise, run, manage staff logins, reports."""
+
+
+@hub.command()
+@HOME
+@click.option("--prefix", required=True, help="Address prefix this hub owns, e.g. qingyuan.yangshan.")
+@click.option("--name", help="Display name, e.g. 阳山县公文交换中心.")
+@click.option("--amqp", "amqp_url", default="amqp://guest:guest@127.0.0.1:5672/", show_default=True,
+              help="An administrator login to RabbitMQ (used to create the hub's own users).")
+@click.option("--management-url", default="http://127.0.0.1:15672", show_default=True)
+@click.option("--vhost", help="RabbitMQ vhost (default docex-PREFIX).")
+@click.option("--db", "db_url", help="Database URL (default SQLite in HOME; e.g. postgresql+psycopg://postgres@127.0.0.1/test).")
+@click.option("--import-ca", type=click.Path(exists=True, file_okay=False), help="Use an existing CA folder instead of creating one.")
+@click.option("--trust", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Another CA to trust (e.g. the city's ca.crt); repeat.")
+@click.option("--user-prefix", default="", help="Prefix for broker user names (several hubs on one test broker).")
+@passphrase_options
+@handles_errors
+def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url: str, vhost: str | None,
+         db_url: str | None, import_ca: str | None, trust: tuple[str, ...], user_prefix: str,
+         passphrase: PassphraseSource) -> None:
+    """Create a hub home: config, CA, server certificate, database, broker vhost and topology."""
+    from docex.hub.config import KeyConfig
+    from docex.hub.setup import init_hub
+
+    keys = KeyConfig(passphrase_env=passphrase.env or "DOCEX_PASSPHRASE", passphrase_file=passphrase.file or "",
+                     insecure_no_passphrase=passphrase.insecure)
+    config = init_hub(home, prefix, name=name, amqp_url=amqp_url, management_url=management_url, vhost=vhost,
+                      database_url=db_url, passphrase=passphrase.get(), keys=keys, import_ca=import_ca,
+                      trust=trust, user_prefix=user_prefix)
+    click.echo(f"hub {config.prefix} ready in {config.home}")
+    click.echo(f"  config   {config.home / 'docex.toml'}")
+    click.echo(f"  CA       {config.ca_dir / 'ca.crt'}")
+    click.echo(f"  broker   vhost {config.broker.vhost}")
+    click.echo(f"  database {config.database_url.split('@')[-1]}")
+    click.echo("next: docex hub user add (dashboard login), docex unit import / unit add, docex hub run")
+
+
+@hub.command()
+@HOME
+@click.option("--workers", default=1, show_default=True, help="Intake processes competing for the ingress queue.")
+@click.option("--api-port", type=int, help="Read API / dashboard port (default from config, 8470).")
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (default from config; 0 off).")
+@passphrase_options
+@handles_errors
+def run(home: str, workers: int, api_port: int | None, metrics_port: int | None, passphrase: PassphraseSource) -> None:
+    """Run the hub service in the foreground (intake, routing, receipts, clocks, API)."""
+    import logging
+
+    from docex.hub.config import HubConfig
+    from docex.hub.service import RunOptions, run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = HubConfig.load(home)
+    run_forever(home, _passphrase(config, passphrase),
+                RunOptions(workers=workers, api_port=api_port, metrics_port=metrics_port))
+
+
+@hub.group()
+def user() -> None:
+    """Dashboard logins of the information centre's staff."""
+
+
+@user.command("add")
+@HOME
+@click.option("--name", required=True)
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help="Read the password from a file (else prompt).")
+@handles_errors
+def user_add(home: str, name: str, password_file: str | None) -> None:
+    """Add (or reset) a staff login for the dashboard and read API."""
+    from docex.hub.api import hash_password
+    from docex.hub.config import HubConfig
+
+    config = HubConfig.load(home)
+    password = Path(password_file).read_text().strip() if password_file else click.prompt("password", hide_input=True, confirmation_prompt=True)
+    users = dict(config.api.users)
+    users[name] = hash_password(password)
+    config.with_changes(api=type(config.api)(host=config.api.host, port=config.api.port, users=users)).save()
+    click.echo(f"login {name} saved")
+
+
+@hub.command()
+@HOME
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Exclusive.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default HOME/reports).")
+@json_option
+@passphrase_options
+@handles_errors
+def report(home: str, start: dt.datetime, end: dt.datetime, out: str | None, as_json: bool, passphrase: PassphraseSource) -> None:
+    """Usage report per unit for the yearly assessment (CSV, HTML, JSON)."""
+    from docex.hub.reports import build_report, write_report
+    from docex.hub.service import make_context
+
+    config, db = _open(home)
+    ctx = make_context(config, _passphrase(config, passphrase))
+    if as_json:
+        echo_json(build_report(ctx, start.date(), end.date()))
+        return
+    path = write_report(ctx, start.date(), end.date(), Path(out) if out else None)
+    click.echo(f"report written: {path} (+ .html, .json)")
+
+
+# --- docex unit -----------------------------------------------------------------------------
+@click.group()
+def unit() -> None:
+    """单位管理 Units: register, import, list, disable, enable, rollout phase."""
+
+
+@unit.command("add")
+@HOME
+@click.option("--address", required=True)
+@click.option("--name", required=True)
+@click.option("--kind", default="")
+@click.option("--building", default="")
+@click.option("--phase", default="electronic", type=click.Choice(["pilot", "dual_track", "electronic"]))
+@click.option("--existing-keys", type=click.Path(exists=True, file_okay=False), help="Keep certificates another trusted CA issued (sign.crt/key, enc.crt/key).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="AGENTDIR to write for the unit's terminal.")
+@passphrase_options
+@handles_errors
+def unit_add(home: str, address: str, name: str, kind: str, building: str, phase: str, existing_keys: str | None,
+             out: str, passphrase: PassphraseSource) -> None:
+    """Register one unit and write its agent home."""
+    from docex.hub.units import add_unit
+    from docex.pki.ca import CertificateAuthority
+
+    config, db = _open(home)
+    pw = _passphrase(config, passphrase)
+    from docex.hub.identity import HubIdentity
+
+    identity = HubIdentity.load(config, pw)
+    ca = CertificateAuthority.open(config.ca_dir, pw)
+    prov = add_unit(config, db, identity, ca, address=address, name=name, out_dir=out, passphrase=pw, kind=kind,
+                    building=building, phase=phase, existing_keys=existing_keys)
+    _write_agent_home(prov, config)
+    click.echo(f"{address} ({name}) registered; agent home: {Path(out).resolve()}")
+
+
+@unit.command("import")
+@HOME
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="One AGENTDIR per unit is written under it.")
+@click.option("--existing-keys-root", type=click.Path(exists=True, file_okay=False), help="Folder with ADDRESS/ subfolders of city-issued keys.")
+@click.option("--limit", type=int, help="Only the first N rows.")
+@click.option("--only", multiple=True, help="Only these addresses; repeat.")
+@passphrase_options
+@handles_errors
+def unit_import(home: str, csv_file: str, out: str, existing_keys_root: str | None, limit: int | None,
+                only: tuple[str, ...], passphrase: PassphraseSource) -> None:
+    """Register every unit of a directory CSV (address,name,kind,building,existing_certificate)."""
+    from docex.hub.identity import HubIdentity
+    from docex.hub.units import import_csv, read_csv
+    from docex.pki.ca import CertificateAuthority
+
+    config, db = _open(home)
+    pw = _passphrase(config, passphrase)
+    identity = HubIdentity.load(config, pw)
+    ca = CertificateAuthority.open(config.ca_dir, pw)
+    rows = [r for r in read_csv(csv_file) if not only or r.address in only][:limit]
+    with click.progressbar(length=len(rows), label="registering units", file=click.get_text_stream("stderr")) as bar:
+        done = import_csv(config, db, identity, ca, rows, out, pw, existing_keys_root=existing_keys_root,
+                          progress=lambda _row: bar.update(1))
+    for prov in done:
+        _write_agent_home(prov, config)
+    click.echo(f"{len(done)} unit(s) registered, {len(rows) - len(done)} already known or outside {config.prefix}; agent homes under {out}")
+
+
+@unit.command("list")
+@HOME
+@json_option
+@handles_errors
+def unit_list(home: str, as_json: bool) -> None:
+    """Every unit of the directory with its state, phase and last heartbeat."""
+    from docex.hub.tracking import stats_dicts, unit_stats
+
+    config, db = _open(home)
+    with db.session() as s:
+        stats = stats_dicts(unit_stats(s, online_seconds=config.limits.heartbeat_online_seconds))
+    if as_json:
+        echo_json(stats)
+        return
+    phase = {"pilot": "试点", "dual_track": "双轨", "electronic": "电子"}
+    for u in stats:
+        state = "启用" if u["state"] == "enabled" else "停用"
+        online = "在线" if u["online"] else "离线"
+        click.echo(f"{u['address']:32} {state} {online} {phase.get(u['phase'], u['phase'])}  {u['name']}")
+    click.echo(f"{len(stats)} unit(s)")
+
+
+def _state_command(state: str) -> Any:
+    @HOME
+    @click.argument("address")
+    @handles_errors
+    def command(home: str, address: str) -> None:
+        from docex.hub.units import set_state
+
+        config, db = _open(home)
+        set_state(config, db, address, state)
+        click.echo(f"{address}: {'停用 disabled' if state == 'disabled' else '启用 enabled'}")
+
+    return command
+
+
+unit.command("disable", help="Disable a unit: it can neither send nor receive.")(_state_command("disabled"))
+unit.command("enable", help="Enable a disabled unit again.")(_state_command("enabled"))
+
+
+@unit.command("phase")
+@HOME
+@click.argument("address")
+@click.argument("phase", type=click.Choice(["pilot", "dual_track", "electronic"]))
+@handles_errors
+def unit_phase(home: str, address: str, phase: str) -> None:
+    """Set a unit's rollout phase (pilot, dual_track, electronic)."""
+    from docex.hub.units import set_phase
+
+    _, db = _open(home)
+    set_phase(db, address, phase)
+    click.echo(f"{address}: {phase}")
+
+
+# --- docex audit ------------------------------------------------------------------------------
+@click.group()
+def audit() -> None:
+    """审计 The hash-chained audit log."""
+
+
+@audit.command()
+@HOME
+@json_option
+@handles_errors
+def verify(home: str, as_json: bool) -> None:
+    """Check the audit chain from the first entry to the last."""
+    import sys
+
+    from docex.hub import audit as hub_audit
+
+    _, db = _open(home)
+    with db.session() as s:
+        result = hub_audit.verify_chain(s)
+    if as_json:
+        echo_json({"ok": result.ok, "entries": result.entries, "first_bad": result.first_bad, "problem": result.problem})
+    elif result.ok:
+        click.echo(f"审计链完整 audit chain intact: {result.entries} entries")
+    else:
+        click.echo(f"审计链损坏 audit chain BROKEN at entry {result.first_bad}: {result.problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+# --- docex track / documents ------------------------------------------------------------------
+@click.command()
+@HOME
+@click.argument("message_id")
+@json_option
+@handles_errors
+def track(home: str, message_id: str, as_json: bool) -> None:
+    """One document's per-recipient states and times."""
+    from docex.hub.tracking import document_detail
+    from docex.protocols.errors import DocexError
+
+    _, db = _open(home)
+    with db.session() as s:
+        detail = document_detail(s, message_id)
+    if detail is None:
+        raise DocexError("unknown_document", f"no document {message_id} at this hub")
+    if as_json:
+        echo_json(detail)
+        return
+    click.echo(f"{detail['doc_number']} 《{detail['title']}》 from {detail['sender_name'] or detail['sender']}  [{detail['priority']}]")
+    click.echo(f"accepted {detail['accepted_at']}, deadline {detail['deadline']}")
+    for r in detail["recipients"]:
+        when = r["signed_for_at"] or r["returned_at"] or r["delivered_at"] or r["routed_at"] or r["accepted_at"] or ""
+        extra = f"  理由: {r['reason']}" if r["reason"] else (f"  [{r['code']}]" if r["code"] else "")
+        click.echo(f"  {r['address']:32} {STATE_ZH.get(r['state'], r['state']):5} {when[:19]}  {r['name']}{extra}")
+
+
+@click.command()
+@HOME
+@click.option("--unit", "unit_address", default="", help="Sent or received by this unit.")
+@click.option("--state", default="", help="With at least one recipient in this state.")
+@click.option("-q", "--query", default="", help="Search document number or title.")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@handles_errors
+def documents(home: str, unit_address: str, state: str, query: str, limit: int, as_json: bool) -> None:
+    """List documents, newest first."""
+    from docex.hub.tracking import DocumentQuery, list_documents
+
+    _, db = _open(home)
+    with db.session() as s:
+        items = list_documents(s, DocumentQuery(q=query, unit=unit_address, state=state, limit=limit))
+    if as_json:
+        echo_json(items)
+        return
+    for d in items:
+        summary = " ".join(f"{STATE_ZH.get(k, k)}{v}" for k, v in sorted(d["states"].items()))
+        click.echo(f"{d['message_id']}  {d['accepted_at'][:19]}  {d['doc_number']} 《{d['title']}》 {d['sender']}  {summary}")
+    click.echo(f"{len(items)} document(s)")

@@ -1,0 +1,49 @@
+"""The hub's side of the broker: its settings, its management client, topology."""
+
+from __future__ import annotations
+
+from docex.broker import BrokerSettings, Management, connect
+from docex.broker.topology import declare_hub_topology, declare_link_queue, declare_unit_queue
+from docex.hub.config import HubConfig
+
+
+def settings(config: HubConfig, *, prefetch: int = 64) -> BrokerSettings:
+    b = config.broker
+    return BrokerSettings(
+        url=b.url,
+        management_url=b.management_url,
+        management_user=b.management_user,
+        management_password=b.management_password,
+        prefetch=prefetch,
+    )
+
+
+def management(config: HubConfig) -> Management:
+    b = config.broker
+    return Management(b.management_url, b.management_user, b.management_password)
+
+
+def broker_user(config: HubConfig, address: str) -> str:
+    """Unit addresses are broker user names (RabbitMQ checks user_id against them)."""
+    return config.broker.user_prefix + address
+
+
+def address_of_user(config: HubConfig, user_id: str | None) -> str | None:
+    prefix = config.broker.user_prefix
+    if not user_id or not user_id.startswith(prefix):
+        return None
+    return user_id[len(prefix) :]
+
+
+def declare(config: HubConfig, *, units: tuple[str, ...] = (), links: tuple[str, ...] = ()) -> None:
+    """Declare the hub topology and the given unit and link queues (idempotent)."""
+    conn = connect(settings(config), "docex-hub-admin")
+    try:
+        channel = conn.channel()
+        declare_hub_topology(channel, config.broker.delivery_limit)
+        for address in units:
+            declare_unit_queue(channel, address, config.broker.delivery_limit)
+        for name in links:
+            declare_link_queue(channel, name, config.broker.delivery_limit)
+    finally:
+        conn.close()

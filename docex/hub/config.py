@@ -1,0 +1,127 @@
+"""The hub's settings, read from HUBDIR/docex.toml into frozen dataclasses."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from docex.pki.keys import resolve_passphrase
+
+CONFIG_NAME = "docex.toml"
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str  # the hub's own AMQP login, with its vhost
+    vhost: str
+    management_url: str = "http://127.0.0.1:15672"
+    management_user: str = "guest"
+    management_password: str = "guest"
+    user_prefix: str = ""  # prepended to unit addresses to form broker user names
+    agent_host: str = "127.0.0.1"  # host:port agents use to reach the broker
+    agent_port: int = 5672
+    delivery_limit: int = 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_envelope_bytes: int = 64 * 1024 * 1024
+    # hours from acceptance until a recipient should have signed for it, by priority
+    deadline_hours: dict[str, float] = field(
+        default_factory=lambda: {"特急": 4.0, "加急": 24.0, "平急": 72.0}
+    )
+    expire_hours: float = 24.0 * 7  # undelivered this long: expired
+    heartbeat_online_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    passphrase_env: str = "DOCEX_PASSPHRASE"
+    passphrase_file: str = ""
+    insecure_no_passphrase: bool = False
+
+    def passphrase(self) -> bytes | None:
+        return resolve_passphrase(
+            passphrase_file=self.passphrase_file or None,
+            passphrase_env=self.passphrase_env,
+            insecure_no_passphrase=self.insecure_no_passphrase,
+        )
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8470
+    users: dict[str, str] = field(default_factory=dict)  # username -> pbkdf2 hash
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    home: Path
+    prefix: str
+    name: str
+    database_url: str
+    broker: BrokerConfig
+    limits: Limits = field(default_factory=Limits)
+    keys: KeyConfig = field(default_factory=KeyConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    metrics_port: int = 0  # 0: no metrics endpoint
+    parent: str = ""  # name of the parent link, if any (the bridge to the city)
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.home / "ca"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.home / "hub"
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.home / "trust"
+
+    @property
+    def refused_dir(self) -> Path:
+        return self.home / "refused"
+
+    def to_toml(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("home")
+        return data
+
+    def save(self) -> Path:
+        path = self.home / CONFIG_NAME
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds broker passwords
+        with os.fdopen(fd, "wb") as fh:
+            tomli_w.dump(self.to_toml(), fh)
+        return path
+
+    @classmethod
+    def load(cls, home: str | os.PathLike[str]) -> HubConfig:
+        root = Path(home)
+        path = root / CONFIG_NAME
+        if not path.exists():
+            from docex.protocols.errors import DocexError
+
+            raise DocexError("no_hub", f"{root} is not a hub home (no {CONFIG_NAME}): run `docex hub init`")
+        data = tomllib.loads(path.read_text("utf-8"))
+        return cls(
+            home=root,
+            prefix=data["prefix"],
+            name=data["name"],
+            database_url=data["database_url"],
+            broker=BrokerConfig(**data["broker"]),
+            limits=Limits(**data.get("limits", {})),
+            keys=KeyConfig(**data.get("keys", {})),
+            api=ApiConfig(**data.get("api", {})),
+            metrics_port=int(data.get("metrics_port", 0)),
+            parent=str(data.get("parent", "")),
+        )
+
+    def with_changes(self, **changes: Any) -> HubConfig:
+        return replace(self, **changes)

@@ -1,0 +1,100 @@
+"""The hub's directory: units as the database holds them, as a signed, versioned snapshot
+for agents (and, across a link, for other hubs). Every change bumps the version; the
+running hub notices and publishes the new snapshot to every unit within seconds."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from docex.hub.identity import HubIdentity
+from docex.hub.models import Setting, Unit
+from docex.protocols.directory import DirectorySnapshot, UnitEntry, cert_pem, sign_directory
+from docex.protocols.manifest import utcnow_iso
+
+VERSION_KEY = "directory_version"
+PUBLISHED_KEY = "directory_published"
+
+
+def _get_int(session: Session, key: str) -> int:
+    row = session.get(Setting, key)
+    return int(row.value) if row is not None and row.value else 0
+
+
+def _set(session: Session, key: str, value: str) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def version(session: Session) -> int:
+    return _get_int(session, VERSION_KEY)
+
+
+def published_version(session: Session) -> int:
+    return _get_int(session, PUBLISHED_KEY)
+
+
+def mark_published(session: Session, value: int) -> None:
+    _set(session, PUBLISHED_KEY, str(value))
+
+
+def crl_digest(identity: HubIdentity) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in identity.crl_files:
+        if path.exists():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def note_crls(session: Session, identity: HubIdentity) -> bool:
+    """Bump the version when a CRL changed (a revocation), so agents get it promptly."""
+    digest = crl_digest(identity)
+    row = session.get(Setting, "crl_digest")
+    if row is not None and row.value == digest:
+        return False
+    _set(session, "crl_digest", digest)
+    if row is not None:
+        bump(session)
+        return True
+    return False
+
+
+def bump(session: Session) -> int:
+    """Record that the directory changed (in the caller's transaction)."""
+    new = version(session) + 1
+    _set(session, VERSION_KEY, str(new))
+    return new
+
+
+def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...] = ()) -> DirectorySnapshot:
+    units = session.execute(select(Unit).order_by(Unit.address)).scalars().all()
+    return DirectorySnapshot(
+        prefix=prefix,
+        version=version(session),
+        generated_at=utcnow_iso(),
+        units=tuple(
+            UnitEntry(
+                address=u.address,
+                name=u.name,
+                kind=u.kind,
+                state=u.state,
+                phase=u.phase,
+                sign_cert="",  # signers prove themselves in every envelope; keep snapshots small
+                enc_cert=u.enc_cert,
+            )
+            for u in units
+        ),
+        hub_cert=cert_pem(identity.cert),
+        children=children,
+        crls=tuple(p.read_text() for p in identity.crl_files if p.exists()),
+    )
+
+
+def signed_snapshot(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...] = ()) -> tuple[int, bytes]:
+    snap = snapshot(session, prefix, identity, children)
+    return snap.version, sign_directory(snap, identity.cert, identity.key)

@@ -1,0 +1,310 @@
+"""Intake: every message on the hub's ingress queue, checked, recorded, routed.
+
+A document is accepted only when its outer signature, the signer's chain and revocation,
+the AMQP-authenticated publisher, a new message id, known and enabled recipients, an
+allowed classification and its size all check out. Then the document, one delivery per
+recipient and the outbox rows are stored in one transaction, the copies published with
+confirms, and only then is the ingress message acknowledged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from docex.broker import ConfirmedPublisher, Delivery, PublishItem
+from docex.broker.topology import DELIVER_EXCHANGE
+from docex.hub import audit, outbox, states
+from docex.hub import directory as hub_directory
+from docex.hub.context import HubContext, Origin
+from docex.hub.models import Delivery as DeliveryRow
+from docex.hub.models import Document, Envelope, Receipt, Unit, utcnow
+from docex.hub.refusals import refuse
+from docex.pki.errors import PkiError
+from docex.protocols import messages
+from docex.protocols.address import Route, is_under
+from docex.protocols.envelope import OuterLayer, verify_outer
+from docex.protocols.errors import DocexError, describe
+from docex.protocols.header import RoutingHeader
+from docex.protocols.manifest import CLASSIFIED
+from docex.protocols.notice import make_notice
+from docex.protocols.receipt import verify_receipt
+
+log = logging.getLogger(__name__)
+
+
+class Intake:
+    """The hub's handler for `hub.ingress`. Thread-safe: consumer workers share it."""
+
+    def __init__(self, ctx: HubContext) -> None:
+        self.ctx = ctx
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def __call__(self, delivery: Delivery) -> None:
+        kind = delivery.properties.type or messages.DOCUMENT
+        origin = self.ctx.origin(delivery.user_id)
+        publisher = delivery.publisher
+        assert publisher is not None
+        if kind == messages.DOCUMENT:
+            self.document(delivery, origin, publisher)
+        elif kind == messages.RECEIPT:
+            self.receipt(delivery, origin, publisher)
+        elif kind == messages.HEARTBEAT:
+            self.heartbeat(origin)
+        elif kind == messages.DIRECTORY_REQUEST:
+            self.directory_request(origin, publisher)
+        elif kind == messages.DIRECTORY and origin is not None and origin.kind == "link":
+            from docex.hub.federation import accept_remote_directory
+
+            accept_remote_directory(self.ctx, delivery, origin)
+        else:
+            refuse(self.ctx, delivery, origin, "malformed_envelope", f"unexpected message type {kind!r}", publisher=publisher)
+
+    # -- documents --------------------------------------------------------------------------
+    def _check(self, delivery: Delivery, origin: Origin | None) -> tuple[OuterLayer, dict[str, Route]]:
+        cfg = self.ctx.config
+        if origin is None:
+            raise DocexError("sender_mismatch", f"published by a broker user docex does not know ({delivery.user_id})")
+        if len(delivery.body) > cfg.limits.max_envelope_bytes:
+            raise DocexError("too_large", f"{len(delivery.body)} bytes, the limit is {cfg.limits.max_envelope_bytes}")
+        outer = verify_outer(delivery.body, self.ctx.identity.trust, max_size=cfg.limits.max_envelope_bytes)
+        h = outer.header
+        if origin.kind == "unit" and h.sender != origin.name:
+            raise DocexError("sender_mismatch", f"{origin.name} published an envelope signed as {h.sender}")
+        if origin.kind == "link":
+            came_from = self.ctx.route(h.sender)
+            if came_from.link != origin.name:
+                raise DocexError("sender_mismatch", f"{h.sender} cannot arrive over link {origin.name}")
+        if h.classification in CLASSIFIED:
+            raise DocexError("classified", f"{h.classification} documents cannot travel on this network")
+        hops = int((delivery.headers or {}).get(messages.H_HOPS, 0) or 0)
+        if hops > messages.MAX_HOPS:
+            raise DocexError("malformed_envelope", "the envelope went round too many hubs")
+        routes: dict[str, Route] = {}
+        with self.ctx.db.session() as s:
+            if is_under(h.sender, cfg.prefix) and origin.kind == "unit":
+                unit = s.get(Unit, h.sender)
+                if unit is None:
+                    raise DocexError("unknown_sender", f"{h.sender} is not registered at this hub")
+                if unit.state != "enabled":
+                    raise DocexError("sender_disabled", f"{h.sender} is disabled")
+            for address in h.all_recipients:
+                route = self.ctx.route(address)
+                if route.kind == "local":
+                    unit = s.get(Unit, address)
+                    if unit is None:
+                        raise DocexError("unknown_recipient", f"no unit {address} in the directory")
+                    if unit.state != "enabled":
+                        raise DocexError("recipient_disabled", f"{address} ({unit.name}) is disabled")
+                elif origin.kind == "link" and route.link == origin.name:
+                    raise DocexError("unknown_recipient", f"{address} would go back over the link it came from")
+                routes[address] = route
+        return outer, routes
+
+    def document(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
+        started = time.monotonic()
+        try:
+            outer, routes = self._check(delivery, origin)
+        except PkiError as exc:
+            header = _header_or_none(delivery.body)
+            refuse(self.ctx, delivery, origin, exc.code, exc.message,
+                   message_id=header.message_id if header else "", publisher=publisher)
+            return
+        h = outer.header
+        digest = hashlib.sha256(delivery.body).hexdigest()
+        with self.ctx.db.session() as s:
+            existing = s.get(Document, h.message_id)
+            if existing is not None and existing.envelope_sha256 != digest:
+                replay = True
+            else:
+                replay = False
+                if existing is None:
+                    self._record(s, h, digest, delivery.body, routes, origin)
+        if replay:
+            refuse(self.ctx, delivery, origin, "duplicate",
+                   f"message id {h.message_id} was already used for another document",
+                   message_id=h.message_id, publisher=publisher)
+            return
+        # New or redelivered: publish whatever of it is still owed, then ack.
+        self._flush(publisher, [h.message_id, messages.notice_key(h.message_id, "paper_route")], h.message_id)
+        if existing is None:
+            self.ctx.observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
+
+    def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route], origin: Origin | None) -> None:
+        now = utcnow()
+        hours = self.ctx.config.limits.deadline_hours.get(h.priority, 72.0)
+        s.add(Document(
+            message_id=h.message_id, sender=h.sender, title=h.title, doc_number=h.doc_number,
+            priority=h.priority, classification=h.classification, size=len(body), envelope_sha256=digest,
+            origin="local" if origin is None or origin.kind == "unit" else f"link:{origin.name}",
+            created_at=_parse_time(h.created_at), accepted_at=now, deadline=now + dt.timedelta(hours=hours),
+        ))
+        s.add(Envelope(message_id=h.message_id, data=body))
+        s.flush()
+        paper = []
+        for address, route in routes.items():
+            if route.kind == "paper":
+                state, where = states.PAPER_ROUTE, "paper"
+                paper.append(address)
+            else:
+                state, where = states.ACCEPTED, "local" if route.kind == "local" else f"link:{route.link}"
+                outbox.add(s, key=h.message_id, kind=messages.DOCUMENT, route=route, address=address, body=None)
+            s.add(DeliveryRow(message_id=h.message_id, recipient=address, route=where, state=state,
+                              accepted_at=now, closed_at=now if state == states.PAPER_ROUTE else None,
+                              code="paper_route" if paper and address in paper else ""))
+        audit.append(s, "hub", "document.accept", h.message_id, sender=h.sender, doc_number=h.doc_number,
+                     recipients=list(routes), digest=digest)
+        if paper:
+            _, der = make_notice(
+                message_id=h.message_id, event="paper_route", code="paper_route",
+                message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=tuple(paper),
+                hub=self.ctx.config.prefix, cert=self.ctx.identity.cert, key=self.ctx.identity.key,
+            )
+            self._notify_sender(s, h.message_id, h.sender, "paper_route", der)
+            audit.append(s, "hub", "document.paper_route", h.message_id, recipients=paper)
+
+    def _notify_sender(self, s: Session, message_id: str, sender: str, event: str, der: bytes) -> None:
+        route = self.ctx.route(sender)
+        if route.kind == "paper":
+            return
+        outbox.add(s, key=messages.notice_key(message_id, event), kind=messages.NOTICE, route=route, address=sender, body=der)
+
+    def _flush(self, publisher: ConfirmedPublisher, keys: list[str], message_id: str) -> None:
+        with self.ctx.db.session() as s:
+            rows = outbox.pending(s, keys)
+            envelopes = outbox.load_envelopes(s, rows)
+        if not rows:
+            return
+        outbox.publish_rows(publisher, rows, envelopes)
+        routed = [r.recipient for r in rows if r.kind == messages.DOCUMENT]
+        with self.ctx.db.session() as s:
+            outbox.mark_published(s, [r.id for r in rows])
+            if routed:
+                s.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.message_id == message_id, DeliveryRow.recipient.in_(routed),
+                           DeliveryRow.state == states.ACCEPTED)
+                    .values(state=states.ROUTED, routed_at=utcnow())
+                )
+                audit.append(s, "hub", "document.route", message_id, recipients=routed)
+        for _ in routed:
+            self.ctx.observer.delivery_state(states.ROUTED)
+
+    # -- receipts ---------------------------------------------------------------------------
+    def receipt(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
+        try:
+            if origin is None:
+                raise DocexError("sender_mismatch", f"a receipt from an unknown broker user ({delivery.user_id})")
+            receipt, _signer = verify_receipt(delivery.body, self.ctx.identity.trust)
+            if origin.kind == "unit" and receipt.recipient != origin.name:
+                raise DocexError("sender_mismatch", f"{origin.name} sent a receipt for {receipt.recipient}")
+            if origin.kind == "link" and self.ctx.route(receipt.recipient).link != origin.name:
+                raise DocexError("sender_mismatch", f"a receipt of {receipt.recipient} cannot arrive over {origin.name}")
+        except PkiError as exc:
+            refuse(self.ctx, delivery, origin, exc.code, exc.message, publisher=publisher)
+            return
+        key = messages.receipt_key(receipt.message_id, receipt.recipient, receipt.event)
+        new_state = states.EVENT_STATE[receipt.event]
+        latency: float | None = None
+        with self.ctx.db.session() as s:
+            row = s.execute(
+                select(DeliveryRow).where(DeliveryRow.message_id == receipt.message_id,
+                                          DeliveryRow.recipient == receipt.recipient)
+            ).scalar_one_or_none()
+            if row is None:
+                unknown = True
+            else:
+                unknown = False
+                seen = s.execute(
+                    select(Receipt.id).where(Receipt.message_id == receipt.message_id,
+                                             Receipt.recipient == receipt.recipient, Receipt.event == receipt.event)
+                ).first()
+                if seen is None:
+                    at = _parse_time(receipt.at)
+                    s.add(Receipt(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
+                                  reason=receipt.reason or receipt.error, at=at, der=delivery.body))
+                    now = utcnow()
+                    if receipt.event == "delivered":
+                        row.delivered_at = row.delivered_at or now
+                        doc_row = s.get(Document, receipt.message_id)
+                        if doc_row is not None:
+                            latency = (now - _aware(doc_row.accepted_at)).total_seconds()
+                    elif receipt.event == "signed_for":
+                        row.signed_for_at = now
+                        row.person = receipt.person
+                        if row.delivered_at is not None:
+                            latency = (now - _aware(row.delivered_at)).total_seconds()
+                    elif receipt.event == "returned":
+                        row.returned_at = now
+                        row.reason = receipt.reason
+                        row.person = receipt.person
+                    else:
+                        row.code = receipt.error
+                        row.reason = receipt.reason
+                    if states.advances(row.state, new_state):
+                        row.state = new_state
+                        if new_state in states.FINAL:
+                            row.closed_at = now
+                    doc = s.get(Document, receipt.message_id)
+                    assert doc is not None
+                    audit.append(s, receipt.recipient, f"receipt.{receipt.event}", receipt.message_id,
+                                 reason=receipt.reason, person=receipt.person, error=receipt.error)
+                    route = self.ctx.route(doc.sender)
+                    if route.kind != "paper" and not (origin.kind == "link" and route.link == origin.name):
+                        outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=delivery.body)
+                    self.ctx.observer.receipt(receipt.event)
+                    self.ctx.observer.delivery_state(new_state)
+        if unknown:
+            refuse(self.ctx, delivery, origin, "receipt_invalid",
+                   f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
+            return
+        self._flush(publisher, [key], receipt.message_id)
+        if latency is not None:
+            if receipt.event == "delivered":
+                self.ctx.observer.delivered(latency)
+            else:
+                self.ctx.observer.signed_for(latency)
+
+    # -- small ones -------------------------------------------------------------------------
+    def heartbeat(self, origin: Origin | None) -> None:
+        if origin is None or origin.kind != "unit":
+            return
+        now = utcnow()
+        with self.ctx.db.session() as s:
+            s.execute(update(Unit).where(Unit.address == origin.name).values(last_seen=now))
+
+    def directory_request(self, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
+        if origin is None or origin.kind != "unit":
+            return
+        with self.ctx.db.session() as s:
+            version, der = hub_directory.signed_snapshot(s, self.ctx.config.prefix, self.ctx.identity,
+                                                         self.ctx.child_prefixes())
+        publisher.publish_many([PublishItem(
+            DELIVER_EXCHANGE, origin.name, der, f"directory|{self.ctx.config.prefix}|{version}|{origin.name}",
+            type=messages.DIRECTORY,
+        )])
+
+
+def _header_or_none(body: bytes) -> RoutingHeader | None:
+    from docex.protocols.envelope import read_header
+
+    try:
+        return read_header(body)
+    except PkiError:
+        return None
+
+
+def _parse_time(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return utcnow()
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -1,0 +1,220 @@
+"""The hub's clocks (APScheduler): directory publication, receipt deadlines with
+reminders and escalation, delivery expiry, CRL publication, certificate-expiry warnings,
+rollout phases, and the periodic usage report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from docex.broker import ConfirmedPublisher, PublishItem
+from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
+from docex.hub import audit, broker, outbox, states
+from docex.hub import directory as hub_directory
+from docex.hub.context import HubContext
+from docex.hub.models import Delivery, Document, Unit, utcnow
+from docex.protocols import messages
+from docex.protocols.notice import make_notice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The county plan's phases: pilot units (the administration building) first, then
+    every unit on paper and electronic side by side, then electronic only."""
+
+    pilot_start: dt.date | None = None
+    dual_track_start: dt.date | None = None
+    electronic_start: dt.date | None = None
+
+    def phase_on(self, day: dt.date, *, pilot_group: bool) -> str | None:
+        if self.electronic_start and day >= self.electronic_start:
+            return "electronic"
+        if self.dual_track_start and day >= self.dual_track_start:
+            return "dual_track"
+        if self.pilot_start and day >= self.pilot_start and pilot_group:
+            return "pilot"
+        return None
+
+
+class HubJobs:
+    """Each job opens what it needs, does one bounded sweep and returns; a failure is
+    logged and retried at the next tick, never fatal to the hub."""
+
+    def __init__(self, ctx: HubContext, *, rollout: Rollout | None = None) -> None:
+        self.ctx = ctx
+        self.rollout = rollout or Rollout()
+        self._publisher: ConfirmedPublisher | None = None
+
+    def publisher(self) -> ConfirmedPublisher:
+        if self._publisher is None or not self._publisher.is_open:
+            self._publisher = ConfirmedPublisher.open(broker.settings(self.ctx.config), connection_name="docex-hub-jobs")
+        return self._publisher
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+
+    # -- directory ---------------------------------------------------------------------------
+    def publish_directory(self, *, force: bool = False) -> int:
+        """Send the signed snapshot to every enabled unit (and over every link) when it
+        changed since the last publication. Returns the number of copies sent."""
+        with self.ctx.db.session() as s:
+            hub_directory.note_crls(s, self.ctx.identity)
+        with self.ctx.db.session() as s:
+            current = hub_directory.version(s)
+            if not force and current <= hub_directory.published_version(s):
+                return 0
+            version, der = hub_directory.signed_snapshot(s, self.ctx.config.prefix, self.ctx.identity,
+                                                         self.ctx.child_prefixes())
+            targets = [u for u in s.execute(select(Unit.address).where(Unit.state == "enabled")).scalars()]
+        items = [
+            PublishItem(DELIVER_EXCHANGE, address, der, f"directory|{self.ctx.config.prefix}|{version}|{address}",
+                        type=messages.DIRECTORY)
+            for address in targets
+        ]
+        items += [
+            PublishItem(DELIVER_EXCHANGE, link_routing_key(name), der, f"directory|{self.ctx.config.prefix}|{version}|{name}",
+                        type=messages.DIRECTORY)
+            for name in self.ctx.links()
+        ]
+        self.publisher().publish_many(items)
+        with self.ctx.db.session() as s:
+            hub_directory.mark_published(s, version)
+        log.info("directory v%d published to %d units and %d links", version, len(targets), len(items) - len(targets))
+        return len(items)
+
+    # -- deadlines and expiry ------------------------------------------------------------------
+    def _notice(self, message_id: str, event: str, code: str, text: str, recipients: tuple[str, ...]) -> bytes:
+        _, der = make_notice(message_id=message_id, event=event, code=code, message=text, recipients=recipients,
+                             hub=self.ctx.config.prefix, cert=self.ctx.identity.cert, key=self.ctx.identity.key)
+        return der
+
+    def sweep_deadlines(self) -> int:
+        """Remind recipients who have not signed for a document by its deadline (and tell
+        the sender: escalation), once per deadline period."""
+        now = utcnow()
+        keys: list[str] = []
+        with self.ctx.db.session() as s:
+            rows = s.execute(
+                select(Delivery, Document).join(Document, Document.message_id == Delivery.message_id)
+                .where(Delivery.state.in_((states.ROUTED, states.DELIVERED)), Document.deadline < now)
+                .limit(1000)
+            ).tuples().all()
+            for delivery, doc in rows:
+                deadline = doc.deadline if doc.deadline.tzinfo else doc.deadline.replace(tzinfo=dt.UTC)  # type: ignore[union-attr]
+                period = deadline - (doc.accepted_at if doc.accepted_at.tzinfo else doc.accepted_at.replace(tzinfo=dt.UTC))
+                due = deadline + period * delivery.reminders
+                if now < due:
+                    continue
+                delivery.reminders += 1
+                text = f"《{doc.title}》{doc.doc_number} 已超过签收时限，请尽快签收 (reminder {delivery.reminders})"
+                der = self._notice(doc.message_id, "reminder", "overdue", text, (delivery.recipient,))
+                key = messages.notice_key(doc.message_id, "reminder", f"{delivery.recipient}|{delivery.reminders}")
+                for address in (delivery.recipient, doc.sender):
+                    route = self.ctx.route(address)
+                    if route.kind != "paper":
+                        outbox.add(s, key=key, kind=messages.NOTICE, route=route, address=address, body=der)
+                audit.append(s, "hub", "delivery.reminder", doc.message_id, recipient=delivery.recipient,
+                             reminders=delivery.reminders)
+                keys.append(key)
+        return self._flush(keys)
+
+    def sweep_expired(self) -> int:
+        """Deliveries not delivered within the expiry window end as `expired`."""
+        cutoff = utcnow() - dt.timedelta(hours=self.ctx.config.limits.expire_hours)
+        keys: list[str] = []
+        with self.ctx.db.session() as s:
+            rows = s.execute(
+                select(Delivery, Document).join(Document, Document.message_id == Delivery.message_id)
+                .where(Delivery.state.in_((states.ACCEPTED, states.ROUTED)), Document.accepted_at < cutoff)
+                .limit(1000)
+            ).tuples().all()
+            for delivery, doc in rows:
+                delivery.state = states.EXPIRED
+                delivery.closed_at = utcnow()
+                der = self._notice(doc.message_id, "expired", "expired",
+                                   f"{delivery.recipient} 未在时限内接收《{doc.title}》", (delivery.recipient,))
+                key = messages.notice_key(doc.message_id, "expired", delivery.recipient)
+                route = self.ctx.route(doc.sender)
+                if route.kind != "paper":
+                    outbox.add(s, key=key, kind=messages.NOTICE, route=route, address=doc.sender, body=der)
+                audit.append(s, "hub", "delivery.expired", doc.message_id, recipient=delivery.recipient)
+                self.ctx.observer.delivery_state(states.EXPIRED)
+                keys.append(key)
+        return self._flush(keys)
+
+    def _flush(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        with self.ctx.db.session() as s:
+            rows = outbox.pending(s, keys)
+        outbox.publish_rows(self.publisher(), rows, {})
+        with self.ctx.db.session() as s:
+            outbox.mark_published(s, [r.id for r in rows])
+        return len(rows)
+
+    # -- PKI housekeeping -------------------------------------------------------------------------
+    def publish_crl(self) -> Path | None:
+        from docex.pki.ca import CertificateAuthority
+
+        try:
+            ca = CertificateAuthority.open(self.ctx.config.ca_dir, self.ctx.config.keys.passphrase())
+        except Exception as exc:  # noqa: BLE001 - an imported CA may have no key here
+            log.info("CRL not re-published: %s", exc)
+            return None
+        path = ca.publish_crl()
+        with self.ctx.db.session() as s:
+            audit.append(s, "hub", "crl.publish", str(path))
+        return path
+
+    def warn_expiring_certificates(self, days: int = 30) -> list[str]:
+        limit = utcnow() + dt.timedelta(days=days)
+        with self.ctx.db.session() as s:
+            units = s.execute(select(Unit).where(Unit.cert_not_after < limit)).scalars().all()
+            addresses = [u.address for u in units]
+            for address in addresses:
+                audit.append(s, "hub", "certificate.expiring", address)
+        if addresses:
+            log.warning("certificates expiring within %d days: %s", days, ", ".join(addresses))
+        return addresses
+
+    # -- rollout -------------------------------------------------------------------------------
+    def apply_rollout(self, today: dt.date | None = None) -> int:
+        from docex.hub.units import set_phase
+
+        day = today or utcnow().date()
+        changed = 0
+        with self.ctx.db.session() as s:
+            units = [(u.address, u.building) for u in s.execute(select(Unit)).scalars()]
+        for address, building in units:
+            phase = self.rollout.phase_on(day, pilot_group=building == "admin_building")
+            if phase is not None and set_phase(self.ctx.db, address, phase, actor="rollout-plan"):
+                changed += 1
+        return changed
+
+    def monthly_report(self) -> Path:
+        from docex.hub.reports import write_report
+
+        today = utcnow().date()
+        first = today.replace(day=1)
+        start = (first - dt.timedelta(days=1)).replace(day=1)
+        return write_report(self.ctx, start, first)
+
+
+def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="Asia/Shanghai", job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler.add_job(jobs.publish_directory, "interval", seconds=5, id="directory")
+    scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
+    scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
+    scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")
+    scheduler.add_job(jobs.warn_expiring_certificates, "cron", hour=8, id="cert-expiry")
+    scheduler.add_job(jobs.apply_rollout, "cron", hour=0, minute=5, id="rollout")
+    scheduler.add_job(jobs.monthly_report, "cron", day=1, hour=1, id="report")
+    return scheduler

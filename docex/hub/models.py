@@ -1,0 +1,174 @@
+"""The hub's tracking store (SQLAlchemy 2 typed models). SQLite (WAL) on one machine,
+PostgreSQL where hub workers scale out; the schema is managed by Alembic."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Unit(Base):
+    """A unit of the directory (机构): its identity, state, rollout phase, certificates."""
+
+    __tablename__ = "units"
+    address: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40), default="")
+    building: Mapped[str] = mapped_column(String(60), default="")
+    state: Mapped[str] = mapped_column(String(20), default="enabled")  # enabled | disabled
+    phase: Mapped[str] = mapped_column(String(20), default="electronic")  # pilot|dual_track|electronic
+    sign_cert: Mapped[str] = mapped_column(Text, default="")
+    enc_cert: Mapped[str] = mapped_column(Text, default="")
+    seal_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    broker_user: Mapped[str] = mapped_column(String(200), default="")
+    cert_not_after: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Document(Base):
+    """One envelope the hub accepted. The hub never holds the content, only the cover."""
+
+    __tablename__ = "documents"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    doc_number: Mapped[str] = mapped_column(String(120), default="", index=True)
+    priority: Mapped[str] = mapped_column(String(10), default="平急")
+    classification: Mapped[str] = mapped_column(String(10), default="")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    envelope_sha256: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(120), default="local")  # local | link:<name>
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Envelope(Base):
+    """The envelope bytes, kept to (re)publish from the outbox."""
+
+    __tablename__ = "envelopes"
+    message_id: Mapped[str] = mapped_column(ForeignKey("documents.message_id"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Delivery(Base):
+    """One recipient of one document, and where its delivery stands."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("message_id", "recipient"),
+        Index("ix_deliveries_recipient_state", "recipient", "state"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("documents.message_id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(200))
+    route: Mapped[str] = mapped_column(String(120), default="local")  # local | link:<name> | paper
+    state: Mapped[str] = mapped_column(String(20), default="accepted", index=True)
+    code: Mapped[str] = mapped_column(String(40), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    person: Mapped[str] = mapped_column(String(120), default="")
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    routed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    signed_for_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    returned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reminders: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Receipt(Base):
+    """A recipient's signed receipt, kept as received (non-repudiation)."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("message_id", "recipient", "event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    recipient: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Outbox(Base):
+    """Messages the hub owes the broker (transactional outbox): written in the same
+    transaction as the state they report, published with confirms, then marked."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # document | receipt | notice | directory
+    exchange: Mapped[str] = mapped_column(String(60))
+    routing_key: Mapped[str] = mapped_column(String(220))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # None: the envelope
+    recipient: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+
+
+class Rejection(Base):
+    """A refused input: code, message, and where its bytes were kept for inspection."""
+
+    __tablename__ = "rejections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(128), default="", index=True)
+    sender: Mapped[str] = mapped_column(String(200), default="")
+    code: Mapped[str] = mapped_column(String(40), index=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    kept_at: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained audit log: each entry's hash covers the previous one."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    subject: Mapped[str] = mapped_column(String(200), default="", index=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Setting(Base):
+    """Small key/value state: directory version, chain head, link states."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+class Link(Base):
+    """A link to another exchange: `parent` (the city) or a child prefix."""
+
+    __tablename__ = "links"
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(200), default="")  # "" for the parent
+    role: Mapped[str] = mapped_column(String(10))  # parent | child
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active | paused | draining
+    broker_user: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

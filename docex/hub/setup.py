@@ -1,0 +1,85 @@
+"""`docex hub init`: a hub home with its config, CA, server certificate, database and
+broker vhost, users and topology."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from docex.broker.topology import hub_permissions
+from docex.hub import broker
+from docex.hub.config import BrokerConfig, HubConfig, KeyConfig
+from docex.hub.db import migrate
+from docex.pki.ca import CertificateAuthority
+from docex.protocols.address import check_address
+from docex.protocols.errors import DocexError
+
+
+def _split_admin_url(url: str) -> tuple[str, str, str, int]:
+    parts = urlsplit(url)
+    return (unquote(parts.username or "guest"), unquote(parts.password or "guest"), parts.hostname or "127.0.0.1", parts.port or 5672)
+
+
+def init_hub(
+    home: str | Path,
+    prefix: str,
+    *,
+    name: str | None = None,
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/",
+    management_url: str = "http://127.0.0.1:15672",
+    vhost: str | None = None,
+    database_url: str | None = None,
+    passphrase: bytes | None,
+    keys: KeyConfig,
+    import_ca: str | Path | None = None,
+    trust: tuple[str | Path, ...] = (),
+    user_prefix: str = "",
+) -> HubConfig:
+    root = Path(home).resolve()
+    check_address(prefix)
+    if (root / "docex.toml").exists():
+        raise DocexError("hub_exists", f"{root} is already a hub home")
+    root.mkdir(parents=True, exist_ok=True)
+    admin_user, admin_password, host, port = _split_admin_url(amqp_url)
+    vhost = vhost or f"docex-{prefix}"
+    hub_user = f"{user_prefix}hub.{prefix}"
+    hub_password = secrets.token_urlsafe(24)
+    config = HubConfig(
+        home=root,
+        prefix=prefix,
+        name=name or f"{prefix} 公文交换中心",
+        database_url=database_url or f"sqlite:///{root / 'hub.db'}",
+        broker=BrokerConfig(
+            url=f"amqp://{quote(hub_user, safe='')}:{quote(hub_password, safe='')}@{host}:{port}/{quote(vhost, safe='')}",
+            vhost=vhost,
+            management_url=management_url,
+            management_user=admin_user,
+            management_password=admin_password,
+            user_prefix=user_prefix,
+            agent_host=host,
+            agent_port=port,
+        ),
+        keys=keys,
+    )
+    # The CA: the information centre's own, or an existing one imported.
+    if import_ca:
+        shutil.copytree(import_ca, config.ca_dir)
+        ca = CertificateAuthority.open(config.ca_dir, passphrase)
+    else:
+        ca = CertificateAuthority.init(config.ca_dir, config.name, passphrase)
+    ca.issue_server(f"{config.name} hub", config.hub_dir, passphrase, hub_prefix=prefix)
+    config.trust_dir.mkdir(exist_ok=True)
+    for anchor in trust:
+        shutil.copy(anchor, config.trust_dir / Path(anchor).name)
+    config.refused_dir.mkdir(exist_ok=True)
+    migrate(config.database_url)
+    with broker.management(config) as mgmt:
+        mgmt.create_vhost(vhost, description=f"docex hub {prefix}")
+        mgmt.create_user(hub_user, hub_password, tags=("monitoring",))
+        mgmt.set_permissions(vhost, hub_user, *hub_permissions())
+        mgmt.set_permissions(vhost, admin_user, ".*", ".*", ".*")
+    broker.declare(config)
+    config.save()
+    return config

@@ -1,0 +1,237 @@
+"""Registering units: certificates, a broker user that can only write to the ingress and
+read its own inbox, the inbox queue, the directory row, the audit entry."""
+
+from __future__ import annotations
+
+import csv
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+
+from docex.broker.topology import unit_permissions
+from docex.hub import audit, broker
+from docex.hub import directory as hub_directory
+from docex.hub.config import HubConfig
+from docex.hub.db import Database
+from docex.hub.identity import HubIdentity
+from docex.hub.models import Unit
+from docex.pki.ca import CertificateAuthority
+from docex.pki.keys import load_certificate
+from docex.pki.names import CertRole, address_of, role_of
+from docex.protocols.address import check_address, is_under
+from docex.protocols.errors import DocexError
+
+PHASES = ("pilot", "dual_track", "electronic")
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """Everything a unit's terminal needs, handed to the agent side to write its home."""
+
+    address: str
+    name: str
+    hub_prefix: str
+    broker_url: str  # the unit's own login
+    broker_user: str
+    keys_dir: Path
+    ca_pem: bytes
+    anchors_pem: list[bytes]
+    crl_pem: bytes
+    directory_der: bytes
+
+
+def _pem(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+def add_unit(
+    config: HubConfig,
+    db: Database,
+    identity: HubIdentity,
+    ca: CertificateAuthority | None,
+    *,
+    address: str,
+    name: str,
+    out_dir: str | Path,
+    passphrase: bytes | None,
+    kind: str = "",
+    building: str = "",
+    phase: str = "electronic",
+    existing_keys: str | Path | None = None,
+    actor: str = "information-centre",
+) -> Provisioning:
+    """Register one unit. With `existing_keys` the unit keeps certificates another trusted
+    CA (the city's) issued it: they are checked, not re-issued."""
+    check_address(address)
+    if not is_under(address, config.prefix) or address == config.prefix:
+        raise DocexError("bad_address", f"{address} is not under this hub's prefix {config.prefix}")
+    if phase not in PHASES:
+        raise DocexError("bad_metadata", f"phase must be one of {', '.join(PHASES)}")
+    with db.session() as s:
+        if s.get(Unit, address) is not None:
+            raise DocexError("unit_exists", f"{address} is already registered")
+    out = Path(out_dir)
+    keys_dir = out
+    if existing_keys is not None:
+        src = Path(existing_keys)
+        keys_dir.mkdir(parents=True, exist_ok=True)
+        for fname in ("sign.crt", "sign.key", "enc.crt", "enc.key"):
+            (keys_dir / fname).write_bytes((src / fname).read_bytes())
+            (keys_dir / fname).chmod(0o600 if fname.endswith(".key") else 0o644)
+        sign_cert = load_certificate(keys_dir / "sign.crt")
+        enc_cert = load_certificate(keys_dir / "enc.crt")
+        for cert, role in ((sign_cert, CertRole.SEAL), (enc_cert, CertRole.ENCRYPTION)):
+            if address_of(cert) != address or role_of(cert) != role:
+                raise DocexError("wrong_certificate_role", f"{src} does not hold {address}'s {role.value} certificate")
+            identity.trust.verify(cert, role=role)
+    else:
+        if ca is None:
+            raise DocexError("no_ca", "this hub has no CA key available to issue certificates")
+        issued = ca.issue_unit(address, name, keys_dir, passphrase)
+        sign_cert, enc_cert = issued.sign_cert, issued.enc_cert
+    user = broker.broker_user(config, address)
+    password = secrets.token_urlsafe(24)
+    with broker.management(config) as mgmt:
+        mgmt.create_user(user, password)
+        mgmt.set_permissions(config.broker.vhost, user, *unit_permissions(address))
+    broker.declare(config, units=(address,))
+    pem = serialization.Encoding.PEM
+    with db.session() as s:
+        s.add(
+            Unit(
+                address=address,
+                name=name,
+                kind=kind,
+                building=building,
+                phase=phase,
+                sign_cert=sign_cert.public_bytes(pem).decode(),
+                enc_cert=enc_cert.public_bytes(pem).decode(),
+                broker_user=user,
+                cert_not_after=min(sign_cert.not_valid_after_utc, enc_cert.not_valid_after_utc),
+            )
+        )
+        hub_directory.bump(s)
+        audit.append(s, actor, "unit.add", address, name=name, kind=kind, sign_serial=format(sign_cert.serial_number, "x"),
+                     imported=existing_keys is not None)
+    with db.session() as s:
+        _, directory_der = hub_directory.signed_snapshot(s, config.prefix, identity)
+    b = config.broker
+    url = f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{b.agent_host}:{b.agent_port}/{quote(b.vhost, safe='')}"
+    return Provisioning(
+        address=address,
+        name=name,
+        hub_prefix=config.prefix,
+        broker_url=url,
+        broker_user=user,
+        keys_dir=keys_dir,
+        ca_pem=_pem(config.ca_dir / "ca.crt"),
+        anchors_pem=[p.read_bytes() for p in sorted(config.trust_dir.glob("*.crt"))],
+        crl_pem=_pem(config.ca_dir / "crl.pem"),
+        directory_der=directory_der,
+    )
+
+
+def set_state(config: HubConfig, db: Database, address: str, state: str, *, actor: str = "information-centre") -> None:
+    """Disable or enable a unit. A disabled unit loses its broker permissions (it can
+    neither send nor receive) and documents to it are refused (recipient_disabled)."""
+    if state not in ("enabled", "disabled"):
+        raise ValueError(state)
+    with db.session() as s:
+        unit = s.get(Unit, address)
+        if unit is None:
+            raise DocexError("unknown_recipient", f"no unit {address} in the directory")
+        if unit.state == state:
+            return
+        unit.state = state
+        hub_directory.bump(s)
+        audit.append(s, actor, f"unit.{'disable' if state == 'disabled' else 'enable'}", address)
+        user = unit.broker_user
+    with broker.management(config) as mgmt:
+        if state == "disabled":
+            mgmt.clear_permissions(config.broker.vhost, user)
+            for conn in mgmt.list_connections(config.broker.vhost):
+                if conn.user == user:
+                    mgmt.close_connection(conn.name, "unit disabled by the information centre")
+        else:
+            mgmt.set_permissions(config.broker.vhost, user, *unit_permissions(address))
+
+
+def set_phase(db: Database, address: str, phase: str, *, actor: str = "information-centre") -> bool:
+    if phase not in PHASES:
+        raise DocexError("bad_metadata", f"phase must be one of {', '.join(PHASES)}")
+    with db.session() as s:
+        unit = s.get(Unit, address)
+        if unit is None:
+            raise DocexError("unknown_recipient", f"no unit {address} in the directory")
+        if unit.phase == phase:
+            return False
+        unit.phase = phase
+        hub_directory.bump(s)
+        audit.append(s, actor, "unit.phase", address, phase=phase)
+        return True
+
+
+def list_units(db: Database) -> list[Unit]:
+    with db.session() as s:
+        return list(s.execute(select(Unit).order_by(Unit.address)).scalars().all())
+
+
+@dataclass(frozen=True)
+class CsvUnit:
+    address: str
+    name: str
+    kind: str
+    building: str
+    existing_certificate: str
+
+
+def read_csv(path: str | Path) -> Iterator[CsvUnit]:
+    """Rows of a directory CSV (address,name,kind[,building,existing_certificate])."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for row in csv.DictReader(fh):
+            yield CsvUnit(
+                address=row["address"].strip(),
+                name=row["name"].strip(),
+                kind=(row.get("kind") or "").strip(),
+                building=(row.get("building") or "").strip(),
+                existing_certificate=(row.get("existing_certificate") or "").strip(),
+            )
+
+
+def import_csv(
+    config: HubConfig,
+    db: Database,
+    identity: HubIdentity,
+    ca: CertificateAuthority | None,
+    rows: list[CsvUnit],
+    out_dir: str | Path,
+    passphrase: bytes | None,
+    *,
+    existing_keys_root: str | Path | None = None,
+    progress: Callable[[CsvUnit], None] | None = None,
+) -> list[Provisioning]:
+    """Register many units; already registered ones are skipped (re-running is safe).
+    Units whose CSV row says `existing_certificate=city` keep the keys found under
+    `existing_keys_root/<address>/`, when given."""
+    done = []
+    known = {u.address for u in list_units(db)}
+    for row in rows:
+        if row.address not in known and is_under(row.address, config.prefix):
+            existing = None
+            if row.existing_certificate and existing_keys_root is not None:
+                candidate = Path(existing_keys_root) / row.address
+                existing = candidate if candidate.exists() else None
+            done.append(
+                add_unit(
+                    config, db, identity, ca, address=row.address, name=row.name, out_dir=Path(out_dir) / row.address,
+                    passphrase=passphrase, kind=row.kind, building=row.building, existing_keys=existing,
+                )
+            )
+        if progress is not None:
+            progress(row)
+    return done

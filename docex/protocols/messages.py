@@ -1,0 +1,36 @@
+"""What travels on the broker: the AMQP `type` of each message and the headers docex sets.
+
+    document           an envelope (agent -> hub -> recipient agents, or across a link)
+    receipt            a recipient's signed receipt (recipient -> hub -> sender)
+    notice             a hub's signed notice to a sender (rejected, paper route, expired...)
+    directory          a hub's signed directory snapshot (hub -> agents, hub <-> hub)
+    directory_request  an agent asks for the current snapshot (agent -> hub)
+    heartbeat          an agent is alive (agent -> hub); authenticated by the AMQP login
+    seal               a registered seal impression for the unit (hub -> that agent)
+"""
+
+from __future__ import annotations
+
+DOCUMENT = "document"
+RECEIPT = "receipt"
+NOTICE = "notice"
+DIRECTORY = "directory"
+DIRECTORY_REQUEST = "directory_request"
+HEARTBEAT = "heartbeat"
+SEAL = "seal"
+
+TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL})
+
+# AMQP headers
+H_RECIPIENT = "docex-recipient"  # the address a delivered copy is for
+H_HOPS = "docex-hops"  # hubs an envelope crossed, to stop routing loops
+MAX_HOPS = 8
+
+
+def receipt_key(message_id: str, recipient: str, event: str) -> str:
+    """The message id of a receipt on the wire: one per (document, recipient, event)."""
+    return f"{message_id}|{recipient}|{event}"
+
+
+def notice_key(message_id: str, event: str, extra: str = "") -> str:
+    return f"{message_id}|notice|{event}|{extra}"
