@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from docex.cli.logs import setup as setup_logging
 from docex.cli.options import (
     PassphraseSource,
     echo_json,
@@ -99,12 +100,10 @@ def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url
 @handles_errors
 def run(home: str, workers: int, api_port: int | None, metrics_port: int | None, passphrase: PassphraseSource) -> None:
     """Run the hub service in the foreground (intake, routing, receipts, clocks, API)."""
-    import logging
-
     from docex.hub.config import HubConfig
     from docex.hub.service import RunOptions, run_forever
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     config = HubConfig.load(home)
     run_forever(home, _passphrase(config, passphrase),
                 RunOptions(workers=workers, api_port=api_port, metrics_port=metrics_port))
@@ -228,7 +227,7 @@ def unit_list(home: str, as_json: bool) -> None:
     from docex.hub.tracking import stats_dicts, unit_stats
 
     config, db = _open(home)
-    with db.session() as s:
+    with db.read() as s:
         stats = stats_dicts(unit_stats(s, online_seconds=config.limits.heartbeat_online_seconds))
     if as_json:
         echo_json(stats)
@@ -290,7 +289,7 @@ def verify(home: str, as_json: bool) -> None:
     from docex.hub import audit as hub_audit
 
     _, db = _open(home)
-    with db.session() as s:
+    with db.read() as s:
         result = hub_audit.verify_chain(s)
     if as_json:
         echo_json({"ok": result.ok, "entries": result.entries, "first_bad": result.first_bad, "problem": result.problem})
@@ -314,7 +313,7 @@ def track(home: str, message_id: str, as_json: bool) -> None:
     from docex.protocols.errors import DocexError
 
     _, db = _open(home)
-    with db.session() as s:
+    with db.read() as s:
         detail = document_detail(s, message_id)
     if detail is None:
         raise DocexError("unknown_document", f"no document {message_id} at this hub")
@@ -342,7 +341,7 @@ def documents(home: str, unit_address: str, state: str, query: str, limit: int, 
     from docex.hub.tracking import DocumentQuery, list_documents
 
     _, db = _open(home)
-    with db.session() as s:
+    with db.read() as s:
         items = list_documents(s, DocumentQuery(q=query, unit=unit_address, state=state, limit=limit))
     if as_json:
         echo_json(items)

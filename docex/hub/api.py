@@ -115,7 +115,7 @@ def create_app(ctx: HubContext) -> FastAPI:
 
     @app.get("/api/overview")
     def api_overview(user: str = Depends(current_user)) -> dict[str, Any]:
-        with ctx.db.session() as s:
+        with ctx.db.read() as s:
             result = overview(s, online_seconds=online)
         return result
 
@@ -125,12 +125,12 @@ def create_app(ctx: HubContext) -> FastAPI:
         date_to: dt.date | None = None, limit: int = 100, user: str = Depends(current_user),
     ) -> dict[str, Any]:
         query = DocumentQuery(q=q, sender=sender, unit=unit, state=state, date_from=date_from, date_to=date_to, limit=limit)
-        with ctx.db.session() as s:
+        with ctx.db.read() as s:
             return {"items": list_documents(s, query)}
 
     @app.get("/api/documents/{message_id}")
     def api_document(message_id: str, user: str = Depends(current_user)) -> dict[str, Any]:
-        with ctx.db.session() as s:
+        with ctx.db.read() as s:
             detail = document_detail(s, message_id)
         if detail is None:
             raise HTTPException(status_code=404, detail="no such document / 无此公文")
@@ -138,12 +138,12 @@ def create_app(ctx: HubContext) -> FastAPI:
 
     @app.get("/api/units")
     def api_units(user: str = Depends(current_user)) -> dict[str, Any]:
-        with ctx.db.session() as s:
+        with ctx.db.read() as s:
             return {"items": stats_dicts(unit_stats(s, online_seconds=online))}
 
     @app.get("/api/units/{address}")
     def api_unit(address: str, user: str = Depends(current_user)) -> dict[str, Any]:
-        with ctx.db.session() as s:
+        with ctx.db.read() as s:
             for item in stats_dicts(unit_stats(s, online_seconds=online)):
                 if item["address"] == address:
                     return item

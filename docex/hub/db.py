@@ -30,7 +30,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front; readers (the API, the CLI) never block them.
+            conn.exec_driver_sql("BEGIN" if conn.info.get("read_only") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -62,6 +63,17 @@ class Database:
         """One transaction: committed on success, rolled back on any error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (never takes SQLite's write lock)."""
+        with self.engine.connect() as conn:
+            conn.info["read_only"] = True
+            try:
+                with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                conn.info.pop("read_only", None)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -37,7 +37,7 @@ def _rows(stats: list[UnitStats]) -> list[dict[str, object]]:
 def build_report(ctx: HubContext, start: dt.date, end: dt.date) -> dict[str, object]:
     since = dt.datetime.combine(start, dt.time(), dt.UTC)
     until = dt.datetime.combine(end, dt.time(), dt.UTC)
-    with ctx.db.session() as s:
+    with ctx.db.read() as s:
         stats = unit_stats(s, online_seconds=ctx.config.limits.heartbeat_online_seconds, since=since, until=until)
     rows = _rows(stats)
     return {"hub": ctx.config.prefix, "name": ctx.config.name, "from": start.isoformat(), "to": end.isoformat(), "units": rows}

@@ -28,7 +28,7 @@ class HubStatus:
     def __call__(self) -> StatusSnapshot:
         now = utcnow()
         cfg = self.ctx.config
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             by_state = dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).tuples().all())
             units = s.execute(select(Unit)).scalars().all()
             rows = s.execute(

@@ -51,16 +51,22 @@ def pack(
     recipient_certs: Sequence[x509.Certificate],
     *,
     main_document: str | None = None,
+    off_network: frozenset[str] = frozenset(),
 ) -> bytes:
-    """Seal a document for its recipients; `recipient_certs` are their encryption certs."""
+    """Seal a document for its recipients; `recipient_certs` are their encryption certs.
+    Addresses in `off_network` have none: they stay in the header, and the hub tells the
+    sender to deliver those copies on paper."""
     if manifest.sender != sender.address:
         raise DocexError("sender_mismatch", f"the manifest names {manifest.sender}, the keys are {sender.address}'s")
     addressed = {address_of(c) for c in recipient_certs}
-    missing = set(manifest.all_recipients) - addressed
+    missing = set(manifest.all_recipients) - addressed - off_network
     if missing:
         raise DocexError("unknown_recipient", f"no encryption certificate for {', '.join(sorted(missing))}")
     package = pkg.build(manifest, files, main_document=main_document)
     inner = cms.sign(package, sender.sign_cert, sender.sign_key)
+    if not recipient_certs:
+        # Nobody on the network: the sender alone can open it (a record of what went on paper).
+        recipient_certs = [sender.enc_cert]
     encrypted = cms.encrypt(inner, recipient_certs, content_type="signed_data")
     header = RoutingHeader(
         message_id=manifest.message_id,

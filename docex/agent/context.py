@@ -1,0 +1,130 @@
+"""The agent's world: its config, keys, store, trust (CA, other anchors, current CRLs) and
+the signed directories it knows (its own hub's and, over links, the rest of the network)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from cryptography import x509
+
+from docex.agent.config import AgentConfig
+from docex.agent.store import AgentStore
+from docex.monitoring.observer import NullObserver, Observer
+from docex.pki.credentials import UnitCredentials
+from docex.pki.keys import load_certificates, load_crl
+from docex.pki.trust import TrustStore
+from docex.protocols.address import is_under
+from docex.protocols.directory import DirectorySnapshot, UnitEntry, verify_directory
+from docex.protocols.errors import DocexError
+
+
+@dataclass
+class AgentContext:
+    config: AgentConfig
+    creds: UnitCredentials
+    store: AgentStore
+    observer: Observer = field(default_factory=NullObserver)
+    _trust: TrustStore | None = None
+    _directories: dict[str, DirectorySnapshot] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @classmethod
+    def open(cls, home: str | Path, passphrase: bytes | None = None, *, need_keys: bool = True) -> AgentContext:
+        config = AgentConfig.load(home)
+        pw = passphrase if passphrase is not None else (config.keys.passphrase() if need_keys else None)
+        creds = UnitCredentials.load(config.home, pw)
+        ctx = cls(config, creds, AgentStore(config.database_url))
+        ctx.load_directories()
+        return ctx
+
+    @property
+    def broker_user(self) -> str:
+        return unquote(urlsplit(self.config.broker_url).username or "")
+
+    # -- trust -------------------------------------------------------------------------------
+    def _crl_dir(self) -> Path:
+        return self.config.home / "crls"
+
+    @property
+    def trust(self) -> TrustStore:
+        with self._lock:
+            if self._trust is None:
+                home = self.config.home
+                anchors = [*load_certificates(home / "ca.crt")]
+                for path in sorted((home / "trust").glob("*.crt")):
+                    anchors.extend(load_certificates(path))
+                crl_files = [home / "crl.pem", *sorted(self._crl_dir().glob("*.pem"))]
+                store = TrustStore(anchors, [])
+                for path in crl_files:
+                    if path.exists():
+                        store.add_crl(load_crl(path))
+                self._trust = store
+            return self._trust
+
+    def install_crls(self, pems: tuple[str, ...]) -> None:
+        folder = self._crl_dir()
+        folder.mkdir(exist_ok=True)
+        for pem in pems:
+            name = hashlib.sha256(pem.encode()).hexdigest()[:16]
+            path = folder / f"{name}.pem"
+            if not path.exists():
+                x509.load_pem_x509_crl(pem.encode())  # refuse garbage before writing
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(pem)
+                tmp.replace(path)
+        with self._lock:
+            self._trust = None
+
+    # -- directories -------------------------------------------------------------------------
+    def _dir_path(self, prefix: str) -> Path:
+        if prefix == self.config.hub_prefix:
+            return self.config.home / "directory.der"
+        return self.config.home / "directories" / f"{prefix}.der"
+
+    def load_directories(self) -> None:
+        paths = [self.config.home / "directory.der", *sorted((self.config.home / "directories").glob("*.der"))]
+        for path in paths:
+            if path.exists():
+                try:
+                    snap = verify_directory(path.read_bytes(), self.trust)
+                except DocexError:
+                    continue
+                self._directories[snap.prefix] = snap
+
+    def accept_directory(self, der: bytes) -> DirectorySnapshot | None:
+        """Store a signed snapshot if it is newer than what we have. The signature must be
+        that of the hub owning its prefix; our own hub's must come from our hub."""
+        snap = verify_directory(der, self.trust)
+        with self._lock:
+            current = self._directories.get(snap.prefix)
+            if current is not None and current.version >= snap.version:
+                return None
+            path = self._dir_path(snap.prefix)
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(der)
+            tmp.replace(path)
+            self._directories[snap.prefix] = snap
+        if snap.crls:
+            self.install_crls(snap.crls)
+        return snap
+
+    def directory_version(self) -> int:
+        snap = self._directories.get(self.config.hub_prefix)
+        return snap.version if snap else 0
+
+    def lookup(self, address: str) -> UnitEntry | None:
+        """The entry of any address of the network, from the most specific directory."""
+        with self._lock:
+            for snap in sorted(self._directories.values(), key=lambda d: -len(d.prefix)):
+                if is_under(address, snap.prefix) and (entry := snap.find(address)) is not None:
+                    return entry
+            return None
+
+    def units(self) -> list[UnitEntry]:
+        with self._lock:
+            return [u for snap in self._directories.values() for u in snap.units]

@@ -1,0 +1,201 @@
+"""Receiving: everything that arrives in the unit's own inbox queue.
+
+A document is verified (every layer, chain, revocation, every hash, the seal), written
+atomically to inbox/<message id>/, recorded, and a signed `delivered` receipt is put in
+the outbox — all before the broker message is acknowledged. A redelivery is recognised by
+message id and not written twice. What cannot be opened is kept in quarantine/, recorded,
+reported to the hub with a named error (a signed `refused` receipt), and acknowledged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from sqlalchemy import select
+
+from docex.agent.context import AgentContext
+from docex.agent.store import Outgoing, Quarantined, Received, Sent, SentRecipient, utcnow
+from docex.broker import Delivery
+from docex.pki.errors import PkiError
+from docex.pki.names import common_name
+from docex.protocols import messages
+from docex.protocols.envelope import open_envelope, read_header
+from docex.protocols.errors import DocexError
+from docex.protocols.notice import verify_notice
+from docex.protocols.package import extract_to
+from docex.protocols.receipt import envelope_digest, make_receipt, verify_receipt
+
+log = logging.getLogger(__name__)
+
+# sender-side states, from receipts and notices
+RECEIPT_STATE = {"delivered": "delivered", "signed_for": "signed_for", "returned": "returned", "refused": "rejected"}
+_RANK = {"queued": 0, "sent": 1, "routed": 2, "waiting_for_link": 2, "delivered": 3, "signed_for": 4,
+         "returned": 4, "rejected": 4, "expired": 4, "paper_route": 4}
+
+
+def _advance(row: SentRecipient, state: str, at: dt.datetime) -> None:
+    if _RANK.get(state, 0) > _RANK.get(row.state, 0):
+        row.state = state
+        row.at = at
+
+
+class Receiver:
+    """The handler of the agent's inbox queue. Thread-safe."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, delivery: Delivery) -> None:
+        kind = delivery.properties.type or messages.DOCUMENT
+        if kind == messages.DOCUMENT:
+            self.document(delivery.body)
+        elif kind == messages.RECEIPT:
+            self.receipt(delivery.body)
+        elif kind == messages.NOTICE:
+            self.notice(delivery.body)
+        elif kind == messages.DIRECTORY:
+            self.directory(delivery.body)
+        elif kind == messages.SEAL:
+            self.seal(delivery.body)
+        else:
+            log.warning("ignored a message of unknown type %r", kind)
+
+    # -- documents --------------------------------------------------------------------------
+    def document(self, body: bytes) -> None:
+        ctx = self.ctx
+        digest = envelope_digest(body)
+        try:
+            header = read_header(body)
+        except PkiError as exc:
+            self._quarantine(body, "", digest, exc)
+            return
+        with ctx.store.session() as s:
+            if s.get(Received, header.message_id) is not None:
+                return  # a redelivery: already stored and receipted
+            if s.execute(select(Quarantined.id).where(Quarantined.digest == digest)).first():
+                return
+        try:
+            opened = open_envelope(body, ctx.creds, ctx.trust, max_size=ctx.config.max_envelope_bytes)
+            seal_status = self._check_seal(opened.files, opened.manifest)
+        except PkiError as exc:
+            self._quarantine(body, header.message_id, digest, exc)
+            return
+        target = ctx.config.inbox / header.message_id
+        extract_to(target, opened.files, extra={"manifest.json": opened.manifest.to_json()})
+        _, receipt = make_receipt(
+            message_id=header.message_id, recipient=ctx.creds.address, event="delivered",
+            envelope_sha256=digest, cert=ctx.creds.sign_cert, key=ctx.creds.sign_key,
+        )
+        m = opened.manifest
+        with ctx.store.session() as s:
+            if s.get(Received, header.message_id) is not None:
+                return
+            s.add(Received(
+                message_id=m.message_id, sender=m.sender, sender_name=common_name(opened.signer), title=m.title,
+                doc_number=m.doc_number, priority=m.priority, path=str(target), envelope_sha256=digest,
+                seal_status=seal_status,
+            ))
+            s.add(Outgoing(kind=messages.RECEIPT, message_id=messages.receipt_key(m.message_id, ctx.creds.address, "delivered"),
+                           body=receipt))
+        ctx.observer.agent_received()
+        log.info("received %s %s from %s", m.message_id, m.doc_number, m.sender)
+
+    def _check_seal(self, files: dict[str, bytes], manifest: object) -> str:
+        """Every seal on the main PDF must verify and be the sender's; none: 'none'."""
+        if not self.ctx.config.seal.verify:
+            return "unchecked"
+        main = next((f for f in getattr(manifest, "files", ()) if f.role == "document"), None)
+        if main is None or not main.name.lower().endswith(".pdf"):
+            return "none"
+        from docex.agent.sealing import verify_pdf_seals
+
+        return verify_pdf_seals(self.ctx, files[main.name], expected_address=getattr(manifest, "sender", ""))
+
+    def _quarantine(self, body: bytes, message_id: str, digest: str, exc: PkiError) -> None:
+        ctx = self.ctx
+        folder = ctx.config.quarantine
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{message_id or digest}.env"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(body)
+        tmp.replace(path)
+        path.with_suffix(".json").write_text(json.dumps(
+            {"message_id": message_id, "code": exc.code, "message": exc.message, "at": utcnow().isoformat()},
+            ensure_ascii=False, indent=1), "utf-8")
+        with ctx.store.session() as s:
+            if s.execute(select(Quarantined.id).where(Quarantined.digest == digest)).first():
+                return
+            s.add(Quarantined(message_id=message_id, digest=digest, code=exc.code, message=exc.message, path=str(path)))
+            if message_id:
+                _, receipt = make_receipt(
+                    message_id=message_id, recipient=ctx.creds.address, event="refused", envelope_sha256=digest,
+                    cert=ctx.creds.sign_cert, key=ctx.creds.sign_key, reason=exc.message, error=exc.code,
+                )
+                key = messages.receipt_key(message_id, ctx.creds.address, f"refused-{digest[:12]}")
+                s.add(Outgoing(kind=messages.RECEIPT, message_id=key, body=receipt))
+        ctx.observer.agent_quarantined(exc.code)
+        log.warning("quarantined %s: [%s] %s", message_id or digest[:16], exc.code, exc.message)
+
+    # -- what comes back to the sender ---------------------------------------------------------
+    def receipt(self, body: bytes) -> None:
+        try:
+            receipt, _ = verify_receipt(body, self.ctx.trust)
+        except PkiError as exc:
+            log.warning("ignored an invalid receipt: [%s] %s", exc.code, exc.message)
+            return
+        state = RECEIPT_STATE.get(receipt.event)
+        if state is None:
+            return
+        with self.ctx.store.session() as s:
+            row = s.execute(select(SentRecipient).where(SentRecipient.message_id == receipt.message_id,
+                                                        SentRecipient.recipient == receipt.recipient)).scalar_one_or_none()
+            if row is None:
+                return
+            _advance(row, state, utcnow())
+            if receipt.event in ("returned", "refused"):
+                row.reason = receipt.reason
+                row.code = receipt.error
+            if receipt.event in ("delivered", "signed_for", "returned") and (row.receipt is None or receipt.event != "delivered"):
+                row.receipt = body
+
+    def notice(self, body: bytes) -> None:
+        try:
+            notice = verify_notice(body, self.ctx.trust)
+        except PkiError as exc:
+            log.warning("ignored an invalid notice: [%s] %s", exc.code, exc.message)
+            return
+        with self.ctx.store.session() as s:
+            sent = s.get(Sent, notice.message_id)
+            if notice.event == "rejected" and sent is not None:
+                sent.state = "rejected"
+                for row in s.execute(select(SentRecipient).where(SentRecipient.message_id == notice.message_id)).scalars():
+                    _advance(row, "rejected", utcnow())
+                    row.code = notice.code
+                    row.reason = notice.message
+            elif notice.event in ("paper_route", "expired", "waiting_for_link"):
+                for row in s.execute(select(SentRecipient).where(SentRecipient.message_id == notice.message_id,
+                                                                 SentRecipient.recipient.in_(notice.recipients))).scalars():
+                    _advance(row, notice.event, utcnow())
+                    row.code = notice.code
+                    row.reason = notice.message
+        log.info("notice for %s: %s [%s] %s", notice.message_id, notice.event, notice.code, notice.message)
+
+    def directory(self, body: bytes) -> None:
+        try:
+            snap = self.ctx.accept_directory(body)
+        except PkiError as exc:
+            log.warning("refused a directory snapshot: [%s] %s", exc.code, exc.message)
+            return
+        if snap is not None:
+            log.info("directory %s v%d: %d units", snap.prefix, snap.version, len(snap.units))
+
+    def seal(self, body: bytes) -> None:
+        """A registered seal impression (印模) for this unit, signed by the hub."""
+        from docex.agent.sealing import accept_seal_registration
+
+        try:
+            accept_seal_registration(self.ctx, body)
+        except DocexError as exc:
+            log.warning("refused a seal registration: [%s] %s", exc.code, exc.message)
+

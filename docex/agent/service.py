@@ -1,0 +1,176 @@
+"""`docex agent run`: the unit's headless service.
+
+Two loops share nothing but the local store: the receiver consumes the unit's own inbox
+queue (worker threads, acks after the effect is durable; see receiving.py), and the sender
+publishes the outbox with confirms, sends heartbeats, asks for the directory after each
+(re)connect and picks up documents dropped into AGENTDIR/outbox/. Both reconnect by
+themselves when RabbitMQ restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from docex.agent.context import AgentContext
+from docex.agent.receiving import Receiver
+from docex.agent.sending import draft_from_sidecar, queue_document
+from docex.agent.store import Outgoing, Sent, SentRecipient, utcnow
+from docex.broker import BrokerError, BrokerSettings, ConfirmedPublisher, Consumer, PublishItem
+from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, unit_queue
+from docex.pki.errors import PkiError
+from docex.protocols import messages
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+def broker_settings(ctx: AgentContext) -> BrokerSettings:
+    return BrokerSettings(url=ctx.config.broker_url, prefetch=ctx.config.prefetch)
+
+
+class OutboxPublisher:
+    """Publishes the local outbox (documents, receipts) to the hub's ingress with confirms."""
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self.user = ctx.broker_user
+
+    def _item(self, row: Outgoing) -> PublishItem:
+        return PublishItem(INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, row.body, row.message_id, user_id=self.user,
+                           type=row.kind)
+
+    def control(self, publisher: ConfirmedPublisher, kind: str) -> None:
+        publisher.publish_many([PublishItem(INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, b"", f"{kind}|{uuid.uuid4()}",
+                                            user_id=self.user, type=kind, persistent=False)])
+
+    def flush(self, publisher: ConfirmedPublisher) -> int:
+        with self.ctx.store.session() as s:
+            rows = list(s.execute(select(Outgoing).where(Outgoing.sent_at.is_(None)).order_by(Outgoing.id).limit(BATCH)).scalars())
+        if not rows:
+            return 0
+        publisher.publish_many([self._item(r) for r in rows])
+        now = utcnow()
+        docs = [r.message_id for r in rows if r.kind == messages.DOCUMENT]
+        with self.ctx.store.session() as s:
+            s.execute(update(Outgoing).where(Outgoing.id.in_([r.id for r in rows])).values(sent_at=now))
+            if docs:
+                s.execute(update(Sent).where(Sent.message_id.in_(docs), Sent.state == "queued").values(state="sent"))
+                s.execute(update(SentRecipient).where(SentRecipient.message_id.in_(docs), SentRecipient.state == "queued")
+                          .values(state="sent", at=now))
+        for _ in docs:
+            self.ctx.observer.agent_sent()
+        return len(rows)
+
+
+def scan_outbox_folder(ctx: AgentContext) -> int:
+    """Documents dropped by office systems: FILES + NAME.json sidecar in AGENTDIR/outbox/.
+    The message id derives from the sidecar's bytes, so a crash between queueing and
+    moving the files cannot send the document twice."""
+    folder = ctx.config.outbox
+    done = 0
+    for sidecar in sorted(folder.glob("*.json")):
+        raw = sidecar.read_bytes()
+        try:
+            draft = draft_from_sidecar(sidecar)
+            digest = hashlib.sha256(raw + b"".join(draft.files.values())).digest()
+            message_id = str(uuid.UUID(bytes=digest[:16], version=4))
+            draft = replace(draft, message_id=message_id)
+            with ctx.store.session() as s:
+                known = s.get(Sent, message_id) is not None
+            if not known:
+                queue_document(ctx, draft)
+            target = folder / "sent" / message_id
+            failed = None
+        except PkiError as exc:
+            target = folder / "failed" / sidecar.stem
+            failed = exc
+        target.mkdir(parents=True, exist_ok=True)
+        names = [sidecar.name]
+        try:
+            names += list(json.loads(raw).get("files", []))
+        except ValueError:
+            pass
+        for name in names:
+            src = folder / Path(name).name
+            if src.exists():
+                shutil.move(str(src), target / src.name)
+        if failed is not None:
+            (target / "error.txt").write_text(f"[{failed.code}] {failed.message}\n", "utf-8")
+            log.warning("outbox folder: %s refused: [%s] %s", sidecar.name, failed.code, failed.message)
+        else:
+            done += 1
+    return done
+
+
+class AgentService:
+    def __init__(self, ctx: AgentContext, *, poll_seconds: float = 0.05, folder_seconds: float = 2.0) -> None:
+        self.ctx = ctx
+        self.poll_seconds = poll_seconds
+        self.folder_seconds = folder_seconds
+        self._stop = threading.Event()
+        self.consumer = Consumer(broker_settings(ctx), unit_queue(ctx.creds.address), Receiver(ctx),
+                                 workers=ctx.config.workers, prefetch=ctx.config.prefetch,
+                                 name=f"docex-agent-{ctx.creds.address}")
+        self.connected = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.consumer.stop()
+
+    def _sender_loop(self) -> None:
+        outbox = OutboxPublisher(self.ctx)
+        delay = 0.5
+        while not self._stop.is_set():
+            publisher = None
+            try:
+                publisher = ConfirmedPublisher.open(broker_settings(self.ctx), connection_name=f"docex-agent-out-{self.ctx.creds.address}")
+                outbox.control(publisher, messages.DIRECTORY_REQUEST)
+                outbox.control(publisher, messages.HEARTBEAT)
+                self.connected.set()
+                delay = 0.5
+                beat = folder = time.monotonic()
+                while not self._stop.is_set():
+                    sent = outbox.flush(publisher)
+                    now = time.monotonic()
+                    if now - beat >= self.ctx.config.heartbeat_seconds:
+                        outbox.control(publisher, messages.HEARTBEAT)
+                        beat = now
+                    if now - folder >= self.folder_seconds:
+                        scan_outbox_folder(self.ctx)
+                        folder = now
+                    if not sent:
+                        publisher.sleep(self.poll_seconds)
+            except (BrokerError, OSError) as exc:
+                self.connected.clear()
+                log.warning("agent %s: broker unavailable (%s); retrying in %.1fs", self.ctx.creds.address, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception:  # noqa: BLE001 - the service must outlive one bad row
+                log.exception("agent %s: sender loop error", self.ctx.creds.address)
+                self._stop.wait(delay)
+            finally:
+                if publisher is not None:
+                    publisher.close()
+
+    def run(self, ready: threading.Event | None = None) -> None:
+        self.consumer.start()
+        sender = threading.Thread(target=self._sender_loop, name="docex-agent-sender", daemon=True)
+        sender.start()
+        self.consumer.wait_ready(30)
+        self.connected.wait(30)
+        log.info("agent %s (%s) running", self.ctx.creds.address, self.ctx.config.name)
+        if ready is not None:
+            ready.set()
+        self._stop.wait()
+        sender.join(10)
+        self.consumer.stop()
+        self.ctx.store.dispose()

@@ -1,0 +1,135 @@
+"""The agent's local store (SQLite): the outbox it owes the broker, what it sent and each
+recipient's state, what it received, what it quarantined. Small and single-machine; the
+schema is created on first use and versioned in `settings`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+SCHEMA_VERSION = "1"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Outgoing(Base):
+    """Transactional outbox: envelopes, receipts, requests waiting to be published."""
+
+    __tablename__ = "outgoing"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Sent(Base):
+    __tablename__ = "sent"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    doc_number: Mapped[str] = mapped_column(String(120))
+    priority: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    state: Mapped[str] = mapped_column(String(30), default="queued")  # queued | sent | rejected
+
+
+class SentRecipient(Base):
+    """The sender's view of one recipient, kept current from receipts and notices."""
+
+    __tablename__ = "sent_recipients"
+    __table_args__ = (UniqueConstraint("message_id", "recipient"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    recipient: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(30), default="queued")
+    at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    code: Mapped[str] = mapped_column(String(40), default="")
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # signed proof
+
+
+class Received(Base):
+    __tablename__ = "received"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(200))
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(Text)
+    doc_number: Mapped[str] = mapped_column(String(120))
+    priority: Mapped[str] = mapped_column(String(10))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    path: Mapped[str] = mapped_column(Text)
+    envelope_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="delivered")  # delivered | signed_for | returned
+    seal_status: Mapped[str] = mapped_column(String(20), default="none")  # valid | none
+    person: Mapped[str] = mapped_column(String(120), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Quarantined(Base):
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(200), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    code: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+class AgentStore:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn: object, _record: object) -> None:
+            dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # an acked document must survive power loss
+            cur.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(conn: object) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        with self.session() as s:
+            if s.get(Setting, "schema_version") is None:
+                s.add(Setting(key="schema_version", value=SCHEMA_VERSION))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,184 @@
+"""The unit's commands: run the agent, send, inbox, sign for, return, sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from docex.cli.options import (
+    PassphraseSource,
+    echo_json,
+    handles_errors,
+    json_option,
+    passphrase_options,
+)
+from docex.protocols.manifest import PRIORITIES
+
+HOME = click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
+STATE_ZH = {"queued": "待发送", "sent": "已发出", "routed": "已分发", "waiting_for_link": "等待链路",
+            "delivered": "已送达", "signed_for": "已签收", "returned": "已退回", "rejected": "已拒收",
+            "expired": "已过期", "paper_route": "纸质传递"}
+
+
+def _ctx(home: str, passphrase: PassphraseSource | None = None, *, need_keys: bool = True):  # type: ignore[no-untyped-def]
+    from docex.agent.config import AgentConfig
+    from docex.agent.context import AgentContext
+
+    config = AgentConfig.load(home)
+    if passphrase is not None and (passphrase.file or passphrase.env or passphrase.insecure):
+        pw = passphrase.get()
+    else:
+        pw = config.keys.passphrase()
+    return AgentContext.open(home, pw)
+
+
+@click.group()
+def agent() -> None:
+    """单位终端 The unit's agent service."""
+
+
+@agent.command()
+@HOME
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (default from config; 0 off).")
+@passphrase_options
+@handles_errors
+def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> None:
+    """Run the agent in the foreground: send the outbox, receive, receipt."""
+    import signal
+
+    from docex.agent.service import AgentService
+
+    setup_logging()
+    ctx = _ctx(home, passphrase)
+    port = metrics_port if metrics_port is not None else ctx.config.metrics_port
+    if port:
+        from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
+
+        registry, observer = service_metrics("agent")
+        ctx.observer = observer
+        serve_metrics(registry, *metrics_address("agent", port=port))
+    service = AgentService(ctx)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    signal.signal(signal.SIGINT, lambda *_: service.stop())
+    service.run()
+
+
+@click.command()
+@HOME
+@click.option("--to", "to", required=True, help="Main recipients (主送), comma-separated addresses.")
+@click.option("--cc", "cc", multiple=True, help="Copy recipients (抄送); comma-separated or repeated.")
+@click.option("--title", required=True)
+@click.option("--doc-number", required=True, help="发文字号, e.g. 阳办发〔2011〕42号.")
+@click.option("--priority", type=click.Choice(PRIORITIES), default="平急", show_default=True)
+@click.option("--classification", default="", help="密级; 秘密/机密/绝密 are refused on this network.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@json_option
+@passphrase_options
+@handles_errors
+def send(home: str, to: str, cc: tuple[str, ...], title: str, doc_number: str, priority: str, classification: str,
+         files: tuple[str, ...], as_json: bool, passphrase: PassphraseSource) -> None:
+    """Put a document in the outbox (sent when the agent runs). Prints the message id."""
+    from docex.agent.sending import Draft, queue_document
+
+    ctx = _ctx(home, passphrase)
+    split = lambda values: tuple(a.strip() for v in values for a in v.split(",") if a.strip())  # noqa: E731
+    draft = Draft(to=split([to]), cc=split(cc), title=title, doc_number=doc_number, priority=priority,
+                  classification=classification, files={Path(f).name: Path(f).read_bytes() for f in files})
+    message_id = queue_document(ctx, draft)
+    if as_json:
+        echo_json({"message_id": message_id})
+    else:
+        click.echo(message_id)
+
+
+@click.command()
+@HOME
+@click.option("--state", default="", help="delivered (not yet signed for), signed_for or returned.")
+@json_option
+@handles_errors
+def inbox(home: str, state: str, as_json: bool) -> None:
+    """Received documents, newest first."""
+    from docex.agent.store import Received
+
+    ctx = _ctx(home)
+    with ctx.store.session() as s:
+        stmt = select(Received).order_by(Received.received_at.desc())
+        if state:
+            stmt = stmt.where(Received.state == state)
+        rows = list(s.execute(stmt).scalars())
+    items = [{"message_id": r.message_id, "doc_number": r.doc_number, "title": r.title, "sender": r.sender,
+              "sender_name": r.sender_name, "priority": r.priority, "received_at": r.received_at.isoformat(),
+              "state": r.state, "seal": r.seal_status, "path": r.path, "person": r.person, "reason": r.reason}
+             for r in rows]
+    if as_json:
+        echo_json(items)
+        return
+    for i in items:
+        click.echo(f"{i['message_id']}  {STATE_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
+                   f"《{i['title']}》 来自 {i['sender_name']}  {i['path']}")
+    click.echo(f"{len(items)} document(s)")
+
+
+@click.command("sign-for")
+@HOME
+@click.argument("message_id")
+@click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False), help="The signing staff member's folder (person.crt/key).")
+@passphrase_options
+@handles_errors
+def sign_for(home: str, message_id: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
+    """Sign for a received document (签收)."""
+    from docex.agent.actions import sign_for as do_sign_for
+
+    ctx = _ctx(home, passphrase)
+    do_sign_for(ctx, message_id, person_dir=person_dir, passphrase=ctx.config.keys.passphrase() if person_dir else None)
+    click.echo(f"{message_id}: 已签收 signed for; the receipt goes to the sender")
+
+
+@click.command("return")
+@HOME
+@click.argument("message_id")
+@click.option("--reason", required=True, help="Why it is returned (退回理由).")
+@click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False))
+@passphrase_options
+@handles_errors
+def return_(home: str, message_id: str, reason: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
+    """Return a received document to its sender with a reason (退回)."""
+    from docex.agent.actions import return_document
+
+    ctx = _ctx(home, passphrase)
+    return_document(ctx, message_id, reason, person_dir=person_dir,
+                    passphrase=ctx.config.keys.passphrase() if person_dir else None)
+    click.echo(f"{message_id}: 已退回 returned ({reason})")
+
+
+@click.command()
+@HOME
+@json_option
+@handles_errors
+def sent(home: str, as_json: bool) -> None:
+    """The sender's view: each recipient's state, kept current from receipts."""
+    from docex.agent.store import Sent, SentRecipient
+
+    ctx = _ctx(home)
+    with ctx.store.session() as s:
+        docs = list(s.execute(select(Sent).order_by(Sent.created_at.desc())).scalars())
+        recips = list(s.execute(select(SentRecipient)).scalars())
+    by_doc: dict[str, list[SentRecipient]] = {}
+    for r in recips:
+        by_doc.setdefault(r.message_id, []).append(r)
+    items = [{"message_id": d.message_id, "doc_number": d.doc_number, "title": d.title, "priority": d.priority,
+              "created_at": d.created_at.isoformat(), "state": d.state,
+              "recipients": [{"address": r.recipient, "state": r.state, "at": r.at.isoformat() if r.at else None,
+                              "reason": r.reason, "code": r.code, "receipt": r.receipt is not None}
+                             for r in by_doc.get(d.message_id, [])]}
+             for d in docs]
+    if as_json:
+        echo_json(items)
+        return
+    for d in items:
+        click.echo(f"{d['message_id']}  {d['doc_number']} 《{d['title']}》")
+        for r in d["recipients"]:
+            extra = f"  [{r['code']}] {r['reason']}" if r["code"] or r["reason"] else ""
+            click.echo(f"    {r['address']:32} {STATE_ZH.get(r['state'], r['state'])}{extra}")
