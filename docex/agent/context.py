@@ -93,7 +93,9 @@ class AgentContext:
                     snap = verify_directory(path.read_bytes(), self.trust)
                 except DocexError:
                     continue
-                self._directories[snap.prefix] = snap
+                current = self._directories.get(snap.prefix)
+                if current is None or current.version < snap.version:
+                    self._directories[snap.prefix] = snap
 
     def accept_directory(self, der: bytes) -> DirectorySnapshot | None:
         """Store a signed snapshot if it is newer than what we have. The signature must be
@@ -118,12 +120,16 @@ class AgentContext:
         return snap.version if snap else 0
 
     def lookup(self, address: str) -> UnitEntry | None:
-        """The entry of any address of the network, from the most specific directory."""
-        with self._lock:
-            for snap in sorted(self._directories.values(), key=lambda d: -len(d.prefix)):
-                if is_under(address, snap.prefix) and (entry := snap.find(address)) is not None:
-                    return entry
-            return None
+        """The entry of any address of the network, from the most specific directory.
+        On a miss the snapshots are re-read: the running service may have stored newer ones."""
+        for attempt in range(2):
+            with self._lock:
+                for snap in sorted(self._directories.values(), key=lambda d: -len(d.prefix)):
+                    if is_under(address, snap.prefix) and (entry := snap.find(address)) is not None:
+                        return entry
+                if attempt == 0:
+                    self.load_directories()
+        return None
 
     def units(self) -> list[UnitEntry]:
         with self._lock:

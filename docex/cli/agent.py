@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from docex.cli.logs import setup as setup_logging
 from docex.cli.options import (
     PassphraseSource,
     echo_json,
@@ -182,3 +183,29 @@ def sent(home: str, as_json: bool) -> None:
         for r in d["recipients"]:
             extra = f"  [{r['code']}] {r['reason']}" if r["code"] or r["reason"] else ""
             click.echo(f"    {r['address']:32} {STATE_ZH.get(r['state'], r['state'])}{extra}")
+
+
+@agent.command("run-many", hidden=True)
+@click.option("--home", "homes", multiple=True, required=True, type=click.Path(exists=True, file_okay=False))
+@handles_errors
+def run_many(homes: tuple[str, ...]) -> None:
+    """Several agents as threads of one process (demos and benchmarks on small machines)."""
+    import signal
+    import threading
+
+    from docex.agent.service import AgentService
+
+    setup_logging()
+    services = [AgentService(_ctx(home)) for home in homes]
+    threads = [threading.Thread(target=s.run, daemon=True) for s in services]
+    for t in threads:
+        t.start()
+
+    def stop(*_: object) -> None:
+        for s in services:
+            s.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for t in threads:
+        t.join()

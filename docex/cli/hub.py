@@ -202,7 +202,7 @@ def unit_import(home: str, csv_file: str, out: str, existing_keys_root: str | No
                 only: tuple[str, ...], passphrase: PassphraseSource) -> None:
     """Register every unit of a directory CSV (address,name,kind,building,existing_certificate)."""
     from docex.hub.identity import HubIdentity
-    from docex.hub.units import import_csv, read_csv
+    from docex.hub.units import import_csv, read_csv, refresh_agent_directories
     from docex.pki.ca import CertificateAuthority
 
     config, db = _open(home)
@@ -215,6 +215,7 @@ def unit_import(home: str, csv_file: str, out: str, existing_keys_root: str | No
                           progress=lambda _row: bar.update(1))
     for prov in done:
         _write_agent_home(prov, config)
+    refresh_agent_directories(config, db, identity, [p.keys_dir for p in done])
     click.echo(f"{len(done)} unit(s) registered, {len(rows) - len(done)} already known or outside {config.prefix}; agent homes under {out}")
 
 

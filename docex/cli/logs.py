@@ -7,5 +7,5 @@ import logging
 
 def setup(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("pika", "apscheduler", "uvicorn.access"):
+    for noisy in ("pika", "apscheduler", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -235,3 +235,14 @@ def import_csv(
         if progress is not None:
             progress(row)
     return done
+
+
+def refresh_agent_directories(config: HubConfig, db: Database, identity: HubIdentity, homes: list[Path]) -> None:
+    """Write the current signed snapshot into freshly provisioned agent homes, so a unit
+    registered early in an import knows the units registered after it from the start."""
+    with db.read() as s:
+        _, der = hub_directory.signed_snapshot(s, config.prefix, identity)
+    for home in homes:
+        tmp = Path(home) / "directory.der.tmp"
+        tmp.write_bytes(der)
+        tmp.replace(Path(home) / "directory.der")

@@ -1,0 +1,182 @@
+"""A whole docex network on this machine: one hub (or a city and a county hub) and its
+units' agents as real processes on the local RabbitMQ. `make demo`, the end-to-end tests
+and the benchmarks all build their networks with this, so they exercise the same paths."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docex.agent.config import AgentKeys, write_home
+from docex.broker import Management
+from docex.hub.config import HubConfig, KeyConfig
+from docex.hub.db import Database
+from docex.hub.identity import HubIdentity
+from docex.hub.setup import init_hub
+from docex.hub.units import CsvUnit, Provisioning, add_unit, refresh_agent_directories
+from docex.pki.ca import CertificateAuthority
+
+ADMIN_URL = "amqp://guest:guest@127.0.0.1:5672/"
+MANAGEMENT_URL = "http://127.0.0.1:15672"
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def write_agent_home(prov: Provisioning, keys: AgentKeys) -> Path:
+    write_home(prov.keys_dir, address=prov.address, name=prov.name, hub_prefix=prov.hub_prefix,
+               broker_url=prov.broker_url, ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem,
+               directory_der=prov.directory_der, keys=keys)
+    return prov.keys_dir
+
+
+@dataclass
+class LocalNetwork:
+    root: Path
+    hub_home: Path
+    config: HubConfig
+    agents: dict[str, Path] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        prefix: str,
+        units: Iterable[CsvUnit],
+        *,
+        name: str | None = None,
+        database_url: str | None = None,
+        tag: str | None = None,
+        trust: tuple[str | Path, ...] = (),
+        import_ca: str | Path | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> LocalNetwork:
+        """A hub in ROOT/hub (its own vhost and broker users, named with a unique tag so that
+        several networks share one broker) and an agent home per unit in ROOT/agents/."""
+        base = Path(root).resolve()
+        tag = tag or uuid.uuid4().hex[:8]
+        config = init_hub(
+            base / "hub", prefix, name=name, amqp_url=ADMIN_URL, management_url=MANAGEMENT_URL,
+            vhost=f"docex-{tag}-{prefix}", database_url=database_url, passphrase=None,
+            keys=KeyConfig(insecure_no_passphrase=True), trust=trust, import_ca=import_ca, user_prefix=f"{tag}.",
+        )
+        net = cls(base, base / "hub", config)
+        net.add_units(units, progress=progress)
+        return net
+
+    @classmethod
+    def open(cls, root: str | Path) -> LocalNetwork:
+        base = Path(root).resolve()
+        config = HubConfig.load(base / "hub")
+        agents = {p.name: p for p in sorted((base / "agents").glob("*")) if (p / "docex.toml").exists()}
+        return cls(base, base / "hub", config, agents)
+
+    def add_units(self, units: Iterable[CsvUnit], *, existing_keys_root: Path | None = None,
+                  progress: Callable[[str], None] | None = None) -> list[Path]:
+        db = Database(self.config.database_url)
+        identity = HubIdentity.load(self.config, None)
+        ca = CertificateAuthority.open(self.config.ca_dir, None)
+        homes = []
+        try:
+            for unit in units:
+                existing = None
+                if existing_keys_root is not None and (existing_keys_root / unit.address).exists():
+                    existing = existing_keys_root / unit.address
+                prov = add_unit(self.config, db, identity, ca, address=unit.address, name=unit.name,
+                                out_dir=self.root / "agents" / unit.address, passphrase=None, kind=unit.kind,
+                                building=unit.building, existing_keys=existing)
+                self.agents[unit.address] = write_agent_home(prov, AgentKeys(insecure_no_passphrase=True))
+                homes.append(self.agents[unit.address])
+                if progress is not None:
+                    progress(unit.address)
+            refresh_agent_directories(self.config, db, identity, list(self.agents.values()))
+        finally:
+            db.dispose()
+        return homes
+
+    # -- processes ----------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = self.root / "logs" / f"{name}.log"
+        log.parent.mkdir(exist_ok=True)
+        self.logs[name] = log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen([_python(), "-m", "docex.cli.main", *args], stdout=fh, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_hub(self, *, workers: int = 1, api_port: int = 0, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+        return self._spawn("hub", ["hub", "run", "--home", str(self.hub_home), "--workers", str(workers),
+                                   "--api-port", str(api_port), "--metrics-port", str(metrics_port)])
+
+    def start_agent(self, address: str, *, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+        return self._spawn(address, ["agent", "run", "--home", str(self.agents[address]),
+                                     "--metrics-port", str(metrics_port)])
+
+    def start_agents(self, addresses: Iterable[str] | None = None, *, per_process: int = 1) -> None:
+        """One process per agent, or `per_process` agents as threads of one process (the
+        whole county on two cores)."""
+        chosen = list(addresses or self.agents)
+        if per_process <= 1:
+            for address in chosen:
+                self.start_agent(address)
+            return
+        for index in range(0, len(chosen), per_process):
+            group = chosen[index : index + per_process]
+            args = ["agent", "run-many"]
+            for address in group:
+                args += ["--home", str(self.agents[address])]
+            self._spawn(f"agents-{index // per_process}", args)
+
+    def wait_ready(self, name: str, marker: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            text = self.logs[name].read_text("utf-8", errors="replace") if self.logs[name].exists() else ""
+            if marker in text:
+                return
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{text[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} not ready after {timeout}s:\n{self.logs[name].read_text('utf-8', errors='replace')[-3000:]}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def kill(self, name: str) -> None:
+        self.stop(name, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def destroy(self) -> None:
+        """Stop everything and remove the vhost and broker users this network made."""
+        self.stop_all()
+        b = self.config.broker
+        with Management(b.management_url, b.management_user, b.management_password) as mgmt:
+            mgmt.delete_vhost(b.vhost)
+            for user in [f"{b.user_prefix}hub.{self.config.prefix}", *(b.user_prefix + a for a in self.agents)]:
+                mgmt.delete_user(user)

@@ -1,0 +1,170 @@
+"""The delivery dashboard in real headless Chromium, against a stub of the read API:
+log in, find a document, watch a recipient's state change on auto-refresh, switch to
+English, look at the units. The end-to-end test against the real hub lives with the hub."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.monitoring.browser import chromium, missing_browser, wait_for
+from tests.monitoring.conftest import REPO
+from tests.monitoring.dashboard_stub import PASSWORD, USER, DashboardStub
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser())),
+]
+
+DOCS = REPO / "docs"  # dashboard.png (a document), dashboard-overview.png
+NOTICE = "b3f1c2d4-0001-4a55-9e1b-2011092601aa"
+OTHER = "c9a8e7f6-0002-4b66-8f2c-2011092602bb"
+STATIC = {"/", "/index.html", "/app.js", "/i18n.js", "/style.css", "/favicon.ico"}
+API = re.compile(r"^/api/(overview|units|documents(/[^/?]+)?)(\?.*)?$")
+
+
+def css(driver: WebDriver, selector: str) -> list[WebElement]:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def visible(driver: WebDriver, element_id: str) -> bool:
+    found = css(driver, f"#{element_id}")
+    return bool(found) and found[0].is_displayed()
+
+
+def text_of(driver: WebDriver, selector: str) -> str:
+    found = css(driver, selector)
+    return found[0].text if found else ""
+
+
+def keep_screenshot(driver: WebDriver, tmp_path: Path, name: str) -> None:
+    """Always to tmp; into docs/ when missing or DOCEX_UPDATE_SCREENSHOTS=1, so test
+    runs do not rewrite a tracked file for nothing."""
+    shot = tmp_path / name
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    target = DOCS / name
+    if not target.exists() or os.environ.get("DOCEX_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(shot, target)
+
+
+def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None:
+    with DashboardStub() as stub, chromium() as driver:
+        driver.get(stub.url)
+
+        # Not logged in: the API says 401 and the page shows the login form.
+        wait_for(driver, lambda d: visible(d, "login-form"))
+        assert not visible(driver, "app")
+        css(driver, "#login-username")[0].send_keys(USER)
+        css(driver, "#login-password")[0].send_keys("wrong")
+        css(driver, "#login-submit")[0].click()
+        wait_for(driver, lambda d: visible(d, "login-error"))
+        assert "用户名或密码错误" in text_of(driver, "#login-error")
+
+        css(driver, "#login-username")[0].clear()
+        css(driver, "#login-username")[0].send_keys(USER)
+        css(driver, "#login-password")[0].send_keys(PASSWORD)
+        css(driver, "#login-submit")[0].click()
+
+        # Overview, Chinese first.
+        wait_for(driver, lambda d: text_of(d, "#overview-documents-today") == "2")
+        assert driver.execute_script("return document.documentElement.lang") == "zh-CN"
+        assert text_of(driver, "#overview-units-offline") == "7"
+        assert text_of(driver, '#overview-links tr[data-link="parent"]').endswith("0")
+        assert css(driver, f'#overview-recent tr[data-message-id="{NOTICE}"]')
+        keep_screenshot(driver, tmp_path, "dashboard-overview.png")
+
+        # Search by document number: only that document is listed.
+        css(driver, "#nav-documents")[0].click()
+        wait_for(driver, lambda d: visible(d, "search-form"))
+        css(driver, "#search-q")[0].send_keys("阳府办〔2011〕45号")
+        css(driver, "#search-submit")[0].click()
+        wait_for(
+            driver, lambda d: len(css(d, '#documents-table tr[data-testid="document-row"]')) == 1
+        )
+        row = css(driver, f'#documents-table tr[data-message-id="{NOTICE}"]')[0]
+        assert "阳山县人民政府办公室" in row.text
+        assert any("q=" in path for _, path in stub.requests if path.startswith("/api/documents?"))
+
+        # Open it: every recipient with its state.
+        row.click()
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="recipient-row"]')) == 6)
+        assert text_of(driver, "#document-title") == "关于做好2011年国庆节期间值班工作的通知"
+
+        def state(address: str) -> tuple[str, str]:
+            cell = css(
+                driver, f'tr[data-address="{address}"] [data-testid="recipient-state"] .state'
+            )
+            return (cell[0].get_attribute("data-state") or "", cell[0].text) if cell else ("", "")
+
+        assert state("qingyuan.yangshan.xwb") == ("signed_for", "已签收")
+        assert state("qingyuan.yangshan.fgj") == ("delivered", "已送达")
+        assert state("qingyuan.yangshan.yangcheng") == ("routed", "已分发")
+        assert state("qingyuan.yangshan.libu") == ("returned", "已退回")
+        assert state("qingyuan.yangshan.jiangying") == ("paper_route", "纸质传递")
+        libu = text_of(driver, 'tr[data-address="qingyuan.yangshan.libu"]')
+        assert "非本单位职责" in libu
+        receipts_before = len(css(driver, 'tr[data-testid="receipt-row"]'))
+
+        # Agents send receipts; auto-refresh shows the new states without a reload.
+        stub.set_state(NOTICE, "qingyuan.yangshan.fgj", "signed_for")
+        stub.set_state(NOTICE, "qingyuan.yangshan.yangcheng", "delivered")
+        wait_for(driver, lambda d: state("qingyuan.yangshan.fgj") == ("signed_for", "已签收"))
+        wait_for(driver, lambda d: state("qingyuan.yangshan.yangcheng") == ("delivered", "已送达"))
+        assert len(css(driver, 'tr[data-testid="receipt-row"]')) == receipts_before + 2
+        assert (
+            text_of(
+                driver,
+                'tr[data-address="qingyuan.yangshan.fgj"] [data-testid="recipient-signed-for-at"]',
+            )
+            != "–"
+        )
+        keep_screenshot(driver, tmp_path, "dashboard.png")
+
+        # English toggle re-labels in place.
+        css(driver, "#lang-toggle")[0].click()
+        wait_for(driver, lambda d: state("qingyuan.yangshan.fgj") == ("signed_for", "Signed for"))
+        assert driver.execute_script("return document.documentElement.lang") == "en"
+        assert text_of(driver, "#nav-units") == "Units"
+
+        # Units: online and offline, certificate about to expire.
+        css(driver, "#nav-units")[0].click()
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="unit-row"]')) == 2)
+        libu_unit = css(
+            driver, 'tr[data-testid="unit-row"][data-address="qingyuan.yangshan.libu"]'
+        )[0]
+        assert libu_unit.get_attribute("data-online") == "false"
+        assert "Offline" in libu_unit.text and "Expiring soon" in libu_unit.text
+        css(driver, "#units-offline-only")[0].click()
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="unit-row"]')) == 1)
+
+        # API text is shown as text, never as markup.
+        with stub.lock:
+            stub.data["documents"][1]["title"] = "关于召开全县<b>安全生产</b>工作会议的通知"
+        driver.get(stub.url + "#document/" + OTHER)
+        wait_for(driver, lambda d: "<b>" in text_of(d, "#document-title"))
+        assert not css(driver, "#document-title b")
+
+        # Signing out ends the session: the API refuses and the login form is back.
+        css(driver, "#logout")[0].click()
+        wait_for(driver, lambda d: visible(d, "login-form"))
+        assert not visible(driver, "app")
+
+    # The page only ever read the read API's documented endpoints.
+    for method, path in stub.requests:
+        if method == "POST":
+            assert path in ("/login", "/logout")
+        else:
+            assert path.split("?")[0] in STATIC or API.match(path), path
