@@ -17,7 +17,7 @@ from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
 from docex.hub import audit, broker, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.context import HubContext
-from docex.hub.models import Delivery, Document, Unit, utcnow
+from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
 from docex.protocols import messages
 from docex.protocols.notice import make_notice
 
@@ -150,6 +150,23 @@ class HubJobs:
                 keys.append(key)
         return self._flush(keys)
 
+    def relay_outbox(self, *, older_than: float = 10.0) -> int:
+        """Publish outbox rows nobody published: written by the CLI (seal registrations)
+        or left by a worker that died between commit and publish."""
+        cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        with self.ctx.db.session() as s:
+            rows = list(s.execute(
+                select(Outbox).where(Outbox.published_at.is_(None), Outbox.created_at < cutoff).order_by(Outbox.id).limit(500)
+            ).scalars())
+            envelopes = outbox.load_envelopes(s, rows)
+        if not rows:
+            return 0
+        outbox.publish_rows(self.publisher(), rows, envelopes)
+        with self.ctx.db.session() as s:
+            outbox.mark_published(s, [r.id for r in rows])
+        log.info("outbox relay published %d message(s)", len(rows))
+        return len(rows)
+
     def _flush(self, keys: list[str]) -> int:
         if not keys:
             return 0
@@ -211,6 +228,7 @@ class HubJobs:
 def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="Asia/Shanghai", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(jobs.publish_directory, "interval", seconds=5, id="directory")
+    scheduler.add_job(jobs.relay_outbox, "interval", seconds=5, id="outbox-relay")
     scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
     scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
     scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")
