@@ -130,7 +130,7 @@ class Intake:
                    message_id=h.message_id, publisher=publisher)
             return
         # New or redelivered: publish whatever of it is still owed, then ack.
-        self._flush(publisher, [h.message_id, messages.notice_key(h.message_id, "paper_route")], h.message_id)
+        self._flush(publisher, [h.message_id, messages.notice_key(h.message_id, "paper_route")])
         if existing is None:
             self.ctx.observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
 
@@ -173,26 +173,8 @@ class Intake:
             return
         outbox.add(s, key=messages.notice_key(message_id, event), kind=messages.NOTICE, route=route, address=sender, body=der)
 
-    def _flush(self, publisher: ConfirmedPublisher, keys: list[str], message_id: str) -> None:
-        with self.ctx.db.session() as s:
-            rows = outbox.pending(s, keys)
-            envelopes = outbox.load_envelopes(s, rows)
-        if not rows:
-            return
-        outbox.publish_rows(publisher, rows, envelopes)
-        routed = [r.recipient for r in rows if r.kind == messages.DOCUMENT]
-        with self.ctx.db.session() as s:
-            outbox.mark_published(s, [r.id for r in rows])
-            if routed:
-                s.execute(
-                    update(DeliveryRow)
-                    .where(DeliveryRow.message_id == message_id, DeliveryRow.recipient.in_(routed),
-                           DeliveryRow.state == states.ACCEPTED)
-                    .values(state=states.ROUTED, routed_at=utcnow())
-                )
-                audit.append(s, "hub", "document.route", message_id, recipients=routed)
-        for _ in routed:
-            self.ctx.observer.delivery_state(states.ROUTED)
+    def _flush(self, publisher: ConfirmedPublisher, keys: list[str]) -> None:
+        outbox.flush(self.ctx.db, publisher, keys, self.ctx.observer)
 
     # -- receipts ---------------------------------------------------------------------------
     def receipt(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
@@ -262,7 +244,7 @@ class Intake:
             refuse(self.ctx, delivery, origin, "receipt_invalid",
                    f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
             return
-        self._flush(publisher, [key], receipt.message_id)
+        self._flush(publisher, [key])
         if latency is not None:
             if receipt.event == "delivered":
                 self.ctx.observer.delivered(latency)

@@ -154,28 +154,17 @@ class HubJobs:
         """Publish outbox rows nobody published: written by the CLI (seal registrations)
         or left by a worker that died between commit and publish."""
         cutoff = utcnow() - dt.timedelta(seconds=older_than)
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             rows = list(s.execute(
                 select(Outbox).where(Outbox.published_at.is_(None), Outbox.created_at < cutoff).order_by(Outbox.id).limit(500)
             ).scalars())
-            envelopes = outbox.load_envelopes(s, rows)
-        if not rows:
-            return 0
-        outbox.publish_rows(self.publisher(), rows, envelopes)
-        with self.ctx.db.session() as s:
-            outbox.mark_published(s, [r.id for r in rows])
-        log.info("outbox relay published %d message(s)", len(rows))
-        return len(rows)
+        count = outbox.deliver(self.ctx.db, self.publisher(), rows, self.ctx.observer)
+        if count:
+            log.info("outbox relay published %d message(s)", count)
+        return count
 
     def _flush(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
-        with self.ctx.db.session() as s:
-            rows = outbox.pending(s, keys)
-        outbox.publish_rows(self.publisher(), rows, {})
-        with self.ctx.db.session() as s:
-            outbox.mark_published(s, [r.id for r in rows])
-        return len(rows)
+        return outbox.flush(self.ctx.db, self.publisher(), keys, self.ctx.observer)
 
     # -- PKI housekeeping -------------------------------------------------------------------------
     def publish_crl(self) -> Path | None:

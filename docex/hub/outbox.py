@@ -9,7 +9,10 @@ from sqlalchemy.orm import Session
 
 from docex.broker import ConfirmedPublisher, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
-from docex.hub.models import Envelope, Outbox, utcnow
+from docex.hub import audit, states
+from docex.hub.db import Database
+from docex.hub.models import Delivery, Envelope, Outbox, utcnow
+from docex.monitoring.observer import Observer
 from docex.protocols import messages
 from docex.protocols.address import Route
 
@@ -72,3 +75,39 @@ def load_envelopes(session: Session, rows: list[Outbox]) -> dict[str, bytes]:
 def mark_published(session: Session, ids: list[int]) -> None:
     if ids:
         session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(published_at=utcnow()))
+
+
+def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], observer: Observer | None = None) -> int:
+    """Publish rows (one confirmed batch), then in one transaction mark them published and
+    move the deliveries they carry from accepted to routed, audited."""
+    if not rows:
+        return 0
+    with db.read() as s:
+        envelopes = load_envelopes(s, rows)
+    publish_rows(publisher, rows, envelopes)
+    routed: dict[str, list[str]] = {}
+    for row in rows:
+        if row.kind == messages.DOCUMENT:
+            routed.setdefault(row.message_id, []).append(row.recipient)
+    with db.session() as s:
+        mark_published(s, [r.id for r in rows])
+        for message_id, recipients in routed.items():
+            s.execute(
+                update(Delivery)
+                .where(Delivery.message_id == message_id, Delivery.recipient.in_(recipients),
+                       Delivery.state == states.ACCEPTED)
+                .values(state=states.ROUTED, routed_at=utcnow())
+            )
+            audit.append(s, "hub", "document.route", message_id, recipients=recipients)
+    if observer is not None:
+        for recipients in routed.values():
+            for _ in recipients:
+                observer.delivery_state(states.ROUTED)
+    return len(rows)
+
+
+def flush(db: Database, publisher: ConfirmedPublisher, keys: list[str], observer: Observer | None = None) -> int:
+    """Publish whatever is still owed under these outbox keys."""
+    with db.read() as s:
+        rows = pending(s, keys)
+    return deliver(db, publisher, rows, observer)
