@@ -43,6 +43,13 @@ def _broker_or_exit() -> None:
         sys.exit(1)
 
 
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 def choose_units(count: int) -> list:  # type: ignore[type-arg]
     """The information centre, 县委办, 县府办, then bureaus and townships alternately."""
     from docex.data import COUNTY_CSV, path
@@ -105,7 +112,8 @@ def demo(units: int, workdir: str, timeout: int, keep: bool) -> None:
     db = Database(net.config.database_url)
     try:
         click.echo("== 2. 启动中心和各单位终端 (processes on the local RabbitMQ)")
-        net.start_hub(workers=1, api_port=8470)
+        api_port = 8470 if _port_free(8470) else 0
+        net.start_hub(workers=1, api_port=api_port)
         net.wait_ready("hub", "running")
         net.start_agents(per_process=1 if len(chosen) <= 20 else 16)
         time.sleep(3)
@@ -152,7 +160,8 @@ def demo(units: int, workdir: str, timeout: int, keep: bool) -> None:
         click.echo("== 5. 结果 (result)")
         click.echo("   全部完成 all recipients done" if done else "   超时 timed out: some recipients are not done")
         click.echo(f"   track: docex track --home {net.hub_home} {ids[0]}")
-        click.echo(f"   dashboard: http://127.0.0.1:8470/ (docex hub user add --home {net.hub_home} --name admin)")
+        if api_port:
+            click.echo(f"   dashboard: http://127.0.0.1:{api_port}/ (docex hub user add --home {net.hub_home} --name admin)")
         if keep:
             click.echo("   running; Ctrl-C to stop")
             try:

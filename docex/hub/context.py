@@ -40,7 +40,9 @@ class HubContext:
         """Links by name, re-read every few seconds (`docex link create` adds them live)."""
         with self._lock:
             if time.monotonic() - self._links_at > 5.0:
-                with self.db.session() as s:
+                # A read transaction: callers hold a write transaction on SQLite, and a
+                # second writer on another connection would wait for it (a self-deadlock).
+                with self.db.read() as s:
                     self._links = {link.name: link for link in s.execute(select(Link)).scalars()}
                 self._links_at = time.monotonic()
             return dict(self._links)

@@ -51,6 +51,11 @@ def crl_digest(identity: HubIdentity) -> str:
     return h.hexdigest()
 
 
+def crls_changed(session: Session, identity: HubIdentity) -> bool:
+    row = session.get(Setting, "crl_digest")
+    return row is None or row.value != crl_digest(identity)
+
+
 def note_crls(session: Session, identity: HubIdentity) -> bool:
     """Bump the version when a CRL changed (a revocation), so agents get it promptly."""
     digest = crl_digest(identity)

@@ -85,7 +85,7 @@ class Intake:
         if hops > messages.MAX_HOPS:
             raise DocexError("malformed_envelope", "the envelope went round too many hubs")
         routes: dict[str, Route] = {}
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
             if is_under(h.sender, cfg.prefix) and origin.kind == "unit":
                 unit = s.get(Unit, h.sender)
                 if unit is None:

@@ -65,9 +65,12 @@ class HubJobs:
     def publish_directory(self, *, force: bool = False) -> int:
         """Send the signed snapshot to every enabled unit (and over every link) when it
         changed since the last publication. Returns the number of copies sent."""
-        with self.ctx.db.session() as s:
-            hub_directory.note_crls(s, self.ctx.identity)
-        with self.ctx.db.session() as s:
+        with self.ctx.db.read() as s:
+            crls_changed = hub_directory.crls_changed(s, self.ctx.identity)
+        if crls_changed:
+            with self.ctx.db.session() as s:
+                hub_directory.note_crls(s, self.ctx.identity)
+        with self.ctx.db.read() as s:
             current = hub_directory.version(s)
             if not force and current <= hub_directory.published_version(s):
                 return 0

@@ -172,3 +172,16 @@ class Link(Base):
     state: Mapped[str] = mapped_column(String(20), default="active")  # active | paused | draining
     broker_user: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RemoteDirectory(Base):
+    """The newest signed directory snapshot of another hub's prefix, received over a link
+    (kept as signed, so agents and other links get the owner's own signature)."""
+
+    __tablename__ = "remote_directories"
+    prefix: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    link: Mapped[str] = mapped_column(String(120))  # the link it arrived over
+    units: Mapped[int] = mapped_column(Integer, default=0)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

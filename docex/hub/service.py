@@ -8,7 +8,7 @@ import logging
 import multiprocessing as mp
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from docex.broker import Consumer, Delivery
@@ -68,12 +68,26 @@ def _ingress_consumer(ctx: HubContext, options: RunOptions, name: str) -> Consum
 
 
 def _worker_main(home: str, passphrase: bytes | None, options: RunOptions, index: int) -> None:
+    """Worker process `index` (1..N-1). With metrics on (options.metrics_port resolved by
+    the main process) it serves its own intake counters on metrics_port + index: one
+    target per process, summed in PromQL; the status gauges come from the main process only."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s hub-worker-{index} %(levelname)s %(message)s")
     ctx = make_context(HubConfig.load(home), passphrase)
+    metrics_server = None
+    if options.metrics_port:
+        from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
+
+        registry, ctx.observer = service_metrics("hub")
+        metrics_server = serve_metrics(registry, *metrics_address("hub", port=options.metrics_port + index))
+        log.info("hub worker %d metrics %s", index, metrics_server.url)
     consumer = _ingress_consumer(ctx, options, f"docex-hub-worker-{index}")
     signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
     signal.signal(signal.SIGINT, lambda *_: consumer.stop())
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 class HubService:
@@ -91,19 +105,18 @@ class HubService:
         self._stop.set()
 
     def run(self, ready: threading.Event | None = None) -> None:
-        opts = self.options
-        metrics_port = opts.metrics_port if opts.metrics_port is not None else self.config.metrics_port
-        observer: Observer = NullObserver()
+        metrics_port = self.options.metrics_port
+        if metrics_port is None:
+            metrics_port = self.config.metrics_port
+        opts = replace(self.options, metrics_port=metrics_port)  # workers serve on port + index
         metrics_server = None
         ctx = make_context(self.config, self.passphrase)
         if metrics_port:
             from docex.hub.status import HubStatus
             from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
 
-            registry, observer = service_metrics("hub", HubStatus(ctx), cache_seconds=5.0)
-            ctx.observer = observer
-            host, port = metrics_address("hub", port=metrics_port)
-            metrics_server = serve_metrics(registry, host, port)
+            registry, ctx.observer = service_metrics("hub", HubStatus(ctx), cache_seconds=5.0)
+            metrics_server = serve_metrics(registry, *metrics_address("hub", port=metrics_port))
             self.metrics_url = metrics_server.url
         broker.declare(self.config, links=tuple(ctx.links()))
         consumers = [
@@ -132,8 +145,11 @@ class HubService:
             self.api_port = api.port
         for consumer in consumers:
             consumer.wait_ready(30)
+        metrics = self.metrics_url or "off"
+        if self.metrics_url and opts.workers > 1:
+            metrics += f" (worker processes on ports {metrics_port + 1}-{metrics_port + opts.workers - 1})"
         log.info("hub %s running: %d worker process(es), API %s, metrics %s", self.config.prefix, opts.workers,
-                 f"http://{self.config.api.host}:{self.api_port}/" if api else "off", self.metrics_url or "off")
+                 f"http://{self.config.api.host}:{self.api_port}/" if api else "off", metrics)
         if ready is not None:
             ready.set()
         try:

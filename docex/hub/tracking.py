@@ -5,6 +5,7 @@ API both use these, so they always agree."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -180,26 +181,40 @@ def unit_stats(s: Session, *, online_seconds: float, since: dt.datetime | None =
     return result
 
 
-def overview(s: Session, *, online_seconds: float) -> dict[str, Any]:
+def count_overdue(s: Session, now: dt.datetime) -> int:
+    """Deliveries still open (not signed for nor returned) past their document's deadline."""
+    return s.execute(
+        select(func.count()).select_from(Delivery).join(Document, Document.message_id == Delivery.message_id)
+        .where(Delivery.state.in_(tuple(states.OPEN)), Document.deadline < now)
+    ).scalar_one()
+
+
+LinkView = Callable[[Link], tuple[str, int | None]]
+
+
+def overview(s: Session, *, online_seconds: float, link_view: LinkView | None = None) -> dict[str, Any]:
+    """The dashboard's overview. `link_view` gives a link's live state and backlog (the
+    broker's view); without it a link shows its configured state and no backlog."""
     now = utcnow()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     documents_today = s.execute(select(func.count()).select_from(Document).where(Document.accepted_at >= midnight)).scalar_one()
     pending_sign_for = s.execute(
         select(func.count()).select_from(Delivery).where(Delivery.state.in_((states.ROUTED, states.DELIVERED)))
     ).scalar_one()
-    overdue = s.execute(
-        select(func.count()).select_from(Delivery).join(Document, Document.message_id == Delivery.message_id)
-        .where(Delivery.state.in_(tuple(states.OPEN)), Document.deadline < now)
-    ).scalar_one()
     stats = unit_stats(s, online_seconds=online_seconds)
-    links = s.execute(select(Link)).scalars().all()
+    links = s.execute(select(Link).order_by(Link.name)).scalars().all()
+    view = link_view or (lambda link: (link.state, None))
     return {
         "documents_today": documents_today,
         "pending_sign_for": pending_sign_for,
-        "overdue": overdue,
+        "overdue": count_overdue(s, now),
         "units_total": len(stats),
         "units_offline": sum(1 for u in stats if not u.online and u.state == "enabled"),
-        "links": [{"name": link.name, "state": link.state, "backlog": None} for link in links],
+        "links": [
+            {"name": link.name, "state": state, "backlog": backlog}
+            for link in links
+            for state, backlog in [view(link)]
+        ],
         "generated_at": _iso(now),
     }
 
