@@ -41,13 +41,14 @@ def _passphrase(config: Any, source: PassphraseSource) -> bytes | None:
 
 
 def _write_agent_home(prov: Any, config: Any) -> None:
-    from docex.agent.config import AgentKeys, write_home
+    from docex.agent.config import AgentKeys, SealConfig, write_home
 
     write_home(
         prov.keys_dir, address=prov.address, name=prov.name, hub_prefix=prov.hub_prefix, broker_url=prov.broker_url,
         ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem, directory_der=prov.directory_der,
         keys=AgentKeys(passphrase_env=config.keys.passphrase_env, passphrase_file=config.keys.passphrase_file,
                        insecure_no_passphrase=config.keys.insecure_no_passphrase),
+        seal=SealConfig(tsa_url=prov.tsa_url),
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docex.agent.config import AgentKeys, write_home
+from docex.agent.config import AgentKeys, SealConfig, write_home
 from docex.broker import Management
 from docex.hub.config import HubConfig, KeyConfig
 from docex.hub.db import Database
@@ -34,7 +34,8 @@ def _python() -> str:
 def write_agent_home(prov: Provisioning, keys: AgentKeys) -> Path:
     write_home(prov.keys_dir, address=prov.address, name=prov.name, hub_prefix=prov.hub_prefix,
                broker_url=prov.broker_url, ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem,
-               directory_der=prov.directory_der, keys=keys)
+               directory_der=prov.directory_der, keys=keys,
+               seal=SealConfig(tsa_url=prov.tsa_url))
     return prov.keys_dir
 
 

@@ -234,3 +234,23 @@ def run(tsa_dir: str, host: str, port: int, passphrase: PassphraseSource) -> Non
         server.shutdown()
         server.server_close()
 
+
+
+@seal.command("register")
+@click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Hub home.")
+@click.option("--unit", "address", required=True, help="The unit's address.")
+@click.option("--image", required=True, type=click.Path(exists=True, dir_okay=False), help="The seal impression (PNG).")
+@passphrase_options
+@handles_errors
+def register(home: str, address: str, image: str, passphrase: PassphraseSource) -> None:
+    """Register a unit's seal impression (印模) and send it to the unit's agent."""
+    from docex.hub.config import HubConfig
+    from docex.hub.db import Database
+    from docex.hub.identity import HubIdentity
+    from docex.hub.seals import register_seal
+
+    config = HubConfig.load(home)
+    pw = passphrase.get() if (passphrase.file or passphrase.env or passphrase.insecure) else config.keys.passphrase()
+    db = Database(config.database_url)
+    digest = register_seal(config, db, HubIdentity.load(config, pw), address, Path(image).read_bytes())
+    click.echo(f"{address}: 印模已登记 seal registered ({digest[:16]}); sent to the unit's agent by the running hub")

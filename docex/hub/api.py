@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from docex.hub.context import HubContext
@@ -78,6 +78,15 @@ def _verify(secret: bytes, token: str) -> str | None:
     if not hmac.compare_digest(good, mac) or int(expires) < time.time():
         return None
     return user
+
+
+def _load_tsa(ctx: HubContext) -> Any:
+    folder = ctx.config.home / "tsa"
+    if not (folder / "tsa.crt").exists():
+        return None
+    from docex.pki.tsa import TimeStampAuthority
+
+    return TimeStampAuthority.load(folder, ctx.config.keys.passphrase())
 
 
 def create_app(ctx: HubContext) -> FastAPI:
@@ -157,6 +166,18 @@ def create_app(ctx: HubContext) -> FastAPI:
                 if item["address"] == address:
                     return item
         raise HTTPException(status_code=404, detail="no such unit / 无此单位")
+
+    tsa = _load_tsa(ctx)
+
+    @app.post("/tsa", include_in_schema=False)
+    async def timestamp(request: Request) -> Response:
+        """RFC 3161 over HTTP for the agents' seals (no login: a public service of the intranet)."""
+        if tsa is None:
+            raise HTTPException(status_code=404, detail="no time-stamping authority at this hub")
+        body = await request.body()
+        if len(body) > 64 * 1024:
+            raise HTTPException(status_code=413, detail="request too large")
+        return Response(tsa.respond(body), media_type="application/timestamp-reply")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

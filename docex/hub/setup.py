@@ -70,6 +70,8 @@ def init_hub(
     else:
         ca = CertificateAuthority.init(config.ca_dir, config.name, passphrase)
     ca.issue_server(f"{config.name} hub", config.hub_dir, passphrase, hub_prefix=prefix)
+    # The information centre's own time-stamping authority (RFC 3161), served at /tsa.
+    ca.issue_tsa(f"{config.name} 时间戳服务", config.home / "tsa", passphrase)
     config.trust_dir.mkdir(exist_ok=True)
     for anchor in trust:
         shutil.copy(anchor, config.trust_dir / Path(anchor).name)

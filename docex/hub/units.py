@@ -43,6 +43,7 @@ class Provisioning:
     anchors_pem: list[bytes]
     crl_pem: bytes
     directory_der: bytes
+    tsa_url: str = ""  # the hub's time-stamping authority, for the unit's seals
 
 
 def _pem(path: Path) -> bytes:
@@ -133,6 +134,7 @@ def add_unit(
         anchors_pem=[p.read_bytes() for p in sorted(config.trust_dir.glob("*.crt"))],
         crl_pem=_pem(config.ca_dir / "crl.pem"),
         directory_der=directory_der,
+        tsa_url=f"http://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
     )
 
 
