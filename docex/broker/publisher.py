@@ -5,13 +5,13 @@ pika's own confirm mode on BlockingChannel waits one broker round trip per messa
 channel underneath, by delivery tag, so a batch of N messages costs one wait: RabbitMQ
 confirms them together (multiple=True). Fan-out to 125 unit queues is one round trip.
 
-Threading: pika is not thread-safe. A publisher made with `ConfirmedPublisher.open` has
-its own connection and may be called from any thread (calls are serialised). One made on
-a shared connection belongs to the thread that made it (the "owner"): called from the
-owner thread, it sends and pumps the connection itself; called from any other thread (a
-Consumer's worker), it hands the batch to the connection thread with
-`add_callback_threadsafe` and waits on an Event, so the owner thread must be running the
-connection's event loop, as Consumer does.
+Threading: pika is not thread-safe. `ConfirmedPublisher.open(settings)` gives a publisher
+with its own connection, driven by a small I/O thread: any thread may publish, at the
+same time, and heartbeats and reconnects happen by themselves. `ConfirmedPublisher(conn)`
+publishes on a connection owned by the calling thread: called from that thread it sends
+and pumps the connection itself; called from another thread (a Consumer's worker) it
+hands the batch to the connection thread with `add_callback_threadsafe` and waits on an
+Event, so the owner must be running the connection's event loop, as Consumer does.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ from docex.broker.settings import BrokerSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIRM_TIMEOUT = 30.0
+_RECONNECT_INITIAL = 0.5
+_RECONNECT_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,24 @@ class PublishItem:
 class _Batch:
     """Messages published together and waited for together."""
 
-    __slots__ = ("items", "pending", "nacked", "returned", "error", "event", "cancelled", "owner")
+    __slots__ = (
+        "items",
+        "pending",
+        "nacked",
+        "returned",
+        "error",
+        "event",
+        "cancelled",
+        "owner",
+        "on_done",
+    )
 
-    def __init__(self, items: list[PublishItem], owner: bool) -> None:
+    def __init__(
+        self,
+        items: list[PublishItem],
+        owner: bool,
+        on_done: Callable[[_Batch], None] | None = None,
+    ) -> None:
         self.items = items
         self.pending = len(items)
         self.nacked: set[int] = set()
@@ -88,20 +105,30 @@ class _Batch:
         self.event = threading.Event()
         self.cancelled = False
         self.owner = owner
+        self.on_done = on_done  # called once, in the connection thread (or on abort)
 
     def settle(self, index: int, nack: bool) -> bool:
         if nack:
             self.nacked.add(index)
         self.pending -= 1
         if self.pending <= 0:
-            self.event.set()
+            self._done()
             return True
         return False
 
     def fail(self, error: BrokerError) -> None:
         if not self.event.is_set():
             self.error = error
-            self.event.set()
+            self._done()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.nacked and not self.returned
+
+    def _done(self) -> None:
+        self.event.set()
+        if self.on_done is not None:
+            self.on_done(self)
 
     def outcome(self) -> None:
         """Raise what went wrong, if anything."""
@@ -156,13 +183,9 @@ class ConfirmedPublisher:
         *,
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
     ) -> None:
-        self._conn = connection
-        self._owner = threading.get_ident()
+        """Publish on a connection owned by the calling thread (see module docstring)."""
         self.confirm_timeout = confirm_timeout
-        self._settings: BrokerSettings | None = None
-        self._connection_name: str | None = None
         self._lock = threading.Lock()
-        self._owner_lock = threading.Lock()
         self._requests: deque[_Batch] = deque()
         self._drain_scheduled = False
         self._dead: BrokerError | None = None
@@ -170,6 +193,9 @@ class ConfirmedPublisher:
         self._channel: BlockingChannel | None = None
         self._impl: Any = None
         self._next_tag = 1
+        self._io: _IoThread | None = None
+        self._conn = connection
+        self._owner = threading.get_ident()
         self._open_channel()
 
     @classmethod
@@ -180,11 +206,25 @@ class ConfirmedPublisher:
         connection_name: str | None = None,
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
     ) -> ConfirmedPublisher:
-        """A publisher with its own connection, reopened by itself when found closed."""
-        conn = connect(settings, connection_name)
-        pub = cls(conn, confirm_timeout=confirm_timeout)
-        pub._settings = settings
-        pub._connection_name = connection_name
+        """A publisher with its own connection, driven by a small I/O thread.
+
+        Any thread may publish, concurrently: their batches are in flight together. The
+        I/O thread answers heartbeats and reconnects after an outage; a publish made
+        while the broker is away waits (up to its timeout) for the connection to return.
+        Raises BrokerError at once if the first connection fails (bad login, no broker).
+        """
+        pub = cls.__new__(cls)
+        pub.confirm_timeout = confirm_timeout
+        pub._lock = threading.Lock()
+        pub._requests = deque()
+        pub._drain_scheduled = False
+        pub._dead = BrokerConnectionLost("尚未连接 RabbitMQ (not connected yet)")
+        pub._unconfirmed = OrderedDict()
+        pub._channel = None
+        pub._impl = None
+        pub._next_tag = 1
+        pub._io = _IoThread(pub, settings, connection_name)
+        pub._io.start_and_wait()
         return pub
 
     # -- public API -----------------------------------------------------------------------
@@ -226,16 +266,11 @@ class ConfirmedPublisher:
         On failure the exception lists the items that were nacked/unroutable; the others
         were confirmed. After a timeout or connection loss, the outcome is unknown.
         """
-        standalone = self._settings is not None
-        batch = _Batch(list(items), owner=standalone or threading.get_ident() == self._owner)
+        batch = _Batch(list(items), owner=threading.get_ident() == self._owner)
         if not batch.items:
             return 0
         deadline = time.monotonic() + (self.confirm_timeout if timeout is None else timeout)
-        if standalone:
-            # Its own connection: any thread may drive it, one at a time.
-            with self._owner_lock:
-                self._publish_as_owner(batch, deadline)
-        elif batch.owner:
+        if batch.owner:
             self._publish_as_owner(batch, deadline)
         else:
             self._publish_from_thread(batch, deadline)
@@ -244,22 +279,16 @@ class ConfirmedPublisher:
 
     @property
     def is_open(self) -> bool:
-        return self._dead is None and self._conn.is_open
-
-    def sleep(self, seconds: float) -> None:
-        """Wait while answering heartbeats (owner thread only); keeps an idle link alive."""
-        try:
-            self._conn.sleep(seconds)
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            self._abort(_lost(exc))
+        return self._dead is None
 
     def close(self) -> None:
         """Close the channel, and the connection if this publisher opened it."""
+        if self._io is not None:
+            self._io.stop()
+            return
         self._abort(BrokerConnectionLost("发布通道已关闭 (publisher closed)"))
         try:
-            if self._settings is not None and self._conn.is_open:
-                self._conn.close()
-            elif self._channel is not None and self._channel.is_open:
+            if self._channel is not None and self._channel.is_open:
                 self._channel.close()
         except (pika.exceptions.AMQPError, OSError):
             pass
@@ -273,9 +302,7 @@ class ConfirmedPublisher:
     # -- owner thread ---------------------------------------------------------------------
 
     def _publish_as_owner(self, batch: _Batch, deadline: float) -> None:
-        if self._settings is not None:
-            self._ensure_connection()
-        elif self._dead is not None:
+        if self._dead is not None:
             raise self._dead
         self._send(batch)
         while not batch.event.is_set():
@@ -288,47 +315,50 @@ class ConfirmedPublisher:
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._abort(_lost(exc))
 
-    def _ensure_connection(self) -> None:
-        """Standalone mode: notice a connection that died while idle and open a new one."""
-        assert self._settings is not None
-        if self._dead is None and self._conn.is_open:
-            try:
-                self._conn.process_data_events(time_limit=0)
-            except (pika.exceptions.AMQPError, OSError):
-                pass
-            else:
-                return
-        if self._conn.is_open:
-            try:
-                self._conn.close()
-            except (pika.exceptions.AMQPError, OSError):
-                pass
-        log.info("重新连接 RabbitMQ (reconnecting publisher) %s", self._settings.safe_url)
-        self._conn = connect(self._settings, self._connection_name)
-        with self._lock:
-            self._dead = None
-        self._unconfirmed.clear()
-        self._open_channel()
-
     # -- other threads --------------------------------------------------------------------
 
     def _publish_from_thread(self, batch: _Batch, deadline: float) -> None:
-        with self._lock:
-            if self._dead is not None:
-                raise self._dead
-            self._requests.append(batch)
-            schedule = not self._drain_scheduled
-            self._drain_scheduled = True
-        if schedule:
-            try:
-                self._conn.add_callback_threadsafe(self._drain)
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                self._abort(_lost(exc))
+        self._submit(batch)
         if not batch.event.wait(max(0.0, deadline - time.monotonic())):
             batch.cancelled = True
+            if self._dead is not None:
+                raise BrokerConnectionLost(
+                    f"RabbitMQ 暂时不可达 (broker unreachable): {self._dead.message}"
+                )
             raise PublishTimeout("RabbitMQ 未在时限内确认 (no publisher confirm in time)")
 
+    def _submit(self, batch: _Batch) -> None:
+        """Hand a batch to the connection thread without waiting (any thread).
+
+        With its own connection down, the batch waits in the queue for the reconnect.
+        """
+        with self._lock:
+            if self._dead is not None and (self._io is None or self._io.stopped):
+                raise self._dead
+            self._requests.append(batch)
+            schedule = self._dead is None and not self._drain_scheduled
+            if schedule:
+                self._drain_scheduled = True
+            conn = self._conn
+        if schedule:
+            try:
+                conn.add_callback_threadsafe(self._drain)
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                if self._io is None:
+                    self._abort(_lost(exc))
+
     # -- connection thread ----------------------------------------------------------------
+
+    def _attach(self, connection: BlockingConnection) -> None:
+        """(Re)bind to a fresh connection owned by the calling thread; send what waited."""
+        self._conn = connection
+        self._owner = threading.get_ident()
+        self._unconfirmed.clear()
+        self._open_channel()
+        with self._lock:
+            self._dead = None
+            self._drain_scheduled = True
+        self._drain()
 
     def _drain(self) -> None:
         with self._lock:
@@ -431,20 +461,122 @@ class ConfirmedPublisher:
             except (pika.exceptions.AMQPError, OSError):
                 pass
 
-    def _abort(self, error: BrokerConnectionLost) -> None:
-        """The connection is gone: fail everything in flight and refuse new work."""
+    def _abort(self, error: BrokerConnectionLost, *, keep_queued: bool = False) -> None:
+        """The connection is gone: fail what is in flight (outcome unknown).
+
+        Batches not yet sent are failed too, unless kept for a reconnect (keep_queued).
+        """
         with self._lock:
             self._dead = error
-            queued = list(self._requests)
-            self._requests.clear()
+            queued = [] if keep_queued else list(self._requests)
+            if not keep_queued:
+                self._requests.clear()
         in_flight = [b for b, _ in self._unconfirmed.values()]
         self._unconfirmed.clear()
         for batch in queued + in_flight:
             batch.fail(BrokerConnectionLost(error.message))
 
 
+class _IoThread:
+    """Owns the connection of a standalone publisher: pumps I/O, reconnects with backoff."""
+
+    def __init__(
+        self, publisher: ConfirmedPublisher, settings: BrokerSettings, name: str | None
+    ) -> None:
+        self.publisher = publisher
+        self.settings = settings
+        self.name = name
+        self._stopping = threading.Event()
+        self._first = threading.Event()
+        self._first_error: BrokerError | None = None
+        self._conn: BlockingConnection | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"docex-publisher:{settings.user}", daemon=True
+        )
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
+    def start_and_wait(self) -> None:
+        self._thread.start()
+        self._first.wait()
+        if self._first_error is not None:
+            self._thread.join()
+            raise self._first_error
+
+    def stop(self) -> None:
+        self._stopping.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.add_callback_threadsafe(_noop)
+            except (pika.exceptions.AMQPError, OSError):
+                pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        delay = _RECONNECT_INITIAL
+        pub = self.publisher
+        while not self._stopping.is_set():
+            try:
+                conn = connect(self.settings, self.name)
+            except BrokerError as exc:
+                if not self._first.is_set():
+                    self._first_error = exc
+                    self._first.set()
+                    return
+                log.warning("发布者无法重连 RabbitMQ (%s); %.1f 秒后重试", exc.message, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, _RECONNECT_MAX)
+                continue
+            self._conn = conn
+            try:
+                pub._attach(conn)
+                if not self._first.is_set():
+                    self._first.set()
+                else:
+                    log.info("发布者已重新连接 RabbitMQ (publisher reconnected)")
+                delay = _RECONNECT_INITIAL
+                while not self._stopping.is_set():
+                    conn.process_data_events(time_limit=1.0)
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                log.warning(
+                    "发布者与 RabbitMQ 的连接中断 (%s); 重连中 (reconnecting)", _describe(exc)
+                )
+                pub._abort(_lost(exc), keep_queued=True)
+            finally:
+                self._conn = None
+                if not self._first.is_set():
+                    self._first_error = BrokerConnectionLost(
+                        "无法打开发布通道 (cannot open channel)"
+                    )
+                    self._first.set()
+                    self._stopping.set()
+                if self._stopping.is_set():
+                    pub._abort(BrokerConnectionLost("发布者已关闭 (publisher closed)"))
+                if conn.is_open:
+                    try:
+                        conn.close()
+                    except (pika.exceptions.AMQPError, OSError):
+                        pass
+
+
+def quiet_pika_logging() -> None:
+    """Silence pika's own logs (tracebacks on every failed reconnect) unless configured.
+
+    docex logs one clear line per connection event itself. An application that set a
+    level on the "pika" logger (e.g. DEBUG to investigate) keeps it.
+    """
+    pika_log = logging.getLogger("pika")
+    if pika_log.level == logging.NOTSET:
+        pika_log.setLevel(logging.CRITICAL)
+
+
 def connect(settings: BrokerSettings, connection_name: str | None = None) -> BlockingConnection:
     """Open a BlockingConnection, turning pika's errors into one clear BrokerError."""
+    quiet_pika_logging()
     try:
         return BlockingConnection(settings.parameters(connection_name))
     except pika.exceptions.ProbableAuthenticationError:

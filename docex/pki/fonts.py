@@ -8,10 +8,11 @@ free 仿宋 or 小标宋, so the nearest installed faces stand in:
 | 仿宋/宋体 | Noto Serif CJK SC Regular                 | fonts-noto-cjk       |
 | 小标宋    | Noto Serif CJK SC Bold                    | fonts-noto-cjk       |
 | 黑体      | Noto Sans CJK SC Bold                     | fonts-noto-cjk       |
-| 楷体      | AR PL KaitiM GB (falls back to serif)     | fonts-arphic-gkai00mp |
+| 楷体      | Noto Serif CJK SC Regular (as 仿宋)       | fonts-noto-cjk       |
 
 The Noto faces are OpenType/CFF collections; index 2 of each collection is the Simplified
-Chinese (SC) face, whose glyph shapes follow the mainland standard.
+Chinese (SC) face, whose glyph shapes follow the mainland standard. (AR PL KaitiM GB was
+tried for 楷体: its metrics render small and uneven next to Noto, so it is not used.)
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
+from docex.pki.errors import PkiError
+
 NOTO_DIR = Path("/usr/share/fonts/opentype/noto")
-KAI_PATH = Path("/usr/share/fonts/truetype/arphic-gkai00mp/gkai00mp.ttf")
 _SC_FACE = 2  # index of "Noto ... CJK SC" inside the .ttc collections
 
 
@@ -29,7 +31,7 @@ class FontRole(enum.Enum):
     SONG = "song"  # 仿宋/宋体 stand-in: body text
     XBS = "xbs"  # 小标宋 stand-in: issuing-authority mark, title, seal text
     HEI = "hei"  # 黑体: 份号, 密级, level-1 headings
-    KAI = "kai"  # 楷体: 签发人 name, level-2 headings
+    KAI = "kai"  # 楷体: 签发人 name, level-2 headings (same face as SONG for now)
 
 
 @dataclass(frozen=True)
@@ -43,23 +45,22 @@ _FACES: dict[FontRole, FontFace] = {
     FontRole.SONG: FontFace(NOTO_DIR / "NotoSerifCJK-Regular.ttc", _SC_FACE),
     FontRole.XBS: FontFace(NOTO_DIR / "NotoSerifCJK-Bold.ttc", _SC_FACE),
     FontRole.HEI: FontFace(NOTO_DIR / "NotoSansCJK-Bold.ttc", _SC_FACE),
-    FontRole.KAI: FontFace(KAI_PATH, 0, "fonts-arphic-gkai00mp"),
+    FontRole.KAI: FontFace(NOTO_DIR / "NotoSerifCJK-Regular.ttc", _SC_FACE),
 }
 
 
-class FontMissingError(RuntimeError):
+class FontMissingError(PkiError):
     """A CJK font docex needs is not installed (names the Debian package)."""
 
-    code = "font_missing"
+    def __init__(self, message: str) -> None:
+        super().__init__("font_missing", message)
 
 
 def font_face(role: FontRole) -> FontFace:
-    """The installed face for ``role``; 楷体 falls back to the serif face if absent."""
+    """The installed face for ``role``."""
     face = _FACES[role]
     if face.path.is_file():
         return face
-    if role is FontRole.KAI:
-        return font_face(FontRole.SONG)
     raise FontMissingError(
         f"CJK font missing: {face.path} (apt-get install {face.package}; "
         "scripts/setup-machine.sh installs it)"

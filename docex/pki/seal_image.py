@@ -14,16 +14,18 @@ import math
 
 from PIL import Image, ImageDraw, ImageFont
 
+from docex.pki.errors import PkiError
 from docex.pki.fonts import FontRole, font_face
 
 SEAL_RED = (230, 0, 18, 255)  # the red of 公文 seals and marks (GB/T 9704 "红色")
 _SUPERSAMPLE = 2  # draw at 2x and downsample: Pillow's shapes are not antialiased
 
 
-class SealImageError(ValueError):
+class SealImageError(PkiError):
     """The seal cannot be drawn from these arguments."""
 
-    code = "seal_image_invalid"
+    def __init__(self, message: str) -> None:
+        super().__init__("seal_image_invalid", message)
 
 
 def _star(cx: float, cy: float, r_out: float) -> list[tuple[float, float]]:
@@ -38,7 +40,7 @@ def _star(cx: float, cy: float, r_out: float) -> list[tuple[float, float]]:
 
 def _glyph(ch: str, font: ImageFont.FreeTypeFont, size: int, width_scale: float) -> Image.Image:
     """One character, colored red on transparent, scaled horizontally by ``width_scale``."""
-    box = font.getbbox(ch)
+    box = [int(v) for v in font.getbbox(ch)]
     w, h = max(1, box[2] - box[0]), max(1, box[3] - box[1])
     img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     ImageDraw.Draw(img).text((-box[0], -box[1]), ch, font=font, fill=SEAL_RED)

@@ -1,0 +1,91 @@
+"""Where the broker is and how to log in; passwords never appear in repr or logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import pika
+
+
+def amqp_url(
+    user: str,
+    password: str,
+    vhost: str = "/",
+    host: str = "127.0.0.1",
+    port: int = 5672,
+) -> str:
+    """An amqp:// URL; user, password and vhost are percent-quoted (vhost "/" becomes %2F)."""
+    return (
+        f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+        f"{quote(vhost, safe='')}"
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str
+    management_url: str = "http://127.0.0.1:15672"
+    management_user: str = "guest"
+    management_password: str = "guest"
+    heartbeat: int = 30
+    prefetch: int = 64
+    # A connection blocked by a RabbitMQ resource alarm longer than this is dropped,
+    # so a publisher fails with a clear error instead of hanging forever.
+    blocked_timeout: float = 120.0
+
+    def __repr__(self) -> str:
+        return (
+            f"BrokerSettings(url={redact_url(self.url)!r}, "
+            f"management_url={self.management_url!r}, management_user={self.management_user!r}, "
+            f"heartbeat={self.heartbeat}, prefetch={self.prefetch})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def vhost(self) -> str:
+        path = urlsplit(self.url).path
+        return unquote(path[1:]) if len(path) > 1 else "/"
+
+    @property
+    def user(self) -> str:
+        return unquote(urlsplit(self.url).username or "guest")
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def parameters(self, connection_name: str | None = None) -> pika.URLParameters:
+        """pika parameters; the connection name shows in the management UI (and finds it)."""
+        params = pika.URLParameters(self.url)
+        params.heartbeat = self.heartbeat
+        params.blocked_connection_timeout = self.blocked_timeout
+        params.client_properties = {"connection_name": connection_name or f"docex:{self.user}"}
+        return params
+
+    def for_login(self, user: str, password: str, vhost: str | None = None) -> BrokerSettings:
+        """Same broker and management API, another login (and optionally another vhost)."""
+        parts = urlsplit(self.url)
+        url = amqp_url(
+            user,
+            password,
+            self.vhost if vhost is None else vhost,
+            parts.hostname or "127.0.0.1",
+            parts.port or 5672,
+        )
+        if parts.scheme == "amqps":
+            url = "amqps" + url[len("amqp") :]
+        if parts.query:
+            url = f"{url}?{parts.query}"
+        return replace(self, url=url)

@@ -1,0 +1,106 @@
+"""`docex compose`, `docex seal draw|apply|verify` and `docex tsa run`, as an operator uses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+
+from docex.cli.main import cli
+from tests.conftest import Pki
+
+UNIT = "qingyuan.yangshan.zfb"  # 阳山县人民政府办公室, from tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def files(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("seal-cli")
+    pki.county.issue_tsa("阳山县信息中心时间戳服务", root / "tsa", None)
+    (root / "ca.crt").write_bytes(pki.county.certificate.public_bytes(serialization.Encoding.PEM))
+    (root / "crl.pem").write_bytes(pki.county.crl().public_bytes(serialization.Encoding.PEM))
+    meta = {"issuer": "阳山县人民政府办公室", "doc_number": "阳府办〔2011〕3号", "title": "关于开展电子公文试点的通知",
+            "main_recipients": ["县行政办公大楼各单位"], "date": "2011-08-20"}
+    (root / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+    (root / "body.txt").write_text("定于8月25日起在县行政办公大楼开展电子公文试点。\n请各单位指定专人负责。\n", "utf-8")
+    return {"root": root, "tsa": root / "tsa", "ca": root / "ca.crt", "crl": root / "crl.pem",
+            "meta": root / "meta.json", "body": root / "body.txt", "unit": pki.unit_dir(UNIT)}
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_draw_compose_apply_verify(files: dict[str, Path]) -> None:
+    root = files["root"]
+    code, out = _run("seal", "draw", "--name", "阳山县人民政府办公室", "-o", str(root / "seal.png"))
+    assert code == 0 and (root / "seal.png").read_bytes()[:4] == b"\x89PNG"
+
+    code, out = _run("compose", "--meta", str(files["meta"]), "--body", str(files["body"]), "-o", str(root / "doc.pdf"), "--json")
+    assert code == 0, out
+    composed = json.loads(out)
+    assert composed["ok"] and composed["seal"]["page"] == 1
+
+    code, out = _run("seal", "apply", "--unit", str(files["unit"]), str(root / "doc.pdf"), "-o", str(root / "sealed.pdf"),
+                     "--image", str(root / "seal.png"), "--tsa-dir", str(files["tsa"]), "--crl", str(files["crl"]),
+                     "--insecure-no-passphrase")
+    assert code == 0 and "已盖章" in out, out
+
+    code, out = _run("seal", "verify", str(root / "sealed.pdf"), "--ca", str(files["ca"]), "--expect", UNIT, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and report["signatures"][0]["pades_level"] == "B-LTA"
+
+    code, out = _run("seal", "verify", str(root / "sealed.pdf"), "--ca", str(files["ca"]), "--expect", "qingyuan.yangshan.jyj")
+    assert code == 2 and "seal_address_mismatch" in out and "印章" in out
+
+
+def test_apply_without_timestamp_service_is_refused(files: dict[str, Path]) -> None:
+    code, out = _run("seal", "apply", "--unit", str(files["unit"]), str(files["meta"]), "-o", str(files["root"] / "x.pdf"),
+                     "--insecure-no-passphrase", "--json")
+    assert code == 2 and json.loads(out)["code"] == "timestamp_unavailable"
+
+
+def test_compose_reports_bad_metadata(files: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text('{"title": "无发文机关"}', "utf-8")
+    code, out = _run("compose", "--meta", str(tmp_path / "bad.json"), "--body", str(files["body"]), "-o", str(tmp_path / "x.pdf"))
+    assert code == 2 and "bad_metadata" in out
+
+
+@pytest.fixture
+def tsa_process(files: dict[str, Path]) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "docex.cli.main", "tsa", "run", "--dir", str(files["tsa"]), "--port", "0", "--insecure-no-passphrase"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = line.split(" on ")[1].split(" ")[0]
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_agent_reaches_tsa_run_over_http(files: dict[str, Path], tsa_process: str) -> None:
+    root = files["root"]
+    plain = root / "plain.pdf"
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.text(20, 20, "plain")
+    plain.write_bytes(bytes(pdf.output()))
+    code, out = _run("seal", "apply", "--unit", str(files["unit"]), str(plain), "-o", str(root / "http.pdf"),
+                     "--tsa", tsa_process, "--crl", str(files["crl"]), "--insecure-no-passphrase")
+    assert code == 0, out
+    code, out = _run("seal", "verify", str(root / "http.pdf"), "--ca", str(files["ca"]))
+    assert code == 0 and "有效 VALID" in out and "可信时间戳" in out
