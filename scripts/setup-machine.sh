@@ -2,6 +2,9 @@
 # Brings this machine to what docex's tests need: Debian tools, running services,
 # RabbitMQ plugins. Idempotent; safe to run on every `make test`.
 set -uo pipefail
+# --broker-only: just RabbitMQ and its plugins (what `make demo` needs).
+broker_only=0
+[ "${1:-}" = "--broker-only" ] && broker_only=1
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v pdfsig >/dev/null || need_apt+=(poppler-utils)
@@ -11,7 +14,7 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 [ -d /usr/share/fonts/opentype/noto ] || need_apt+=(fonts-noto-cjk)
 command -v certutil >/dev/null || need_apt+=(libnss3-tools)  # NSS db for pdfsig seal tests
-if [ ${#need_apt[@]} -gt 0 ]; then
+if [ $broker_only = 0 ] && [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -23,7 +26,7 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
   rabbitmq-server -detached
   for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
 fi
-if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+if [ $broker_only = 0 ] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   echo "setup: starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
 fi
