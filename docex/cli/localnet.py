@@ -66,6 +66,8 @@ class LocalNetwork:
         several networks share one broker) and an agent home per unit in ROOT/agents/."""
         base = Path(root).resolve()
         tag = tag or uuid.uuid4().hex[:8]
+        with Management(MANAGEMENT_URL) as mgmt:  # a vhost left by an earlier run of this tag
+            mgmt.delete_vhost(f"docex-{tag}-{prefix}")
         config = init_hub(
             base / "hub", prefix, name=name, amqp_url=ADMIN_URL, management_url=MANAGEMENT_URL,
             vhost=f"docex-{tag}-{prefix}", database_url=database_url, passphrase=None,
