@@ -392,7 +392,12 @@ class CertificateAuthority:
 
     # -- revocation ------------------------------------------------------------------------
     def revoke(self, serial: str | int, reason: str = "unspecified") -> IssuedRecord:
-        serial_hex = format(serial, "x") if isinstance(serial, int) else serial.lower().removeprefix("0x")
+        # accept what people copy from other tools: 0x prefix, colons, leading zeros
+        serial_hex = (
+            format(serial, "x")
+            if isinstance(serial, int)
+            else serial.strip().lower().removeprefix("0x").replace(":", "").lstrip("0") or "0"
+        )
         reason_key = normalise_reason(reason)
         records = self.records()
         for record in records:

@@ -13,7 +13,7 @@ from asn1crypto import algos, core
 from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -38,6 +38,15 @@ class GCMParameters(core.Sequence):
 
 algos.EncryptionAlgorithm._oid_specs["aes256_gcm"] = GCMParameters
 
+# RSA-OAEP with SHA-256 and MGF1-SHA-256, encoded once: building it costs more than the
+# RSA operation itself.
+_OAEP_SHA256_PARAMS = algos.RSAESOAEPParams(
+    {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+    }
+).dump()
+
 # docex's own signed attributes: each holds one OCTET STRING (canonical JSON).
 ATTRIBUTE_OIDS: dict[str, str] = {
     "docex_routing_header": f"{DOCEX_ARC}.2.1",
@@ -61,6 +70,19 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
 
 def _crypto_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
     return x509.load_der_x509_certificate(cert.dump())
+
+
+def _frozen(value: core.Asn1Value) -> core.Asn1Value:
+    """The same value re-loaded from its DER. asn1crypto copies and re-encodes a value built
+    from Python objects every time it is placed into a parent; a loaded one moves as bytes
+    (this made packing an envelope several times faster)."""
+    return type(value).load(value.dump())
+
+
+def _same_name(a: asn1_x509.Name, b: asn1_x509.Name) -> bool:
+    """RFC 5280 name matching, with identical encodings (the usual case) as a fast path:
+    asn1crypto's normalising comparison is costly."""
+    return bool(a.dump() == b.dump() or a == b)
 
 
 def _issuer_and_serial(cert: asn1_x509.Certificate) -> asn1_cms.IssuerAndSerialNumber:
@@ -135,7 +157,7 @@ def sign(
         if name not in ATTRIBUTE_OIDS:
             raise ValueError(f"unknown docex attribute {name}")
         signed_attrs.append(asn1_cms.CMSAttribute({"type": name, "values": [value]}))
-    attrs = asn1_cms.CMSAttributes(signed_attrs)
+    attrs = _frozen(asn1_cms.CMSAttributes(signed_attrs))
     to_sign = attrs.dump()
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
@@ -162,10 +184,10 @@ def sign(
                 "content": core.ParsableOctetString(content),
             },
             "certificates": [a_cert, *(_asn1_cert(c) for c in extra_certs)],
-            "signer_infos": [signer_info],
+            "signer_infos": [_frozen(signer_info)],
         }
     )
-    return _ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return _ContentInfo({"content_type": "signed_data", "content": _frozen(signed_data)}).dump()
 
 
 def _load_content_info(der: bytes, expected: str) -> asn1_cms.ContentInfo:
@@ -174,7 +196,9 @@ def _load_content_info(der: bytes, expected: str) -> asn1_cms.ContentInfo:
         kind = info["content_type"].native
         if kind != expected:
             raise PkiError("malformed_envelope", f"expected CMS {expected}, found {kind}")
-        _ = info["content"].native  # force a full parse now, not in the middle of checks
+        # Parse the whole structure now, not in the middle of checks (without converting
+        # it all to Python values: that cost most of an envelope's verification time).
+        info["content"]._parse_children(recurse=True)
         return info
     except PkiError:
         raise
@@ -200,6 +224,13 @@ def verify(
         signer_info = signer_infos[0]
         encap = signed_data["encap_content_info"]
         content_type = encap["content_type"].native
+        # The versions and the digest-algorithm list are not covered by the signature; pin
+        # them to what RFC 5652 prescribes for this shape so that no byte can change unseen.
+        expected_version = "v1" if content_type == "data" else "v3"
+        if signed_data["version"].native != expected_version or signer_info["version"].native != "v1":
+            raise PkiError("malformed_envelope", "the signature structure has unexpected version numbers")
+        if [a["algorithm"].native for a in signed_data["digest_algorithms"]] != ["sha256"]:
+            raise PkiError("malformed_envelope", "the message must list exactly the SHA-256 digest")
         content_obj = encap["content"]
         if isinstance(content_obj, core.Void) or content_obj is None:
             raise PkiError("malformed_envelope", "the signed content is missing (detached)")
@@ -213,7 +244,7 @@ def verify(
             (
                 c
                 for c in certs
-                if c.issuer == wanted["issuer"] and c.serial_number == wanted["serial_number"].native
+                if c.serial_number == wanted["serial_number"].native and _same_name(c.issuer, wanted["issuer"])
             ),
             None,
         )
@@ -247,8 +278,22 @@ def verify(
 
     if hashlib.sha256(content).digest() != expected_digest:
         raise PkiError("signature_invalid", "the content was changed after it was signed")
-    signer = _crypto_cert(signer_asn1)
-    public_key = signer.public_key()
+    try:
+        # cryptography parses lazily and more strictly than asn1crypto: parse every field
+        # now, so that a damaged certificate is a malformed message, not a crash later on.
+        signer = _crypto_cert(signer_asn1)
+        public_key = signer.public_key()
+        others = [_crypto_cert(c) for c in certs if c is not signer_asn1]
+        for cert in (signer, *others):
+            _ = cert.subject, cert.issuer, cert.extensions
+    except (
+        ValueError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        UnsupportedAlgorithm,
+    ) as exc:
+        raise PkiError("malformed_envelope", "a certificate in the message is damaged") from exc
     try:
         if isinstance(public_key, rsa.RSAPublicKey) and sig_alg in ("rsassa_pkcs1v15", "rsa"):
             public_key.verify(signature, to_verify, padding.PKCS1v15(), hashes.SHA256())
@@ -258,7 +303,6 @@ def verify(
             raise PkiError("signature_invalid", f"signature algorithm {sig_alg} is not accepted")
     except InvalidSignature as exc:
         raise PkiError("signature_invalid", f"the signature of {common_name(signer)} does not verify") from exc
-    others = [_crypto_cert(c) for c in certs if c is not signer_asn1]
     chain = trust.verify(signer, role=role, at=at, extra_certs=others)
     return Verified(content, content_type, signer, chain, signing_time, extra)
 
@@ -276,22 +320,14 @@ def encrypt(
     sealed = AESGCM(cek).encrypt(nonce, content, None)
     ciphertext, tag = sealed[:-GCM_TAG_BYTES], sealed[-GCM_TAG_BYTES:]
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-    oaep_alg = {
-        "algorithm": "rsaes_oaep",
-        "parameters": algos.RSAESOAEPParams(
-            {
-                "hash_algorithm": {"algorithm": "sha256"},
-                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
-            }
-        ),
-    }
+    oaep_alg = {"algorithm": "rsaes_oaep", "parameters": algos.RSAESOAEPParams.load(_OAEP_SHA256_PARAMS)}
     infos = []
     for cert in recipients:
         public_key = cert.public_key()
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise PkiError("wrong_certificate_role", f"{common_name(cert)}: encryption needs an RSA key")
         infos.append(
-            asn1_cms.RecipientInfo(
+            _frozen(asn1_cms.RecipientInfo(
                 {
                     "ktri": {
                         "version": "v0",
@@ -300,7 +336,7 @@ def encrypt(
                         "encrypted_key": public_key.encrypt(cek, oaep),
                     }
                 }
-            )
+            ))
         )
     if not infos:
         raise PkiError("no_recipients", "an envelope needs at least one recipient")
@@ -320,7 +356,7 @@ def encrypt(
         }
     )
     return asn1_cms.ContentInfo(
-        {"content_type": "authenticated_enveloped_data", "content": enveloped}
+        {"content_type": "authenticated_enveloped_data", "content": _frozen(enveloped)}
     ).dump()
 
 
@@ -352,7 +388,7 @@ def decrypt(der: bytes, cert: x509.Certificate, key: PrivateKey) -> bytes:
             if rid.name != "issuer_and_serial_number":
                 continue
             ias = rid.chosen
-            if ias["issuer"] == wanted["issuer"] and ias["serial_number"].native == wanted["serial_number"].native:
+            if ias["serial_number"].native == wanted["serial_number"].native and _same_name(ias["issuer"], wanted["issuer"]):
                 if ri.chosen["key_encryption_algorithm"]["algorithm"].native != "rsaes_oaep":
                     raise PkiError("malformed_envelope", "key transport must be RSA-OAEP")
                 encrypted_key = ri.chosen["encrypted_key"].native

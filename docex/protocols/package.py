@@ -24,6 +24,7 @@ MANIFEST_NAME = "manifest.json"
 MAX_FILES = 200
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed/compressed beyond this is a bomb, not a document
+_SAMPLE_BYTES = 64 * 1024
 _FIXED_TIME = (2011, 1, 1, 0, 0, 0)  # deterministic packages: same input, same bytes
 _BAD_CHARS = re.compile(r'[\x00-\x1f\\:*?"<>|]')
 
@@ -62,10 +63,19 @@ def build(manifest: Manifest, files: Mapping[str, bytes], *, main_document: str 
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in [(MANIFEST_NAME, full.to_json()), *files.items()]:
             info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = _compress_type(data)
             info.flag_bits |= 0x800  # names are UTF-8
             zf.writestr(info, data)
     return buf.getvalue()
+
+
+def _compress_type(data: bytes) -> int:
+    """Deflate what shrinks; store what is compressed already (sealed PDFs, scans, images):
+    deflating those cost most of the time of packing a large document, for nothing."""
+    sample = data[:_SAMPLE_BYTES]
+    if len(sample) >= 1024 and len(zlib.compress(sample, 1)) > len(sample) * 0.9:
+        return zipfile.ZIP_STORED
+    return zipfile.ZIP_DEFLATED
 
 
 def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
