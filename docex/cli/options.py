@@ -52,15 +52,26 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except PkiError as exc:
-            as_json = kwargs.get("as_json", False)
-            if as_json:
-                click.echo(json.dumps({"ok": False, "code": exc.code, "message": exc.message}, ensure_ascii=False))
-            else:
-                label = describe(exc.code)
-                click.echo(f"错误 [{exc.code}] {label + '：' if label else ''}{exc.message}", err=True)
-            sys.exit(EXIT_REFUSED)
+            _fail(exc.code, exc.message, kwargs.get("as_json", False))
+        except OSError as exc:  # a missing or unreadable file, a full disk: one line, no traceback
+            _fail("io_error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), kwargs.get("as_json", False))
+        except Exception as exc:
+            from docex.broker.errors import BrokerError
+
+            if isinstance(exc, BrokerError):
+                _fail("broker_unavailable", str(exc), kwargs.get("as_json", False))
+            raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(code: str, message: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "code": code, "message": message}, ensure_ascii=False))
+    else:
+        label = describe(code)
+        click.echo(f"错误 [{code}] {label + '：' if label else ''}{message}", err=True)
+    sys.exit(EXIT_REFUSED)
 
 
 def json_option(func: F) -> F:

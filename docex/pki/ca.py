@@ -81,6 +81,13 @@ class IssuedRecord:
         return "valid"
 
 
+def _refuse_overwrite(*paths: Path) -> None:
+    """Issuing into a folder that holds keys would destroy them: refuse."""
+    for path in paths:
+        if path.exists():
+            raise PkiError("credentials_exist", f"{path} exists; issue into an empty folder")
+
+
 def read_records(directory: str | os.PathLike[str]) -> list[IssuedRecord]:
     """The CA's index, readable without its key (for `docex pki list`)."""
     path = Path(directory) / "index.json"
@@ -267,6 +274,7 @@ class CertificateAuthority:
         if not is_valid_address(address):
             raise PkiError("bad_address", f"{address!r} is not a valid unit address")
         out = Path(out_dir)
+        _refuse_overwrite(out / "sign.key", out / "enc.key")
         subject = unit_subject(address, name)
         san = [x509.UniformResourceIdentifier(unit_uri(address))]
         sign_key = generate_rsa_key(END_ENTITY_KEY_BITS)
@@ -309,6 +317,7 @@ class CertificateAuthority:
         if not is_valid_address(address):
             raise PkiError("bad_address", f"{address!r} is not a valid unit address")
         out = Path(out_dir)
+        _refuse_overwrite(out / "person.key")
         key = generate_rsa_key(END_ENTITY_KEY_BITS)
         cert = self._build(
             unit_subject(address, name),
