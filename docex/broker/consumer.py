@@ -360,13 +360,14 @@ class Consumer:
             if batch.ok:
                 self._complete(generation, tag, _Outcome.ACK)
                 return
-            log.warning(
-                "转发消息 %s 未被确认, 退回队列重试 (forward failed): %s",
-                delivery.message_id,
-                batch.error.message
-                if batch.error
-                else f"{len(batch.nacked)} nacked, {len(batch.returned)} unroutable",
-            )
+            if not isinstance(batch.error, BrokerConnectionLost):  # that is logged once
+                log.warning(
+                    "转发消息 %s 未被确认, 退回队列重试 (forward failed): %s",
+                    delivery.message_id,
+                    batch.error.message
+                    if batch.error
+                    else f"{len(batch.nacked)} nacked, {len(batch.returned)} unroutable",
+                )
             self._complete(generation, tag, _Outcome.REQUEUE)
 
         publisher = delivery.forward_via or delivery.publisher
@@ -416,6 +417,10 @@ class Consumer:
         except RejectMessage as exc:
             log.warning("消息 %s 被拒绝, 转入死信 (rejected): %s", delivery.message_id, exc)
             return _Outcome.REJECT
+        except BrokerConnectionLost:
+            # Its connection dropped mid-publish; that is logged once where it happened.
+            log.debug("handler lost its connection", exc_info=True)
+            return _Outcome.REQUEUE
         except Exception as exc:  # noqa: BLE001 - any handler failure means "try again later"
             log.warning(
                 "处理消息 %s 失败, 退回队列重试 (requeued, delivery %d): %s",

@@ -12,6 +12,17 @@ import requests
 from docex.broker.errors import BrokerError
 from docex.broker.settings import BrokerSettings
 
+_QUEUE_COLUMNS = (
+    "name",
+    "vhost",
+    "type",
+    "messages_ready",
+    "messages_unacknowledged",
+    "messages",
+    "consumers",
+    "arguments",
+)
+
 
 def _q(name: str) -> str:
     return quote(name, safe="")
@@ -103,11 +114,17 @@ class Management:
         *,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
         ok_missing: bool = False,
     ) -> Any:
         try:
             resp = self._session.request(
-                method, self.url + path, json=json, headers=headers, timeout=self.timeout
+                method,
+                self.url + path,
+                json=json,
+                headers=headers,
+                params=params,
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             raise BrokerError(
@@ -169,7 +186,9 @@ class Management:
     # -- queues and policies ------------------------------------------------------------
 
     def list_queues(self, vhost: str) -> list[QueueInfo]:
-        data = self._request("GET", f"/api/queues/{_q(vhost)}") or []
+        # Only the columns we read: a hub vhost has 125+ queues with large stats objects.
+        params = {"columns": ",".join(_QUEUE_COLUMNS)}
+        data = self._request("GET", f"/api/queues/{_q(vhost)}", params=params) or []
         return [QueueInfo.from_api(item) for item in data]
 
     def get_queue(self, vhost: str, name: str) -> QueueInfo | None:

@@ -108,15 +108,17 @@ class _Batch:
         self.on_done = on_done  # called once, in the connection thread (or on abort)
 
     def settle(self, index: int, nack: bool) -> bool:
+        """Record one confirm; True when that completed the batch."""
         if nack:
             self.nacked.add(index)
         self.pending -= 1
-        if self.pending <= 0:
+        if self.pending <= 0 and not self.event.is_set():
             self._done()
             return True
         return False
 
     def fail(self, error: BrokerError) -> None:
+        # Late confirms of a failed batch still arrive; it stays failed, done once.
         if not self.event.is_set():
             self.error = error
             self._done()
@@ -177,6 +179,9 @@ class ConfirmedPublisher:
     the channel is reopened on the next publish).
     """
 
+    _conn: BlockingConnection
+    _dead: BrokerError | None
+
     def __init__(
         self,
         connection: BlockingConnection,
@@ -184,18 +189,10 @@ class ConfirmedPublisher:
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
     ) -> None:
         """Publish on a connection owned by the calling thread (see module docstring)."""
-        self.confirm_timeout = confirm_timeout
-        self._lock = threading.Lock()
-        self._requests: deque[_Batch] = deque()
-        self._drain_scheduled = False
-        self._dead: BrokerError | None = None
-        self._unconfirmed: OrderedDict[int, tuple[_Batch, int]] = OrderedDict()
-        self._channel: BlockingChannel | None = None
-        self._impl: Any = None
-        self._next_tag = 1
-        self._io: _IoThread | None = None
+        self._init_state(confirm_timeout)
         self._conn = connection
         self._owner = threading.get_ident()
+        self._dead = None
         self._open_channel()
 
     @classmethod
@@ -214,18 +211,23 @@ class ConfirmedPublisher:
         Raises BrokerError at once if the first connection fails (bad login, no broker).
         """
         pub = cls.__new__(cls)
-        pub.confirm_timeout = confirm_timeout
-        pub._lock = threading.Lock()
-        pub._requests = deque()
-        pub._drain_scheduled = False
-        pub._dead = BrokerConnectionLost("尚未连接 RabbitMQ (not connected yet)")
-        pub._unconfirmed = OrderedDict()
-        pub._channel = None
-        pub._impl = None
-        pub._next_tag = 1
+        pub._init_state(confirm_timeout)
         pub._io = _IoThread(pub, settings, connection_name)
-        pub._io.start_and_wait()
+        pub._io.start_and_wait()  # the I/O thread attaches its connection (see _attach)
         return pub
+
+    def _init_state(self, confirm_timeout: float) -> None:
+        self.confirm_timeout = confirm_timeout
+        self._lock = threading.Lock()
+        self._requests: deque[_Batch] = deque()
+        self._drain_scheduled = False
+        self._dead = BrokerConnectionLost("尚未连接 (not connected yet)")
+        self._unconfirmed: OrderedDict[int, tuple[_Batch, int]] = OrderedDict()
+        self._channel: BlockingChannel | None = None
+        self._impl: Any = None
+        self._next_tag = 1
+        self._io: _IoThread | None = None
+        self._owner = 0  # thread that owns _conn; set with it (__init__ or _attach)
 
     # -- public API -----------------------------------------------------------------------
 
@@ -279,6 +281,14 @@ class ConfirmedPublisher:
 
     @property
     def is_open(self) -> bool:
+        """Usable: not closed. A publisher from `open()` stays open through outages."""
+        if self._io is not None:
+            return not self._io.stopped
+        return self._dead is None
+
+    @property
+    def is_connected(self) -> bool:
+        """Connected to RabbitMQ right now (False while an own connection reconnects)."""
         return self._dead is None
 
     def close(self) -> None:
@@ -534,33 +544,32 @@ class _IoThread:
             self._conn = conn
             try:
                 pub._attach(conn)
-                if not self._first.is_set():
-                    self._first.set()
-                else:
+                if self._first.is_set():
                     log.info("发布者已重新连接 RabbitMQ (publisher reconnected)")
+                self._first.set()
                 delay = _RECONNECT_INITIAL
                 while not self._stopping.is_set():
                     conn.process_data_events(time_limit=1.0)
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                log.warning(
-                    "发布者与 RabbitMQ 的连接中断 (%s); 重连中 (reconnecting)", _describe(exc)
-                )
+            except Exception as exc:  # noqa: BLE001 - the I/O thread must not die quietly
+                if not self._first.is_set():
+                    self._first_error = _lost(exc, "无法打开发布通道 (cannot open channel)")
+                    self._first.set()
+                    self._stopping.set()
+                elif isinstance(exc, pika.exceptions.AMQPError | OSError):
+                    log.warning(
+                        "发布者与 RabbitMQ 的连接中断 (%s); 重连中 (reconnecting)", _describe(exc)
+                    )
+                else:
+                    log.exception("发布者 I/O 线程意外错误; 重连中 (reconnecting)")
                 pub._abort(_lost(exc), keep_queued=True)
             finally:
                 self._conn = None
-                if not self._first.is_set():
-                    self._first_error = BrokerConnectionLost(
-                        "无法打开发布通道 (cannot open channel)"
-                    )
-                    self._first.set()
-                    self._stopping.set()
-                if self._stopping.is_set():
-                    pub._abort(BrokerConnectionLost("发布者已关闭 (publisher closed)"))
                 if conn.is_open:
                     try:
                         conn.close()
                     except (pika.exceptions.AMQPError, OSError):
                         pass
+        pub._abort(BrokerConnectionLost("发布者已关闭 (publisher closed)"))
 
 
 def quiet_pika_logging() -> None:
