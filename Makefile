@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UNITS ?= 15
+LEVELS ?= 3
 
 .PHONY: demo test lint typecheck importlint install services bench clean
 
@@ -21,7 +22,7 @@ services:
 
 demo: install
 	@bash scripts/check-broker.sh
-	$(BIN)/python -m docex.cli.main demo --units $(UNITS)
+	$(BIN)/python -m docex.cli.main demo --units $(UNITS) --levels $(LEVELS)
 
 lint: install
 	$(BIN)/ruff check docex tests bench

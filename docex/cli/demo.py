@@ -4,6 +4,7 @@ table of every recipient's state until all are done."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import sys
@@ -90,8 +91,17 @@ def _table(db, ids: list[str]) -> tuple[str, bool]:  # type: ignore[no-untyped-d
 @click.option("--dir", "workdir", default="demo-run", show_default=True, type=click.Path(file_okay=False))
 @click.option("--timeout", default=180, show_default=True, help="Seconds to wait for all sign-fors.")
 @click.option("--keep", is_flag=True, help="Leave the network running (Ctrl-C stops it).")
-def demo(units: int, workdir: str, timeout: int, keep: bool) -> None:
+@click.option("--levels", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="3: the city hub, the county hub under it, the bridge, township units.")
+def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> None:
     """Run a real network: county hub + unit agents, documents, receipts, a live table."""
+    if levels == "3":
+        from docex.cli.levels_demo import run_three_levels
+
+        _broker_or_exit()
+        setup_logging()
+        run_three_levels(units, workdir, timeout, keep)
+        return
     from docex.agent.actions import return_document, sign_for
     from docex.agent.context import AgentContext
     from docex.agent.sending import Draft, queue_document
@@ -107,7 +117,7 @@ def demo(units: int, workdir: str, timeout: int, keep: bool) -> None:
     chosen = choose_units(units)
     click.echo(f"== 1. 建立县交换中心 {PREFIX} 和 {len(chosen)} 个单位 (hub + units) in {root}")
     with click.progressbar(length=len(chosen), label="   注册单位 registering", file=sys.stderr) as bar:
-        net = LocalNetwork.create(root, PREFIX, chosen, name="阳山县电子公文交换中心", tag="demo",
+        net = LocalNetwork.create(root, PREFIX, chosen, name="阳山县电子公文交换中心", tag=f"demo{os.getpid()}",
                                   progress=lambda _a: bar.update(1))
     db = Database(net.config.database_url)
     try:

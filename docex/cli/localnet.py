@@ -179,7 +179,113 @@ class LocalNetwork:
         """Stop everything and remove the vhost and broker users this network made."""
         self.stop_all()
         b = self.config.broker
+        link_users = _link_users(self.config)
         with Management(b.management_url, b.management_user, b.management_password) as mgmt:
             mgmt.delete_vhost(b.vhost)
-            for user in [f"{b.user_prefix}hub.{self.config.prefix}", *(b.user_prefix + a for a in self.agents)]:
+            for user in [f"{b.user_prefix}hub.{self.config.prefix}", *(b.user_prefix + a for a in self.agents),
+                         *link_users]:
                 mgmt.delete_user(user)
+
+
+def _link_users(config: HubConfig) -> list[str]:
+    """Broker users of this hub's links (bridges), to remove with the network."""
+    from sqlalchemy import select
+
+    from docex.hub.models import Link
+
+    db = Database(config.database_url)
+    try:
+        with db.read() as s:
+            return [u for u in s.execute(select(Link.broker_user)).scalars() if u]
+    except Exception:  # noqa: BLE001 - a half-made network has no links table yet
+        return []
+    finally:
+        db.dispose()
+
+
+# -- three levels: the city exchange, the county hub under it, the bridge between ---------------
+CITY_PREFIX = "qingyuan"
+COUNTY_PREFIX = "qingyuan.yangshan"
+
+
+@dataclass
+class CityCounty:
+    """The city hub `qingyuan`, the county hub `qingyuan.yangshan` as its child, and the
+    bridge between them (its home in ROOT/bridge, its process beside the county hub)."""
+
+    root: Path
+    city: LocalNetwork
+    county: LocalNetwork
+    bridge_home: Path
+
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        *,
+        city_units: Iterable[CsvUnit],
+        county_units: Iterable[CsvUnit],
+        tag: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> CityCounty:
+        """Both hubs trust each other's CA (configured, never implied) before any unit is
+        provisioned, so every agent holds both anchors; county units marked
+        `existing_certificate=city` keep keys the city's CA issued them."""
+        from docex.bridge.config import Side, write_bridge_home
+        from docex.broker.topology import link_queue
+        from docex.cli.link import attach
+        from docex.hub.links import create_child_link
+
+        base = Path(root).resolve()
+        tag = tag or uuid.uuid4().hex[:8]
+        city = LocalNetwork.create(base / "city", CITY_PREFIX, [], name="清远市电子公文交换中心", tag=tag)
+        county = LocalNetwork.create(base / "county", COUNTY_PREFIX, [], name="阳山县电子公文交换中心", tag=tag,
+                                     trust=(city.config.ca_dir / "ca.crt",))
+        db = Database(city.config.database_url)
+        try:
+            kit = create_child_link(city.config, db, child_prefix=COUNTY_PREFIX,
+                                    child_ca=county.config.ca_dir / "ca.crt", actor="localnet")
+        finally:
+            db.dispose()
+        bridge = write_bridge_home(
+            base / "bridge", link=kit.link,
+            parent=Side(prefix=kit.hub_prefix, name=kit.hub_name, url=kit.broker_url, user=kit.broker_user,
+                        queue=link_queue(kit.link)),
+            ca_pem=kit.ca_pem, hub_cert_pem=kit.hub_cert_pem, crl_pem=kit.crl_pem,
+        ).with_child(Side(prefix=COUNTY_PREFIX))
+        bridge.save()
+        attach(bridge, str(county.hub_home))
+        city.add_units(list(city_units), progress=progress)
+        county_rows = list(county_units)
+        issued = base / "city-issued"
+        city_ca = CertificateAuthority.open(city.config.ca_dir, None)
+        for row in county_rows:
+            if row.existing_certificate == "city":
+                city_ca.issue_unit(row.address, row.name, issued / row.address, None)
+        county.add_units(county_rows, existing_keys_root=issued, progress=progress)
+        return cls(base, city, county, bridge.home)
+
+    def start(self, *, per_process: int = 1) -> None:
+        """Both hubs, the bridge and every agent, as processes."""
+        for net in (self.city, self.county):
+            net.start_hub()
+        for net in (self.city, self.county):
+            net.wait_ready("hub", "running")
+        self.start_bridge()
+        for net in (self.city, self.county):
+            net.start_agents(per_process=per_process)
+
+    def start_bridge(self, *, metrics_port: int = 0) -> subprocess.Popen[bytes]:
+        proc = self.county._spawn("bridge", ["bridge", "run", "--home", str(self.bridge_home),
+                                             "--hub", str(self.county.hub_home), "--metrics-port", str(metrics_port)])
+        self.county.wait_ready("bridge", "running")
+        return proc
+
+    def stop_bridge(self, sig: int = signal.SIGTERM) -> None:
+        self.county.stop("bridge", sig)
+
+    def destroy(self) -> None:
+        for net in (self.county, self.city):
+            net.stop_all()
+        for net in (self.county, self.city):
+            net.destroy()

@@ -216,14 +216,20 @@ def tsa() -> None:
 @click.option("--dir", "tsa_dir", required=True, type=click.Path(exists=True, file_okay=False), help="TSA folder (tsa.crt, tsa.key, ca.crt from issue_tsa).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=3161, show_default=True, type=int)
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (default $DOCEX_METRICS_PORT or 9474; 0 off).")
 @passphrase_options
 @handles_errors
-def run(tsa_dir: str, host: str, port: int, passphrase: PassphraseSource) -> None:
+def run(tsa_dir: str, host: str, port: int, metrics_port: int | None, passphrase: PassphraseSource) -> None:
     """Serve RFC 3161 time-stamps over HTTP (POST application/timestamp-query)."""
+    from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
     from docex.pki.tsa import TimeStampAuthority, serve
 
     authority = TimeStampAuthority.load(tsa_dir, passphrase.get())
     server = serve(authority, host, port)
+    metrics_host, resolved = metrics_address("tsa", port=metrics_port)
+    if resolved:
+        registry, _ = service_metrics("tsa")
+        serve_metrics(registry, metrics_host, resolved)
     click.echo(f"时间戳服务已启动 TSA listening on {server.url} (Ctrl-C to stop)", err=True)
     try:
         while True:
@@ -233,7 +239,6 @@ def run(tsa_dir: str, host: str, port: int, passphrase: PassphraseSource) -> Non
     finally:
         server.shutdown()
         server.server_close()
-
 
 
 @seal.command("register")

@@ -22,8 +22,8 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from docex.hub.context import HubContext
-from docex.hub.models import Link
-from docex.hub.status import BrokerView, broker_view, link_state
+from docex.hub.links import status as link_status
+from docex.hub.status import dashboard_links
 from docex.hub.tracking import (
     DocumentQuery,
     document_detail,
@@ -126,16 +126,9 @@ def create_app(ctx: HubContext) -> FastAPI:
 
     @app.get("/api/overview")
     def api_overview(user: str = Depends(current_user)) -> dict[str, Any]:
-        views: list[BrokerView | None] = []
-
-        def live(link: Link) -> tuple[str, int | None]:
-            if not views:  # ask the broker only when there is a link to show
-                views.append(broker_view(ctx.config))
-            view = views[0]
-            return link_state(link, view), view.link_backlog(link.name) if view else None
-
+        link_rows = dashboard_links(link_status(ctx.config, ctx.db))
         with ctx.db.read() as s:
-            return overview(s, online_seconds=online, link_view=live)
+            return overview(s, online_seconds=online, links=link_rows)
 
     @app.get("/api/documents")
     def api_documents(

@@ -61,6 +61,10 @@ class Intake:
             from docex.hub.federation import accept_remote_directory
 
             accept_remote_directory(self.ctx, delivery, origin)
+        elif kind == messages.NOTICE and origin is not None and origin.kind == "link":
+            from docex.hub.federation import accept_remote_notice
+
+            accept_remote_notice(self.ctx, delivery, origin, publisher)
         else:
             refuse(self.ctx, delivery, origin, "malformed_envelope", f"unexpected message type {kind!r}", publisher=publisher)
 
@@ -96,13 +100,18 @@ class Intake:
                 route = self.ctx.route(address)
                 if route.kind == "local":
                     unit = s.get(Unit, address)
+                    if unit is None and origin.kind == "link":
+                        routes[address] = Route("paper")  # no hub of the chain knows it: paper
+                        continue
                     if unit is None:
                         raise DocexError("unknown_recipient", f"no unit {address} in the directory")
                     if unit.state != "enabled":
                         raise DocexError("recipient_disabled", f"{address} ({unit.name}) is disabled")
                 elif origin.kind == "link" and route.link == origin.name:
-                    raise DocexError("unknown_recipient", f"{address} would go back over the link it came from")
+                    continue  # the hub it came from delivers those itself (one copy per link)
                 routes[address] = route
+        if not routes:
+            raise DocexError("unknown_recipient", "no recipient of this envelope is reachable from this hub")
         return outer, routes
 
     def document(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
@@ -174,7 +183,12 @@ class Intake:
         outbox.add(s, key=messages.notice_key(message_id, event), kind=messages.NOTICE, route=route, address=sender, body=der)
 
     def _flush(self, publisher: ConfirmedPublisher, keys: list[str]) -> None:
-        outbox.flush(self.ctx.db, publisher, keys, self.ctx.observer)
+        from docex.hub.links import not_held
+
+        with self.ctx.db.read() as s:
+            rows = outbox.pending(s, keys)
+        # Copies for a paused or draining link wait in the outbox until it resumes.
+        outbox.deliver(self.ctx.db, publisher, not_held(self.ctx.db, rows), self.ctx.observer)
 
     # -- receipts ---------------------------------------------------------------------------
     def receipt(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
@@ -265,10 +279,12 @@ class Intake:
         with self.ctx.db.session() as s:
             version, der = hub_directory.signed_snapshot(s, self.ctx.config.prefix, self.ctx.identity,
                                                          self.ctx.child_prefixes())
+        from docex.hub.federation import remote_items
+
         publisher.publish_many([PublishItem(
             DELIVER_EXCHANGE, origin.name, der, f"directory|{self.ctx.config.prefix}|{version}|{origin.name}",
             type=messages.DIRECTORY,
-        )])
+        ), *remote_items(self.ctx, origin.name)])
 
 
 def _header_or_none(body: bytes) -> RoutingHeader | None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from docex.broker import ConfirmedPublisher, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
-from docex.hub import audit, broker, outbox, states
+from docex.hub import audit, broker, links, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.context import HubContext
 from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
@@ -111,8 +111,10 @@ class HubJobs:
                 .limit(1000)
             ).tuples().all()
             for delivery, doc in rows:
-                deadline = doc.deadline if doc.deadline.tzinfo else doc.deadline.replace(tzinfo=dt.UTC)  # type: ignore[union-attr]
-                period = deadline - (doc.accepted_at if doc.accepted_at.tzinfo else doc.accepted_at.replace(tzinfo=dt.UTC))
+                if doc.deadline is None:
+                    continue
+                period = doc.deadline - doc.accepted_at
+                deadline = doc.deadline
                 due = deadline + period * delivery.reminders
                 if now < due:
                     continue
@@ -157,14 +159,20 @@ class HubJobs:
         """Publish outbox rows nobody published: written by the CLI (seal registrations)
         or left by a worker that died between commit and publish."""
         cutoff = utcnow() - dt.timedelta(seconds=older_than)
+        held = links.held_keys(self.ctx.db)  # rows for paused/draining links wait
         with self.ctx.db.read() as s:
             rows = list(s.execute(
-                select(Outbox).where(Outbox.published_at.is_(None), Outbox.created_at < cutoff).order_by(Outbox.id).limit(500)
+                select(Outbox).where(Outbox.published_at.is_(None), Outbox.created_at < cutoff,
+                                     Outbox.routing_key.not_in(held)).order_by(Outbox.id).limit(500)
             ).scalars())
         count = outbox.deliver(self.ctx.db, self.publisher(), rows, self.ctx.observer)
         if count:
             log.info("outbox relay published %d message(s)", count)
         return count
+
+    def link_housekeeping(self) -> dict[str, int]:
+        """Links: drained ones pause, senders hear of documents waiting for a link that is down."""
+        return links.housekeeping(self.ctx, self.publisher())
 
     def _flush(self, keys: list[str]) -> int:
         return outbox.flush(self.ctx.db, self.publisher(), keys, self.ctx.observer)
@@ -221,6 +229,7 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="Asia/Shanghai", job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(jobs.publish_directory, "interval", seconds=5, id="directory")
     scheduler.add_job(jobs.relay_outbox, "interval", seconds=5, id="outbox-relay")
+    scheduler.add_job(jobs.link_housekeeping, "interval", seconds=5, id="links")
     scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
     scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
     scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")

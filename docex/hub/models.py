@@ -13,9 +13,28 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps are always aware UTC in Python, whatever the database hands back
+    (SQLite returns naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -24,6 +43,11 @@ class Base(DeclarativeBase):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A stored timestamp as the API and CLI show it (UTC, seconds)."""
+    return value.isoformat(timespec="seconds") if value is not None else None
 
 
 class Unit(Base):
@@ -40,9 +64,9 @@ class Unit(Base):
     enc_cert: Mapped[str] = mapped_column(Text, default="")
     seal_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     broker_user: Mapped[str] = mapped_column(String(200), default="")
-    cert_not_after: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cert_not_after: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Document(Base):
@@ -58,9 +82,9 @@ class Document(Base):
     size: Mapped[int] = mapped_column(Integer, default=0)
     envelope_sha256: Mapped[str] = mapped_column(String(64))
     origin: Mapped[str] = mapped_column(String(120), default="local")  # local | link:<name>
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    accepted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    accepted_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    deadline: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Envelope(Base):
@@ -87,12 +111,12 @@ class Delivery(Base):
     code: Mapped[str] = mapped_column(String(40), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
     person: Mapped[str] = mapped_column(String(120), default="")
-    accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    routed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    signed_for_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    returned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    routed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    signed_for_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    returned_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     reminders: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -106,8 +130,8 @@ class Receipt(Base):
     recipient: Mapped[str] = mapped_column(String(200))
     event: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -123,8 +147,8 @@ class Outbox(Base):
     routing_key: Mapped[str] = mapped_column(String(220))
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # None: the envelope
     recipient: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
 
 
 class Rejection(Base):
@@ -137,7 +161,7 @@ class Rejection(Base):
     code: Mapped[str] = mapped_column(String(40), index=True)
     message: Mapped[str] = mapped_column(Text, default="")
     kept_at: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
 class AuditEntry(Base):
@@ -145,7 +169,7 @@ class AuditEntry(Base):
 
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(60), index=True)
     subject: Mapped[str] = mapped_column(String(200), default="", index=True)
@@ -171,7 +195,7 @@ class Link(Base):
     role: Mapped[str] = mapped_column(String(10))  # parent | child
     state: Mapped[str] = mapped_column(String(20), default="active")  # active | paused | draining
     broker_user: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class RemoteDirectory(Base):
@@ -184,4 +208,4 @@ class RemoteDirectory(Base):
     link: Mapped[str] = mapped_column(String(120))  # the link it arrived over
     units: Mapped[int] = mapped_column(Integer, default=0)
     der: Mapped[bytes] = mapped_column(LargeBinary)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

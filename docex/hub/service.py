@@ -9,6 +9,7 @@ import multiprocessing as mp
 import signal
 import threading
 from dataclasses import dataclass, replace
+from multiprocessing.context import SpawnProcess
 from pathlib import Path
 
 from docex.broker import Consumer, Delivery
@@ -81,8 +82,17 @@ def _worker_main(home: str, passphrase: bytes | None, options: RunOptions, index
         metrics_server = serve_metrics(registry, *metrics_address("hub", port=options.metrics_port + index))
         log.info("hub worker %d metrics %s", index, metrics_server.url)
     consumer = _ingress_consumer(ctx, options, f"docex-hub-worker-{index}")
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+
+    def stop(*_: object) -> None:
+        # A process-group SIGTERM and the parent's terminate() arrive together: a nested
+        # handler call in the main thread could wait on a pika lock that thread holds.
+        # Ignore the rest, and stop from another thread.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=consumer.stop, name="docex-hub-worker-stop", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         consumer.run()
     finally:
@@ -125,7 +135,7 @@ class HubService:
         ]
         for consumer in consumers:
             consumer.start()
-        procs: list[mp.process.BaseProcess] = []
+        procs: list[SpawnProcess] = []
         spawn = mp.get_context("spawn")
         for index in range(1, opts.workers):
             proc = spawn.Process(target=_worker_main, args=(str(self.config.home), self.passphrase, opts, index),
@@ -163,6 +173,9 @@ class HubService:
                 consumer.stop()
             for proc in procs:
                 proc.join(10)
+                if proc.is_alive():  # never hang the service's exit on a stuck worker
+                    proc.kill()
+                    proc.join(5)
             jobs.close()
             if api is not None:
                 api.stop()

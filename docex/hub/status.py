@@ -2,66 +2,69 @@
 depths, oldest undelivered document per unit and link, units online, certificates
 expiring, the audit chain, overdue deliveries, dead letters, the outbox, links.
 
-The broker's side (queue depths, which link's bridge is connected) comes from the
-management API; the read API's overview uses the same view for its link table."""
+Queue depths come from the management API; links from docex.hub.links.status (the same
+report `docex link status` prints), which the read API's overview uses too."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 
-from docex.broker.topology import DEAD_QUEUE, link_queue
-from docex.hub import audit, broker, states
+from docex.broker.topology import DEAD_QUEUE
+from docex.hub import audit, broker, links, states
 from docex.hub.config import HubConfig
 from docex.hub.context import HubContext
-from docex.hub.models import Delivery, Document, Link, Outbox, Unit, utcnow
+from docex.hub.links import LinkReport
+from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
 from docex.hub.tracking import count_overdue
 from docex.monitoring.status import LinkStatus, StatusSnapshot
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BrokerView:
-    """The broker as the management API sees it (its statistics lag a few seconds)."""
-
-    depths: dict[str, int]  # queue name -> ready + unacknowledged
-    connected_users: frozenset[str]  # broker users with an open connection to our vhost
-
-    def link_backlog(self, name: str) -> int:
-        return self.depths.get(link_queue(name), 0)
-
-    def link_connected(self, link: Link) -> bool:
-        return bool(link.broker_user) and link.broker_user in self.connected_users
-
-
-def broker_view(config: HubConfig) -> BrokerView | None:
-    """None when the management API does not answer: callers show "unknown", not zero."""
-    vhost = config.broker.vhost
+def queue_depths(config: HubConfig) -> dict[str, int] | None:
+    """Queue name -> ready + unacknowledged, from the management API (its statistics lag
+    a few seconds); None when it does not answer: "unknown", not zero."""
     try:
         with broker.management(config) as mgmt:
-            depths = {q.name: q.messages_ready + q.messages_unacknowledged for q in mgmt.list_queues(vhost)}
-            users = frozenset(c.user for c in mgmt.list_connections(vhost))
-    except Exception as exc:  # noqa: BLE001 - broker statistics are optional for a scrape or a page
+            return {q.name: q.messages_ready + q.messages_unacknowledged
+                    for q in mgmt.list_queues(config.broker.vhost)}
+    except Exception as exc:  # noqa: BLE001 - broker statistics are optional for a scrape
         log.warning("management API unavailable (%s): no queue depths this time", exc)
         return None
-    return BrokerView(depths, users)
 
 
-def link_state(link: Link, view: BrokerView | None) -> str:
-    """paused / draining as configured; an active link is up or down by whether its
-    bridge is connected ("active" when the broker cannot be asked)."""
-    if link.state != "active" or view is None:
-        return link.state
-    return "up" if view.link_connected(link) else "down"
+def link_backlog(report: LinkReport) -> int | None:
+    """Waiting to cross: in the link queue, plus what a paused or draining link holds
+    back in our outbox. None when the broker cannot be asked."""
+    return None if report.backlog_out is None else report.backlog_out + report.held_out
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+def dashboard_links(reports: list[LinkReport]) -> list[dict[str, Any]]:
+    """The overview's link rows. An active link is "up" or "down" by whether its bridge
+    is connected ("active" when the broker cannot be asked); paused / draining as set."""
+    rows = []
+    for r in reports:
+        state = r.state
+        if state == "active" and r.connected is not None:
+            state = "up" if r.connected else "down"
+        rows.append({"name": r.name, "state": state, "backlog": link_backlog(r)})
+    return rows
+
+
+def link_statuses(reports: list[LinkReport]) -> dict[str, LinkStatus]:
+    """Gauges per link. Without the broker a link is neither up nor down: it is left out
+    rather than paging someone about a link that may be fine."""
+    return {
+        r.name: LinkStatus(up=bool(r.connected), backlog_out=link_backlog(r) or 0, backlog_in=r.backlog_in or 0,
+                           oldest_seconds=r.oldest_waiting_seconds or 0.0)
+        for r in reports if r.connected is not None
+    }
+
 
 
 class HubStatus:
@@ -79,7 +82,6 @@ class HubStatus:
         with self.ctx.db.read() as s:
             by_state = dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).tuples().all())
             units = s.execute(select(Unit)).scalars().all()
-            links = s.execute(select(Link)).scalars().all()
             rows = s.execute(
                 select(Delivery.route, Delivery.recipient, func.min(Document.accepted_at))
                 .join(Document, Document.message_id == Delivery.message_id)
@@ -96,22 +98,15 @@ class HubStatus:
         oldest: dict[str, float] = {}
         for route, recipient, at in rows:
             key = recipient if route == "local" else route.removeprefix("link:")
-            oldest[key] = max(oldest.get(key, 0.0), (now - _aware(at)).total_seconds())
-        last_seen = {u.address: (now - _aware(u.last_seen)).total_seconds() for u in units if u.last_seen}
+            oldest[key] = max(oldest.get(key, 0.0), (now - at).total_seconds())
+        last_seen = {u.address: (now - u.last_seen).total_seconds() for u in units if u.last_seen}
         online = sum(1 for age in last_seen.values() if age <= cfg.limits.heartbeat_online_seconds)
         soon = now + dt.timedelta(days=30)
-        expiring = sum(1 for u in units if u.cert_not_after is not None and _aware(u.cert_not_after) < soon)
-        view = broker_view(cfg)
-        # Without the broker a link is neither up nor down: leave it out rather than page
-        # someone about a link that may be fine.
-        link_status = {
-            link.name: LinkStatus(up=view.link_connected(link), backlog_out=view.link_backlog(link.name),
-                                  oldest_seconds=oldest.get(link.name, 0.0))
-            for link in links
-        } if view is not None else {}
+        expiring = sum(1 for u in units if u.cert_not_after is not None and u.cert_not_after < soon)
+        depths = queue_depths(cfg)
         return StatusSnapshot(
             deliveries_by_state={state: by_state.get(state, 0) for state in states.ALL},
-            queue_depths=view.depths if view else {},
+            queue_depths=depths or {},
             oldest_undelivered_seconds=oldest,
             units_total=len(units),
             units_online=online,
@@ -119,7 +114,7 @@ class HubStatus:
             certificates_expiring_30d=expiring,
             audit_chain_ok=self._audit_ok,
             overdue=overdue,
-            dead_letters=view.depths.get(DEAD_QUEUE, 0) if view else None,
-            links=link_status,
+            dead_letters=depths.get(DEAD_QUEUE, 0) if depths is not None else None,
+            links=link_statuses(links.status(cfg, self.ctx.db)),
             outbox_pending=outbox_pending,
         )

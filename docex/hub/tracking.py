@@ -5,7 +5,6 @@ API both use these, so they always agree."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,17 +12,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from docex.hub import states
-from docex.hub.models import Delivery, Document, Link, Receipt, Unit, utcnow
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat(timespec="seconds")
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+from docex.hub.models import Delivery, Document, Link, Receipt, Unit, iso, utcnow
 
 
 def document_detail(s: Session, message_id: str) -> dict[str, Any] | None:
@@ -42,9 +31,9 @@ def document_detail(s: Session, message_id: str) -> dict[str, Any] | None:
         "sender_name": sender_name,
         "priority": doc.priority,
         "classification": doc.classification,
-        "created_at": _iso(doc.created_at),
-        "accepted_at": _iso(doc.accepted_at),
-        "deadline": _iso(doc.deadline),
+        "created_at": iso(doc.created_at),
+        "accepted_at": iso(doc.accepted_at),
+        "deadline": iso(doc.deadline),
         "size": doc.size,
         "recipients": [
             {
@@ -53,11 +42,11 @@ def document_detail(s: Session, message_id: str) -> dict[str, Any] | None:
                 "route": r.route,
                 "state": r.state,
                 "code": r.code,
-                "accepted_at": _iso(r.accepted_at),
-                "routed_at": _iso(r.routed_at),
-                "delivered_at": _iso(r.delivered_at),
-                "signed_for_at": _iso(r.signed_for_at),
-                "returned_at": _iso(r.returned_at),
+                "accepted_at": iso(r.accepted_at),
+                "routed_at": iso(r.routed_at),
+                "delivered_at": iso(r.delivered_at),
+                "signed_for_at": iso(r.signed_for_at),
+                "returned_at": iso(r.returned_at),
                 "reason": r.reason,
                 "person": r.person,
                 "reminders": r.reminders,
@@ -65,7 +54,7 @@ def document_detail(s: Session, message_id: str) -> dict[str, Any] | None:
             for r in rows
         ],
         "receipts": [
-            {"recipient": r.recipient, "event": r.event, "at": _iso(r.at), "reason": r.reason} for r in receipts
+            {"recipient": r.recipient, "event": r.event, "at": iso(r.at), "reason": r.reason} for r in receipts
         ],
     }
 
@@ -116,8 +105,8 @@ def list_documents(s: Session, query: DocumentQuery) -> list[dict[str, Any]]:
             "sender_name": names.get(d.sender, ""),
             "priority": d.priority,
             "classification": d.classification,
-            "created_at": _iso(d.created_at),
-            "accepted_at": _iso(d.accepted_at),
+            "created_at": iso(d.created_at),
+            "accepted_at": iso(d.accepted_at),
             "recipients_total": sum(counts[d.message_id].values()),
             "states": counts[d.message_id],
         }
@@ -167,16 +156,16 @@ def unit_stats(s: Session, *, online_seconds: float, since: dt.datetime | None =
     result = []
     for u in units:
         st = per_state.get(u.address, {})
-        seen = _aware(u.last_seen) if u.last_seen else None
+        seen = u.last_seen if u.last_seen else None
         result.append(UnitStats(
             address=u.address, name=u.name, kind=u.kind, state=u.state, phase=u.phase,
-            last_seen=_iso(seen), online=bool(seen and (now - seen).total_seconds() <= online_seconds),
+            last_seen=iso(seen), online=bool(seen and (now - seen).total_seconds() <= online_seconds),
             sent=sent.get(u.address, 0),
             received=sum(n for k, n in st.items() if k in (states.DELIVERED, states.SIGNED_FOR, states.RETURNED)),
             signed_for=st.get(states.SIGNED_FOR, 0), signed_for_on_time=on_time.get(u.address, 0),
             returned=st.get(states.RETURNED, 0),
             pending=sum(n for k, n in st.items() if k in states.OPEN),
-            cert_expiry=_iso(u.cert_not_after),
+            cert_expiry=iso(u.cert_not_after),
         ))
     return result
 
@@ -189,12 +178,10 @@ def count_overdue(s: Session, now: dt.datetime) -> int:
     ).scalar_one()
 
 
-LinkView = Callable[[Link], tuple[str, int | None]]
-
-
-def overview(s: Session, *, online_seconds: float, link_view: LinkView | None = None) -> dict[str, Any]:
-    """The dashboard's overview. `link_view` gives a link's live state and backlog (the
-    broker's view); without it a link shows its configured state and no backlog."""
+def overview(s: Session, *, online_seconds: float, links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The dashboard's overview. `links`: rows {name, state, backlog} with the broker's
+    view (docex.hub.status.dashboard_links); without them each link shows its configured
+    state and no backlog."""
     now = utcnow()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     documents_today = s.execute(select(func.count()).select_from(Document).where(Document.accepted_at >= midnight)).scalar_one()
@@ -202,20 +189,17 @@ def overview(s: Session, *, online_seconds: float, link_view: LinkView | None = 
         select(func.count()).select_from(Delivery).where(Delivery.state.in_((states.ROUTED, states.DELIVERED)))
     ).scalar_one()
     stats = unit_stats(s, online_seconds=online_seconds)
-    links = s.execute(select(Link).order_by(Link.name)).scalars().all()
-    view = link_view or (lambda link: (link.state, None))
+    if links is None:
+        links = [{"name": link.name, "state": link.state, "backlog": None}
+                 for link in s.execute(select(Link).order_by(Link.name)).scalars()]
     return {
         "documents_today": documents_today,
         "pending_sign_for": pending_sign_for,
         "overdue": count_overdue(s, now),
         "units_total": len(stats),
         "units_offline": sum(1 for u in stats if not u.online and u.state == "enabled"),
-        "links": [
-            {"name": link.name, "state": state, "backlog": backlog}
-            for link in links
-            for state, backlog in [view(link)]
-        ],
-        "generated_at": _iso(now),
+        "links": links,
+        "generated_at": iso(now),
     }
 
 

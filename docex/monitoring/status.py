@@ -53,6 +53,8 @@ class StatusSnapshot:
     overdue: int | None = None  # deliveries past their deadline, not yet delivered
     dead_letters: int | None = None
     links: dict[str, LinkStatus] = field(default_factory=dict)
+    outbox_pending: int | None = None  # transactional outbox rows the broker has not confirmed
+    inbox_unsigned: int | None = None  # agent: received, not yet signed for or returned
 
 
 SnapshotSource = Callable[[], StatusSnapshot]
@@ -158,6 +160,10 @@ class StatusCollector(Collector):
             ("docex_deliveries_overdue", "Deliveries past their deadline, not delivered.",
              s.overdue),
             ("docex_dead_letters", "Messages in the dead-letter queue.", s.dead_letters),
+            ("docex_outbox_pending", "Outbox messages not yet confirmed by the broker.",
+             s.outbox_pending),
+            ("docex_inbox_unsigned", "Received documents not yet signed for or returned.",
+             s.inbox_unsigned),
         ):  # fmt: skip
             if value is not None:
                 yield GaugeMetricFamily(name, doc, value=float(value))

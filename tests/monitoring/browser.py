@@ -3,6 +3,7 @@ Selenium, never a downloaded browser (the network is isolated)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -66,7 +69,40 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[WebDriver]:
 def wait_for(
     driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 20.0
 ) -> Any:
-    """WebDriverWait(driver, timeout).until(condition), polling often."""
+    """WebDriverWait(driver, timeout).until(condition), polling often. An element that
+    went stale (a form POST or auto-refresh replaced it) counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
+
+
+def keep_screenshot(driver: WebDriver, tmp_path: Path, name: str, *, docs: bool = False) -> Path:
+    """Always into tmp_path; with `docs`, also into docs/ when missing there or when
+    DOCEX_UPDATE_SCREENSHOTS=1, so test runs do not rewrite a tracked file for nothing."""
+    shot = tmp_path / name
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    target = DOCS / name
+    if docs and (not target.exists() or os.environ.get("DOCEX_UPDATE_SCREENSHOTS") == "1"):
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(shot, target)
+    return shot
+
+
+def css(driver: WebDriver, selector: str) -> list[WebElement]:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def visible(driver: WebDriver, element_id: str) -> bool:
+    found = css(driver, f"#{element_id}")
+    return bool(found) and found[0].is_displayed()
+
+
+def text_of(driver: WebDriver, selector: str) -> str:
+    found = css(driver, selector)
+    return found[0].text if found else ""

@@ -29,6 +29,8 @@ def full_snapshot() -> StatusSnapshot:
         overdue=1,
         dead_letters=0,
         links={"parent": LinkStatus(up=True, backlog_out=5, backlog_in=1, oldest_seconds=42.0)},
+        outbox_pending=0,
+        inbox_unsigned=3,
     )
 
 

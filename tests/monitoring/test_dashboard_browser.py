@@ -1,63 +1,35 @@
 """The delivery dashboard in real headless Chromium, against a stub of the read API:
 log in, find a document, watch a recipient's state change on auto-refresh, switch to
-English, look at the units. The end-to-end test against the real hub lives with the hub."""
+English, look at the units. The same page against the real hub: test_dashboard_e2e.py,
+which also keeps the screenshots in docs/."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.monitoring.browser import chromium, missing_browser, wait_for
-from tests.monitoring.conftest import REPO
+from tests.monitoring.browser import (
+    chromium,
+    css,
+    keep_screenshot,
+    missing_browser,
+    text_of,
+    visible,
+    wait_for,
+)
 from tests.monitoring.dashboard_stub import PASSWORD, USER, DashboardStub
-
-if TYPE_CHECKING:
-    from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.remote.webelement import WebElement
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser())),
 ]
 
-DOCS = REPO / "docs"  # dashboard.png (a document), dashboard-overview.png
 NOTICE = "b3f1c2d4-0001-4a55-9e1b-2011092601aa"
 OTHER = "c9a8e7f6-0002-4b66-8f2c-2011092602bb"
 STATIC = {"/", "/index.html", "/app.js", "/i18n.js", "/style.css", "/favicon.ico"}
 API = re.compile(r"^/api/(overview|units|documents(/[^/?]+)?)(\?.*)?$")
-
-
-def css(driver: WebDriver, selector: str) -> list[WebElement]:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_elements(By.CSS_SELECTOR, selector)
-
-
-def visible(driver: WebDriver, element_id: str) -> bool:
-    found = css(driver, f"#{element_id}")
-    return bool(found) and found[0].is_displayed()
-
-
-def text_of(driver: WebDriver, selector: str) -> str:
-    found = css(driver, selector)
-    return found[0].text if found else ""
-
-
-def keep_screenshot(driver: WebDriver, tmp_path: Path, name: str) -> None:
-    """Always to tmp; into docs/ when missing or DOCEX_UPDATE_SCREENSHOTS=1, so test
-    runs do not rewrite a tracked file for nothing."""
-    shot = tmp_path / name
-    driver.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
-    target = DOCS / name
-    if not target.exists() or os.environ.get("DOCEX_UPDATE_SCREENSHOTS") == "1":
-        DOCS.mkdir(exist_ok=True)
-        shutil.copyfile(shot, target)
 
 
 def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None:
@@ -84,7 +56,7 @@ def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None
         assert text_of(driver, "#overview-units-offline") == "7"
         assert text_of(driver, '#overview-links tr[data-link="parent"]').endswith("0")
         assert css(driver, f'#overview-recent tr[data-message-id="{NOTICE}"]')
-        keep_screenshot(driver, tmp_path, "dashboard-overview.png")
+        keep_screenshot(driver, tmp_path, "stub-overview.png")
 
         # Search by document number: only that document is listed.
         css(driver, "#nav-documents")[0].click()
@@ -131,7 +103,7 @@ def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None
             )
             != "–"
         )
-        keep_screenshot(driver, tmp_path, "dashboard.png")
+        keep_screenshot(driver, tmp_path, "stub-document.png")
 
         # English toggle re-labels in place.
         css(driver, "#lang-toggle")[0].click()

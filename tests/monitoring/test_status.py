@@ -41,6 +41,8 @@ def test_full_snapshot_becomes_gauges() -> None:
     assert s.value("docex_link_backlog", link="parent", direction="out") == 5
     assert s.value("docex_link_backlog", link="parent", direction="in") == 1
     assert s.value("docex_link_oldest_seconds", link="parent") == 42
+    assert s.value("docex_outbox_pending") == 0
+    assert s.value("docex_inbox_unsigned") == 3
 
 
 def test_a_bridge_reports_only_what_it_knows() -> None:
@@ -54,6 +56,8 @@ def test_a_bridge_reports_only_what_it_knows() -> None:
         "docex_units",
         "docex_deliveries_overdue",
         "docex_dead_letters",
+        "docex_outbox_pending",
+        "docex_inbox_unsigned",
     ):
         assert absent not in s.names()
 

@@ -1,0 +1,322 @@
+"""The city-county-town network end to end: the city hub `qingyuan`, the county hub
+`qingyuan.yangshan` under it and the bridge between them, all real processes on the local
+RabbitMQ (two vhosts), built by the same CityCounty the demo uses. County units that used
+the city system (县委办) keep their city certificates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pika
+import pytest
+from sqlalchemy import func, select
+
+from docex.agent.actions import sign_for
+from docex.cli.localnet import CityCounty
+from docex.hub import links
+from docex.hub.db import Database
+from docex.hub.models import AuditEntry, Document, Envelope, Outbox, Receipt, RemoteDirectory
+from docex.hub.units import CsvUnit
+from docex.pki.keys import load_certificate
+from docex.protocols import envelope, messages
+from docex.protocols.directory import DirectorySnapshot, sign_directory
+from docex.protocols.manifest import Manifest, new_message_id
+from docex.protocols.receipt import verify_receipt
+from tests.cli.runner import run
+from tests.conftest import Pki
+from tests.e2e.support import Network, document_files, knows, wait_until
+
+pytestmark = pytest.mark.rabbitmq
+
+SWB, ZFB, YINGDE = "qingyuan.swb", "qingyuan.zfb", "qingyuan.yingde.swb"
+XXZX, XWB, YANGCHENG = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.xwb", "qingyuan.yangshan.yangcheng"
+CITY_UNITS = [CsvUnit(SWB, "中共清远市委办公室", "party", "", ""), CsvUnit(ZFB, "清远市人民政府办公室", "government", "", ""),
+              CsvUnit(YINGDE, "中共英德市委办公室", "party", "", "")]
+COUNTY_UNITS = [CsvUnit(XXZX, "阳山县信息中心", "county", "admin_building", ""),
+                CsvUnit(XWB, "中共阳山县委办公室", "party", "admin_building", "city"),
+                CsvUnit(YANGCHENG, "阳山县阳城镇人民政府", "township", "", "")]
+
+
+@dataclass
+class Levels:
+    cc: CityCounty
+    city: Network
+    county: Network
+
+    def start_bridge(self) -> None:
+        self.cc.start_bridge()
+
+    def stop_bridge(self, *, kill: bool = False) -> None:
+        self.county.kill("bridge") if kill else self.county.stop("bridge")
+
+    def status(self, net: Network) -> links.LinkReport:
+        return links.status(net.config, net.db)[0]
+
+    def bridge_report(self) -> dict:  # type: ignore[type-arg]
+        return json.loads((self.cc.bridge_home / "status.json").read_text("utf-8"))
+
+
+@pytest.fixture(scope="module")
+def levels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Levels]:
+    root = tmp_path_factory.mktemp("levels")
+    cc = CityCounty.create(root, city_units=CITY_UNITS, county_units=COUNTY_UNITS, tag=f"br{uuid.uuid4().hex[:8]}")
+    city = Network(cc.city, Database(cc.city.config.database_url))
+    county = Network(cc.county, Database(cc.county.config.database_url))
+    try:
+        city.start_hub()
+        county.start_hub()
+        cc.start_bridge()
+        city.start_agents(per_process=8)
+        county.start_agents(per_process=8)
+        # Each hub's signed directory crosses the link and reaches the other side's agents.
+        wait_until(lambda: knows(county.home(XXZX), SWB) and knows(city.home(SWB), YANGCHENG), 60, "directories")
+        yield Levels(cc, city, county)
+    finally:
+        county.close()
+        city.close()
+
+
+def test_directories_cross_the_link_signed_by_their_owners(levels: Levels) -> None:
+    with levels.county.db.read() as s:
+        county_knows = {r.prefix: r.link for r in s.execute(select(RemoteDirectory)).scalars()}
+    with levels.city.db.read() as s:
+        city_knows = {r.prefix: r.link for r in s.execute(select(RemoteDirectory)).scalars()}
+    assert county_knows == {"qingyuan": "parent"}
+    assert city_knows == {"qingyuan.yangshan": "yangshan"}
+    assert knows(levels.county.home(YANGCHENG), YINGDE) and knows(levels.city.home(YINGDE), XWB)
+    routes = {r.prefix: r.goes_to for r in links.routes(levels.county.config, levels.county.db)}
+    assert routes["qingyuan.yangshan"] == "local" and routes["*"] == "link:parent"
+    result = run("link", "routes", "--home", levels.city.hub_home, "--json")
+    assert result.exit_code == 0, result.output
+    assert {"prefix": "qingyuan.yangshan", "goes_to": "link:yangshan", "note": "child hub, active"} in json.loads(result.output)
+
+
+def test_county_unit_to_city_unit_with_receipts_end_to_end(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    mid, files = county.send(XXZX, [SWB], doc_number="阳信发〔2011〕21号")
+    city.wait_hub(mid, "delivered", [SWB])
+    assert county.hub_states(mid) == {SWB: "delivered"} or county.hub_states(mid) == {SWB: "routed"}
+    assert city.inbox_files(SWB, mid).items() >= files.items()
+    sign_for(city.agent(SWB), mid)
+    county.wait_hub(mid, "signed_for", [SWB])
+    rows = county.wait_sent(XXZX, mid, "signed_for", [SWB])
+    # The city unit's own signature reaches the county sender: non-repudiation end to end.
+    receipt, signer = verify_receipt(rows[SWB].receipt or b"", county.agent(XXZX).trust)
+    city_ca = load_certificate(city.config.ca_dir / "ca.crt")
+    assert (receipt.recipient, receipt.event, signer.issuer) == (SWB, "signed_for", city_ca.subject)
+    with county.db.read() as s:
+        sent_bytes = s.get(Envelope, mid).data  # type: ignore[union-attr]
+    assert receipt.envelope_sha256 == hashlib.sha256(sent_bytes).hexdigest()  # the very bytes that crossed
+    # Every hub on the way verified and recorded it, and kept the receipts.
+    assert city.receipts(mid, "signed_for") == 1 and county.receipts(mid, "signed_for") == 1
+
+
+def test_city_to_township_and_township_to_other_county_and_back(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    down, _ = city.send(SWB, [YANGCHENG], doc_number="清办发〔2011〕7号")
+    across, _ = county.send(YANGCHENG, [YINGDE], doc_number="阳城发〔2011〕3号")
+    county.wait_hub(down, "delivered", [YANGCHENG])
+    city.wait_hub(down, "delivered", [YANGCHENG])
+    city.wait_hub(across, "delivered", [YINGDE])
+    sign_for(city.agent(YINGDE), across)
+    back, _ = city.send(YINGDE, [YANGCHENG], doc_number="英办函〔2011〕9号")
+    county.wait_hub(across, "signed_for", [YINGDE])
+    county.wait_sent(YANGCHENG, across, "signed_for", [YINGDE])
+    city.wait_hub(back, "delivered", [YANGCHENG])
+    city.wait_sent(YINGDE, back, "delivered", [YANGCHENG])
+    assert county.received(YANGCHENG, back) is not None and county.received(YANGCHENG, down) is not None
+
+
+def test_units_with_city_certificates_validate_both_ways(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    city_ca = load_certificate(city.config.ca_dir / "ca.crt")
+    assert county.agent(XWB).creds.sign_cert.issuer == city_ca.subject  # kept, not re-issued
+    up, _ = county.send(XWB, [SWB, XXZX], doc_number="阳办发〔2011〕42号")
+    down, _ = city.send(SWB, [XWB], doc_number="清办发〔2011〕8号")
+    county.wait_hub(up, "delivered", [SWB, XXZX])
+    county.wait_hub(down, "delivered", [XWB])
+    for address, mid in ((SWB, up), (XXZX, up)):
+        sign_for((city if address == SWB else county).agent(address), mid)
+    rows = county.wait_sent(XWB, up, "signed_for", [SWB, XXZX])
+    for address, row in rows.items():
+        receipt, _ = verify_receipt(row.receipt or b"", county.agent(XWB).trust)
+        assert receipt.recipient == address
+    received = county.received(XWB, down)
+    assert received is not None and received.sender == SWB
+    back = city.wait_sent(SWB, down, "delivered", [XWB])
+    receipt, signer = verify_receipt(back[XWB].receipt or b"", city.agent(SWB).trust)
+    assert receipt.recipient == XWB and signer.issuer == city_ca.subject
+
+
+def test_addresses_no_hub_knows_go_on_paper_with_a_signed_notice(levels: Levels) -> None:
+    county = levels.county
+    mid, _ = county.send(XXZX, ["guangdong.swb", "qingyuan.nosuch", SWB], doc_number="阳信发〔2011〕30号")
+    wait_until(lambda: county.hub_states(mid) == {"guangdong.swb": "paper_route", "qingyuan.nosuch": "paper_route",
+                                                  SWB: "delivered"}, 60, f"paper routes of {mid}")
+    # The city's signed notice for the address it does not know came back over the link.
+    wait_until(lambda: {a: r.state for a, r in county.sent(XXZX, mid).items()}
+               == {"guangdong.swb": "paper_route", "qingyuan.nosuch": "paper_route", SWB: "delivered"}, 60,
+               "paper notices at the sender")
+
+
+def _publish(net: Network, routing_key: str, body: bytes, message_id: str, kind: str) -> None:
+    """Put bytes on a hub's link queue as someone with the broker's admin login could."""
+    b = net.config.broker
+    from docex.broker import BrokerSettings, amqp_url
+
+    settings = BrokerSettings(amqp_url(b.management_user, b.management_password, b.vhost))
+    conn = pika.BlockingConnection(settings.parameters("docex-test-forger"))
+    try:
+        conn.channel().basic_publish("docex.deliver", routing_key, body,
+                                     pika.BasicProperties(message_id=message_id, type=kind, delivery_mode=2))
+    finally:
+        conn.close()
+
+
+def test_forged_envelopes_injected_on_the_link_are_refused(levels: Levels, pki: Pki, tmp_path: Path) -> None:
+    county, city = levels.county, levels.city
+    # Down: an envelope "from" the city office, signed by a CA nobody trusts.
+    pki.stranger.issue_unit(SWB, "假冒的市委办", tmp_path / "fake", None)
+    from docex.pki.credentials import UnitCredentials
+
+    fake = UnitCredentials.load(tmp_path / "fake", None)
+    manifest = Manifest(message_id=new_message_id(), sender=SWB, recipients=(YANGCHENG,), title="伪造", doc_number="假〔2011〕1号")
+    body = envelope.pack(manifest, document_files("forged"), fake, [county.enc_cert(YANGCHENG)])
+    _publish(city, "link.yangshan", body, manifest.message_id, messages.DOCUMENT)
+    refused = wait_until(lambda: county.rejections(manifest.message_id), 60, "the county refusing the forgery")
+    assert (refused[0].code, refused[0].sender) == ("certificate_untrusted", "parent")
+    # Up: a genuine city signature arriving from the county's side cannot be the city's own unit.
+    mid2 = new_message_id()
+    m2 = Manifest(message_id=mid2, sender=ZFB, recipients=(SWB,), title="伪造", doc_number="假〔2011〕2号")
+    body2 = envelope.pack(m2, document_files("forged"), city.agent(ZFB).creds, [city.enc_cert(SWB)])
+    _publish(county, "link.parent", body2, mid2, messages.DOCUMENT)
+    refused2 = wait_until(lambda: city.rejections(mid2), 60, "the city refusing the misrouted envelope")
+    assert (refused2[0].code, refused2[0].sender) == ("sender_mismatch", "yangshan")
+    assert county.received(YANGCHENG, manifest.message_id) is None and city.received(SWB, mid2) is None
+    assert county.count(Document, Document.message_id == manifest.message_id) == 0
+
+
+def test_directory_not_signed_by_the_prefix_owner_is_refused(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    identity = county.net.config.hub_dir
+    from docex.pki.keys import load_private_key
+
+    cert, key = load_certificate(identity / "server.crt"), load_private_key(identity / "server.key", None)
+    fake = DirectorySnapshot(prefix="qingyuan.yangshan", version=10_000, generated_at="2011-08-20T00:00:00+08:00")
+    der = sign_directory(fake, cert, key)  # the county's own key, but arriving from the city's side
+    _publish(city, "link.yangshan", der, "directory|forged|1", messages.DIRECTORY)
+    from docex.protocols.statement import sign_statement
+
+    claim = DirectorySnapshot(prefix="qingyuan", version=10_000, generated_at="2011-08-20T00:00:00+08:00")
+    der2 = sign_statement("directory", claim.to_payload(), cert, key)  # the city's prefix, the county's key
+    _publish(city, "link.yangshan", der2, "directory|forged|2", messages.DIRECTORY)
+    wait_until(lambda: len(county.rejections(code="directory_untrusted")) >= 2, 60, "both snapshots refused")
+    with county.db.read() as s:
+        versions = {r.prefix: r.version for r in s.execute(select(RemoteDirectory)).scalars()}
+    assert versions.get("qingyuan", 0) < 10_000 and "qingyuan.yangshan" not in versions
+
+
+@pytest.mark.slow
+def test_link_down_queues_durably_and_senders_see_waiting_for_link(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    levels.stop_bridge()
+    try:
+        ups = [county.send(XXZX, [SWB], doc_number=f"阳信发〔2011〕{40 + i}号")[0] for i in range(3)]
+        downs = [city.send(SWB, [YANGCHENG], doc_number=f"清办发〔2011〕{40 + i}号")[0] for i in range(2)]
+        for mid in ups:
+            county.wait_sent(XXZX, mid, "waiting_for_link", [SWB])
+        for mid in downs:
+            city.wait_sent(SWB, mid, "waiting_for_link", [YANGCHENG])
+        assert all(county.hub_states(mid) == {SWB: "routed"} for mid in ups)
+        report = wait_until(lambda: (r := levels.status(county)).backlog_out and r.backlog_out >= 3 and r, 30, "backlog")
+        assert report.connected is False and report.oldest_waiting_seconds is not None
+        result = run("link", "status", "--home", county.hub_home)
+        assert result.exit_code == 0 and "未连接" in result.output, result.output
+    finally:
+        levels.start_bridge()
+    for mid in ups:
+        city.wait_hub(mid, "delivered", [SWB])
+        county.wait_sent(XXZX, mid, "delivered", [SWB])
+    for mid in downs:
+        county.wait_hub(mid, "delivered", [YANGCHENG])
+
+
+@pytest.mark.slow
+def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    n = 30
+    ups = [county.send(XXZX, [SWB], doc_number=f"阳信发〔2011〕{100 + i}号")[0] for i in range(n)]
+    downs = [city.send(SWB, [YANGCHENG], doc_number=f"清办发〔2011〕{100 + i}号")[0] for i in range(n)]
+
+    def arrived(net: Network, ids: list[str]) -> int:
+        return net.count(Document, Document.message_id.in_(ids))
+
+    wait_until(lambda: arrived(city, ups) + arrived(county, downs) >= 3, 60, "the stream to start")
+    levels.stop_bridge(kill=True)
+    levels.start_bridge()
+    for net, sender, ids, recipient in ((city, county, ups, SWB), (county, city, downs, YANGCHENG)):
+        for mid in ids:
+            net.wait_hub(mid, "delivered", [recipient], timeout=90)
+            sender.wait_hub(mid, "delivered", [recipient], timeout=90)
+        with net.db.read() as s:
+            accepted = s.execute(select(AuditEntry.subject, func.count()).where(
+                AuditEntry.action == "document.accept", AuditEntry.subject.in_(ids)).group_by(AuditEntry.subject)).all()
+        assert sorted(c for _, c in accepted) == [1] * n  # each accepted once at the far hub
+        with sender.db.read() as s:
+            receipts = s.execute(select(func.count()).select_from(Receipt).where(
+                Receipt.message_id.in_(ids), Receipt.event == "delivered")).scalar_one()
+        assert receipts == n
+        assert all(net.received(recipient, mid) is not None for mid in ids)
+
+
+@pytest.mark.slow
+def test_pause_holds_new_documents_and_resume_releases_them(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    links.pause(county.config, county.db, "parent")
+    try:
+        mid, _ = county.send(XXZX, [SWB], doc_number="阳信发〔2011〕60号")
+        county.wait_hub(mid, "accepted", [SWB])
+        with county.db.read() as s:
+            held = s.execute(select(Outbox).where(Outbox.message_id == mid)).scalars().all()
+        assert held and all(r.published_at is None for r in held)
+        county.wait_sent(XXZX, mid, "waiting_for_link", [SWB])
+        report = levels.status(county)
+        assert (report.state, report.held_out >= 1, report.connected) == ("paused", True, False)
+    finally:
+        released = links.resume(county.config, county.db, "parent")
+    assert released >= 1
+    city.wait_hub(mid, "delivered", [SWB], timeout=90)
+    # Drain: what is queued flows out, then the link pauses by itself.
+    result = run("link", "drain", "--home", county.hub_home, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["state"] == "draining", result.output
+    wait_until(lambda: levels.status(county).state == "paused", 60, "the drained link to pause")
+    result = run("link", "resume", "--home", county.hub_home)
+    assert result.exit_code == 0 and "已恢复" in result.output, result.output
+    mid2, _ = county.send(XXZX, [SWB], doc_number="阳信发〔2011〕61号")
+    city.wait_hub(mid2, "delivered", [SWB], timeout=90)
+
+
+def test_link_status_reports_the_bridge(levels: Levels) -> None:
+    county, city = levels.county, levels.city
+    mid, _ = county.send(XXZX, [SWB], doc_number="阳信发〔2011〕70号")
+    city.wait_hub(mid, "delivered", [SWB])
+    # The broker's statistics lag a few seconds behind a reconnect (after the pause test).
+    report = wait_until(lambda: (r := levels.status(county)).bridge and r.bridge.get("connected") and r.connected and r,
+                        60, "bridge report")
+    assert report.connected_since
+    assert report.bridge["pumps"]["out"]["moved"] >= 1 and report.documents_out >= 1
+    parent_view = wait_until(lambda: (r := levels.status(city)).connected and r, 60, "the parent's view")
+    assert (parent_view.name, parent_view.role) == ("yangshan", "child")
+    assert parent_view.documents_in >= 1
+    result = run("link", "status", "--home", county.hub_home, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["bridge"]["link"] == "yangshan"
+    result = run("bridge", "status", "--home", levels.cc.bridge_home)
+    assert result.exit_code == 0 and "上行" in result.output, result.output
+    with county.db.read() as s:
+        assert s.execute(select(func.count()).select_from(Outbox).where(Outbox.published_at.is_(None))).scalar_one() == 0
