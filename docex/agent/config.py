@@ -69,6 +69,7 @@ class AgentConfig:
     def save(self) -> Path:
         data: dict[str, Any] = asdict(self)
         data.pop("home")
+        data["broker"] = {"url": data.pop("broker_url")}  # the unit's own login, vhost included
         path = self.home / CONFIG_NAME
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the broker password
         with os.fdopen(fd, "wb") as fh:
@@ -87,7 +88,7 @@ class AgentConfig:
             address=data["address"],
             name=data["name"],
             hub_prefix=data["hub_prefix"],
-            broker_url=data["broker_url"],
+            broker_url=data["broker"]["url"] if "broker" in data else data["broker_url"],
             keys=AgentKeys(**data.get("keys", {})),
             seal=SealConfig(**data.get("seal", {})),
             metrics_port=int(data.get("metrics_port", 0)),

@@ -85,12 +85,23 @@ class AgentContext:
             return self.config.home / "directory.der"
         return self.config.home / "directories" / f"{prefix}.der"
 
+    def verify_snapshot(self, der: bytes) -> DirectorySnapshot:
+        """A snapshot signed by the hub owning its prefix; our own hub's must moreover be
+        signed under our hub's CA (ca.crt), not merely under any CA we trust for units'
+        certificates (the city's, say), or anyone holding such a "hub" certificate could
+        rewrite our directory."""
+        snap = verify_directory(der, self.trust)
+        if snap.prefix == self.config.hub_prefix:
+            home_ca = TrustStore(list(load_certificates(self.config.home / "ca.crt")), list(self.trust.crls))
+            verify_directory(der, home_ca)
+        return snap
+
     def load_directories(self) -> None:
         paths = [self.config.home / "directory.der", *sorted((self.config.home / "directories").glob("*.der"))]
         for path in paths:
             if path.exists():
                 try:
-                    snap = verify_directory(path.read_bytes(), self.trust)
+                    snap = self.verify_snapshot(path.read_bytes())
                 except DocexError:
                     continue
                 current = self._directories.get(snap.prefix)
@@ -100,7 +111,7 @@ class AgentContext:
     def accept_directory(self, der: bytes) -> DirectorySnapshot | None:
         """Store a signed snapshot if it is newer than what we have. The signature must be
         that of the hub owning its prefix; our own hub's must come from our hub."""
-        snap = verify_directory(der, self.trust)
+        snap = self.verify_snapshot(der)
         with self._lock:
             current = self._directories.get(snap.prefix)
             if current is not None and current.version >= snap.version:

@@ -9,12 +9,14 @@ reported to the hub with a named error (a signed `refused` receipt), and acknowl
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 
 from sqlalchemy import select
 
 from docex.agent.context import AgentContext
+from docex.agent.store import Notice as NoticeRow
 from docex.agent.store import Outgoing, Quarantined, Received, Sent, SentRecipient, utcnow
 from docex.broker import Delivery
 from docex.pki.errors import PkiError
@@ -165,9 +167,16 @@ class Receiver:
         except PkiError as exc:
             log.warning("ignored an invalid notice: [%s] %s", exc.code, exc.message)
             return
+        digest = hashlib.sha256(body).hexdigest()
         with self.ctx.store.session() as s:
+            if s.execute(select(NoticeRow.id).where(NoticeRow.digest == digest)).first():
+                return  # a redelivery
+            s.add(NoticeRow(message_id=notice.message_id, event=notice.event, code=notice.code,
+                            message=notice.message, digest=digest, der=body))
             sent = s.get(Sent, notice.message_id)
-            if notice.event == "rejected" and sent is not None:
+            if notice.code == "duplicate":
+                pass  # a replay of this id was refused; the document the hub accepted stands
+            elif notice.event == "rejected" and sent is not None:
                 sent.state = "rejected"
                 for row in s.execute(select(SentRecipient).where(SentRecipient.message_id == notice.message_id)).scalars():
                     _advance(row, "rejected", utcnow())

@@ -24,7 +24,14 @@ from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
 from docex.agent.sending import draft_from_sidecar, queue_document
 from docex.agent.store import Outgoing, Sent, SentRecipient, utcnow
-from docex.broker import BrokerError, BrokerSettings, ConfirmedPublisher, Consumer, PublishItem
+from docex.broker import (
+    BrokerError,
+    BrokerSettings,
+    ConfirmedPublisher,
+    Consumer,
+    Delivery,
+    PublishItem,
+)
 from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, unit_queue
 from docex.pki.errors import PkiError
 from docex.protocols import messages
@@ -117,13 +124,25 @@ class AgentService:
         self.poll_seconds = poll_seconds
         self.folder_seconds = folder_seconds
         self._stop = threading.Event()
-        self.consumer = Consumer(broker_settings(ctx), unit_queue(ctx.creds.address), Receiver(ctx),
+        self._wake = threading.Event()
+        self.consumer = Consumer(broker_settings(ctx), unit_queue(ctx.creds.address), self._receive,
                                  workers=ctx.config.workers, prefetch=ctx.config.prefetch,
                                  name=f"docex-agent-{ctx.creds.address}")
+        self._receiver = Receiver(ctx)
         self.connected = threading.Event()
+
+    def _receive(self, delivery: Delivery) -> None:
+        self._receiver(delivery)
+        # A received document left a receipt in the outbox: publish it now, not at the next poll.
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Publish the outbox now (something was queued in this process)."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.consumer.stop()
 
     def _sender_loop(self) -> None:
@@ -138,8 +157,10 @@ class AgentService:
                 self.connected.set()
                 delay = 0.5
                 beat = folder = time.monotonic()
+                sent = -1  # query the outbox at once after a (re)connect
                 while not self._stop.is_set():
-                    sent = outbox.flush(publisher)
+                    # Query only when the store changed (or the last batch may have left more).
+                    sent = outbox.flush(publisher) if sent or self.ctx.store.changed() else 0
                     now = time.monotonic()
                     if now - beat >= self.ctx.config.heartbeat_seconds:
                         outbox.control(publisher, messages.HEARTBEAT)
@@ -148,7 +169,9 @@ class AgentService:
                         scan_outbox_folder(self.ctx)
                         folder = now
                     if not sent:
-                        publisher.sleep(self.poll_seconds)
+                        # The publisher's own I/O thread answers heartbeats meanwhile.
+                        self._wake.wait(self.poll_seconds)
+                        self._wake.clear()
             except (BrokerError, OSError) as exc:
                 self.connected.clear()
                 log.warning("agent %s: broker unavailable (%s); retrying in %.1fs", self.ctx.creds.address, exc, delay)

@@ -5,6 +5,8 @@ schema is created on first use and versioned in `settings`."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -98,6 +100,21 @@ class Quarantined(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Notice(Base):
+    """Every signed notice the hub sent about our documents (a refusal with its code, the
+    paper route, expiry, reminders), kept as received: the hub's word, provable later."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(200), index=True)
+    event: Mapped[str] = mapped_column(String(30))
+    code: Mapped[str] = mapped_column(String(40), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
@@ -122,6 +139,10 @@ class AgentStore:
 
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # `changed()`: PRAGMA data_version moves when another connection commits.
+        self._watch: sqlite3.Connection | None = None
+        self._watch_version: int | None = None
+        self._watch_lock = threading.Lock()
         with self.session() as s:
             if s.get(Setting, "schema_version") is None:
                 s.add(Setting(key="schema_version", value=SCHEMA_VERSION))
@@ -131,5 +152,23 @@ class AgentStore:
         with self._sessions() as session, session.begin():
             yield session
 
+    def changed(self) -> bool:
+        """True when a commit happened since the last call (the first call: True). Costs one
+        PRAGMA on a connection of its own, no transaction: the outbox poll of an idle agent
+        (125 of them on one machine) stays nearly free."""
+        with self._watch_lock:
+            if self._watch is None:
+                self._watch = sqlite3.connect(self.engine.url.database or ":memory:", timeout=30,
+                                              isolation_level=None, check_same_thread=False)
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._watch_version:
+                return False
+            self._watch_version = version
+            return True
+
     def dispose(self) -> None:
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         self.engine.dispose()

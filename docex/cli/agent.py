@@ -35,6 +35,23 @@ def _ctx(home: str, passphrase: PassphraseSource | None = None, *, need_keys: bo
     return AgentContext.open(home, pw)
 
 
+def _agent_status(ctx):  # type: ignore[no-untyped-def]
+    """The agent's levels for /metrics: its outbox not yet confirmed by the broker, and
+    received documents nobody has signed for or returned yet."""
+    from sqlalchemy import func
+
+    from docex.agent.store import Outgoing, Received
+    from docex.monitoring.status import StatusSnapshot
+
+    def snapshot() -> StatusSnapshot:
+        with ctx.store.session() as s:
+            unsent = s.execute(select(func.count()).select_from(Outgoing).where(Outgoing.sent_at.is_(None)))
+            unsigned = s.execute(select(func.count()).select_from(Received).where(Received.state == "delivered"))
+            return StatusSnapshot(outbox_pending=unsent.scalar_one(), inbox_unsigned=unsigned.scalar_one())
+
+    return snapshot
+
+
 @click.group()
 def agent() -> None:
     """单位终端 The unit's agent service."""
@@ -57,8 +74,7 @@ def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> No
     if port:
         from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
 
-        registry, observer = service_metrics("agent")
-        ctx.observer = observer
+        registry, ctx.observer = service_metrics("agent", _agent_status(ctx), cache_seconds=5.0)
         serve_metrics(registry, *metrics_address("agent", port=port))
     service = AgentService(ctx)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,16 +53,46 @@ def migrate(url: str) -> None:
     command.upgrade(cfg, "head")
 
 
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_write_lock(url: str) -> threading.RLock | None:
+    import os
+    if not url.startswith("sqlite") or os.environ.get("DOCEX_BENCH_NO_WRITE_LOCK"):
+        return None
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(url, threading.RLock())
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of this process queue for it here, woken
+        # as soon as it is free, instead of in SQLite's busy handler, which sleeps up to
+        # 100 ms between tries (latency tails, idle CPUs under load).
+        self._write_lock = _sqlite_write_lock(url)
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        lock = self._write_lock
+        if lock is None:
+            yield
+            return
+        # The same patience as SQLite's own busy timeout (30 s), then the same failure.
+        if not lock.acquire(timeout=30):
+            raise TimeoutError("数据库忙 (database is locked): no write turn within 30 s")
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
+        with self._writer(), self._sessions() as session, session.begin():
             yield session
 
     @contextmanager

@@ -1,0 +1,199 @@
+"""Receiving, driven with real envelopes and the agent's own handler (no broker): a
+document is verified, written, recorded and receipted once however often it comes; what
+cannot be opened is quarantined with a named error and a signed `refused` receipt; the
+sender's view follows receipts and the hub's notices; a directory is accepted only from
+our own hub."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pika
+import pytest
+from sqlalchemy import func, select
+
+from docex.agent.context import AgentContext
+from docex.agent.receiving import Receiver
+from docex.agent.sending import Draft, queue_document
+from docex.agent.store import Notice, Outgoing, Quarantined, Received, Sent, SentRecipient
+from docex.broker import Delivery
+from docex.pki.errors import PkiError
+from docex.pki.keys import load_certificate, load_private_key
+from docex.protocols import messages
+from docex.protocols.directory import DirectorySnapshot, UnitEntry, sign_directory
+from docex.protocols.manifest import utcnow_iso
+from docex.protocols.receipt import make_receipt, verify_receipt
+from tests.agent.homes import PREFIX, County, build_county, outgoing
+from tests.conftest import Pki
+
+XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
+FILES = {"正文.txt": "请各单位认真贯彻落实。".encode(), "附件.bin": os.urandom(1024)}
+
+
+@pytest.fixture(scope="module")
+def county(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> County:
+    return build_county(pki, tmp_path_factory.mktemp("county"))
+
+
+def _send(county: County, to: tuple[str, ...] = (ZFB,)) -> tuple[AgentContext, str, bytes]:
+    sender = county.context(XXZX)
+    mid = queue_document(sender, Draft(to=to, title="测试通知", doc_number="阳信发〔2011〕3号", files=FILES))
+    return sender, mid, outgoing(sender, mid).body
+
+
+def _count(ctx: AgentContext, model: type, *where: object) -> int:
+    with ctx.store.session() as s:
+        return int(s.execute(select(func.count()).select_from(model).where(*where)).scalar_one())  # type: ignore[arg-type]
+
+
+def test_a_document_is_written_recorded_and_receipted_once(county: County) -> None:
+    _, mid, body = _send(county)
+    me = county.context(ZFB)
+    receiver = Receiver(me)
+    receiver.document(body)
+    receiver.document(body)  # a redelivery
+
+    folder = me.config.inbox / mid
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"} == FILES
+    assert json.loads((folder / "manifest.json").read_text("utf-8"))["message_id"] == mid
+    with me.store.session() as s:
+        received = s.get(Received, mid)
+    assert received is not None and received.sender == XXZX and received.sender_name == "阳山县信息中心"
+    assert received.state == "delivered" and received.seal_status == "none"
+    key = messages.receipt_key(mid, ZFB, "delivered")
+    assert _count(me, Outgoing, Outgoing.message_id == key) == 1
+    receipt, signer = verify_receipt(outgoing(me, key).body, me.trust)
+    assert (receipt.event, receipt.recipient, receipt.message_id) == ("delivered", ZFB, mid)
+    assert [p.name for p in me.config.inbox.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_dispatcher_routes_by_amqp_type(county: County) -> None:
+    _, mid, body = _send(county)
+    me = county.context(ZFB)
+    Receiver(me)(Delivery(body=body, message_id=mid, headers={}, user_id=None, redelivered=False, delivery_tag=1,
+                          properties=pika.BasicProperties(type=messages.DOCUMENT)))
+    assert _count(me, Received, Received.message_id == mid) == 1
+    Receiver(me)(Delivery(body=b"?", message_id="x", headers={}, user_id=None, redelivered=False, delivery_tag=2,
+                          properties=pika.BasicProperties(type="mystery")))  # logged and dropped, no crash
+
+
+@pytest.mark.parametrize("damage", ["flip", "not_ours", "garbage"])
+def test_what_cannot_be_opened_is_quarantined_and_reported(county: County, damage: str) -> None:
+    _, mid, body = _send(county, to=(FGJ,) if damage == "not_ours" else (ZFB,))
+    if damage == "flip":
+        broken = bytearray(body)
+        broken[len(body) // 2] ^= 0x01
+        body = bytes(broken)
+    elif damage == "garbage":
+        body = b"\x30\x82not an envelope at all"
+    me = county.context(ZFB)
+    before = _count(me, Quarantined)
+    Receiver(me).document(body)
+    Receiver(me).document(body)  # the same bytes again: kept once
+
+    assert _count(me, Quarantined) == before + 1
+    with me.store.session() as s:
+        row = s.execute(select(Quarantined).order_by(Quarantined.id.desc())).scalars().first()
+        refused = s.execute(select(Outgoing).where(Outgoing.message_id.like(f"{mid}|{ZFB}|refused-%"))).scalars().all()
+    assert row is not None and Path(row.path).read_bytes() == body
+    assert _count(me, Received, Received.message_id == mid) == 0
+    expected = {"flip": "signature_invalid", "not_ours": "not_a_recipient", "garbage": "malformed_envelope"}[damage]
+    assert row.code == expected
+    if damage == "garbage":
+        assert refused == [] and row.message_id == ""  # nobody to report it to: kept, not answered
+    else:
+        assert len(refused) == 1
+        receipt, _ = verify_receipt(refused[0].body, me.trust)
+        assert (receipt.event, receipt.error, receipt.message_id) == ("refused", expected, mid)
+
+
+def test_receipts_move_the_senders_view_forward_only(county: County) -> None:
+    sender, mid, body = _send(county, to=(ZFB, FGJ))
+    zfb, fgj = county.context(ZFB), county.context(FGJ)
+    receiver = Receiver(sender)
+
+    def receipt(ctx: AgentContext, event: str, reason: str = "") -> bytes:
+        _, der = make_receipt(message_id=mid, recipient=ctx.creds.address, event=event, envelope_sha256="0" * 64,
+                              cert=ctx.creds.sign_cert, key=ctx.creds.sign_key, reason=reason)
+        return der
+
+    receiver.receipt(receipt(zfb, "signed_for"))
+    receiver.receipt(receipt(zfb, "delivered"))  # late: does not move it back
+    receiver.receipt(receipt(fgj, "returned", "请补充附件"))
+    receiver.receipt(b"not a receipt")  # ignored, no crash
+    with sender.store.session() as s:
+        rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+    assert rows[ZFB].state == "signed_for" and rows[ZFB].receipt is not None
+    assert rows[FGJ].state == "returned" and rows[FGJ].reason == "请补充附件"
+
+
+def test_notices_are_kept_and_a_refusal_marks_the_document(county: County) -> None:
+    sender, mid, _ = _send(county, to=(ZFB, "guangdong.swb"))
+    receiver = Receiver(sender)
+    receiver.notice(county.notice(mid, "paper_route", "paper_route", ("guangdong.swb",)))
+    receiver.notice(county.notice(mid, "rejected", "too_large"))
+    with sender.store.session() as s:
+        rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+        sent = s.get(Sent, mid)
+        kept = s.execute(select(Notice).where(Notice.message_id == mid)).scalars().all()
+    assert rows["guangdong.swb"].state == "paper_route"
+    assert rows[ZFB].state == "rejected" and rows[ZFB].code == "too_large"
+    assert sent is not None and sent.state == "rejected"
+    assert sorted(n.code for n in kept) == ["paper_route", "too_large"]
+
+
+def test_a_refused_replay_does_not_undo_the_accepted_document(county: County) -> None:
+    sender, mid, _ = _send(county)
+    receiver = Receiver(sender)
+    with sender.store.session() as s:
+        row = s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalar_one()
+        row.state = "delivered"
+    der = county.notice(mid, "rejected", "duplicate")
+    receiver.notice(der)
+    receiver.notice(der)  # redelivered: kept once
+    with sender.store.session() as s:
+        row = s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalar_one()
+        sent = s.get(Sent, mid)
+        kept = s.execute(select(Notice).where(Notice.message_id == mid)).scalars().all()
+    assert row.state == "delivered" and sent is not None and sent.state == "queued"
+    assert [n.code for n in kept] == ["duplicate"]
+
+
+def test_a_notice_not_signed_by_a_hub_is_ignored(county: County) -> None:
+    sender, mid, _ = _send(county)
+    unit = county.context(ZFB).creds
+    _, by_a_unit = make_receipt(message_id=mid, recipient=ZFB, event="delivered", envelope_sha256="0" * 64,
+                                cert=unit.sign_cert, key=unit.sign_key)
+    Receiver(sender).notice(by_a_unit)
+    Receiver(sender).notice(b"garbage")
+    assert _count(sender, Notice, Notice.message_id == mid) == 0
+
+
+def test_a_newer_directory_from_our_hub_is_taken_and_an_older_one_ignored(county: County) -> None:
+    me = county.context(ZFB)
+    version = me.directory_version()
+    extra = UnitEntry(address=f"{PREFIX}.xin", name="新单位", enc_cert=(county.homes[FGJ] / "enc.crt").read_text())
+    Receiver(me).directory(county.snapshot(version=version + 5, extra=(extra,)))
+    assert me.directory_version() == version + 5 and me.lookup(f"{PREFIX}.xin") is not None
+    Receiver(me).directory(county.snapshot(version=version + 1))
+    assert me.directory_version() == version + 5
+    fresh = county.context(ZFB)  # it was stored for the next start
+    assert fresh.directory_version() == version + 5
+
+
+@pytest.mark.parametrize("ca", ["stranger", "city"])
+def test_a_directory_signed_by_another_hub_is_refused(county: County, pki: Pki, tmp_path: Path, ca: str) -> None:
+    """Neither a CA we do not trust nor one we trust for units (the city's) may speak for our hub."""
+    authority = pki.stranger if ca == "stranger" else pki.city
+    authority.issue_server("冒充的交换中心", tmp_path, None, hub_prefix=PREFIX)
+    fake = DirectorySnapshot(prefix=PREFIX, version=10_000, generated_at=utcnow_iso(),
+                             units=(UnitEntry(address=f"{PREFIX}.jiamao", name="假冒单位"),))
+    der = sign_directory(fake, load_certificate(tmp_path / "server.crt"), load_private_key(tmp_path / "server.key", None))
+    me = county.context(ZFB)
+    with pytest.raises(PkiError) as exc:
+        me.accept_directory(der)
+    assert exc.value.code in ("directory_untrusted", "certificate_untrusted")
+    Receiver(me).directory(der)  # the service logs and drops it
+    assert me.lookup(f"{PREFIX}.jiamao") is None and me.directory_version() < 10_000

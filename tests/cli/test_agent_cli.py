@@ -1,0 +1,92 @@
+"""The unit's commands on an agent home (no broker needed: the service is not running):
+`docex send` queues and prints the message id, refusals are one line with their code,
+`docex inbox`, `sign-for`, `return` and `sent` show and change what the store holds."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from docex.agent.receiving import Receiver
+from tests.agent.homes import County, build_county, outgoing
+from tests.cli.runner import refused, run
+from tests.conftest import Pki
+
+XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
+
+
+@pytest.fixture(scope="module")
+def county(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> County:
+    return build_county(pki, tmp_path_factory.mktemp("county"))
+
+
+@pytest.fixture
+def note(tmp_path: Path) -> Path:
+    path = tmp_path / "通知.txt"
+    path.write_bytes("请于周一上午九时到县政府三楼会议室开会。".encode())
+    return path
+
+
+def _send(county: County, note: Path, *extra: str) -> str:
+    result = run("send", "--home", county.homes[XXZX], "--to", f"{ZFB},{FGJ}", "--title", "会议通知",
+                 "--doc-number", "阳信发〔2011〕20号", *extra, note)
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def test_send_queues_while_the_service_is_down_and_prints_the_id(county: County, note: Path) -> None:
+    mid = _send(county, note, "--cc", XXZX, "--priority", "加急")
+    assert str(uuid.UUID(mid)) == mid
+    as_json = run("send", "--home", county.homes[XXZX], "--to", ZFB, "--title", "t", "--doc-number", "n", note, "--json")
+    assert json.loads(as_json.output)["message_id"]
+    sent = json.loads(run("sent", "--home", county.homes[XXZX], "--json").output)
+    mine = next(d for d in sent if d["message_id"] == mid)
+    assert mine["priority"] == "加急" and mine["state"] == "queued"
+    assert {r["address"]: r["state"] for r in mine["recipients"]} == {ZFB: "queued", FGJ: "queued", XXZX: "queued"}
+    text = run("sent", "--home", county.homes[XXZX]).output
+    assert "待发送" in text and "阳信发〔2011〕20号" in text
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (("--to", "qingyuan.yangshan.nosuch"), "unknown_recipient"),
+    (("--to", ZFB, "--classification", "机密"), "classified"),
+    (("--to", "NOT AN ADDRESS"), "bad_metadata"),
+])
+def test_send_refusals_are_one_line_with_their_code(county: County, note: Path, args: tuple[str, ...], code: str) -> None:
+    refused(run("send", "--home", county.homes[XXZX], *args, "--title", "t", "--doc-number", "n", note), code)
+
+
+def test_send_needs_a_valid_priority_and_a_real_home(county: County, note: Path, tmp_path: Path) -> None:
+    bad = run("send", "--home", county.homes[XXZX], "--to", ZFB, "--title", "t", "--doc-number", "n",
+              "--priority", "紧急", note)
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    refused(run("send", "--home", tmp_path, "--to", ZFB, "--title", "t", "--doc-number", "n", note), "no_agent")
+
+
+def test_inbox_sign_for_and_return(county: County, note: Path) -> None:
+    mid = _send(county, note)
+    for address in (ZFB, FGJ):
+        Receiver(county.context(address)).document(outgoing(county.context(XXZX), mid).body)
+
+    inbox = json.loads(run("inbox", "--home", county.homes[ZFB], "--json").output)
+    item = next(i for i in inbox if i["message_id"] == mid)
+    assert (item["state"], item["sender"], item["doc_number"]) == ("delivered", XXZX, "阳信发〔2011〕20号")
+    assert (Path(item["path"]) / "通知.txt").read_bytes() == note.read_bytes()
+    assert "已送达" in run("inbox", "--home", county.homes[ZFB]).output
+
+    signed = run("sign-for", "--home", county.homes[ZFB], mid)
+    assert signed.exit_code == 0 and "已签收" in signed.output
+    refused(run("sign-for", "--home", county.homes[ZFB], mid), "already_done")
+    waiting = json.loads(run("inbox", "--home", county.homes[ZFB], "--state", "delivered", "--json").output)
+    assert mid not in [i["message_id"] for i in waiting]
+
+    returned = run("return", "--home", county.homes[FGJ], mid, "--reason", "非本单位职责范围")
+    assert returned.exit_code == 0 and "已退回" in returned.output
+    item = next(i for i in json.loads(run("inbox", "--home", county.homes[FGJ], "--json").output)
+                if i["message_id"] == mid)
+    assert (item["state"], item["reason"]) == ("returned", "非本单位职责范围")
+    refused(run("return", "--home", county.homes[ZFB], mid, "--reason", " "), "receipt_invalid")
+    refused(run("sign-for", "--home", county.homes[ZFB], "00000000-0000-4000-8000-000000000000"), "unknown_document")

@@ -1,0 +1,108 @@
+"""The hub's clocks, one sweep at a time: undelivered documents expire (and the sender is
+told), overdue ones are reminded once per deadline period (recipient and sender), and the
+county's rollout plan moves units from pilot to dual track to electronic only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from docex.broker import PublishItem
+from docex.hub import states
+from docex.hub.context import HubContext
+from docex.hub.jobs import HubJobs, Rollout
+from docex.hub.models import AuditEntry, Delivery, Document, Outbox, Unit, utcnow
+from docex.protocols import messages
+from docex.protocols.notice import verify_notice
+
+XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
+
+
+class Recorder:
+    """An in-memory stand-in for the hub's confirmed publisher."""
+
+    is_open = True
+
+    def __init__(self) -> None:
+        self.items: list[PublishItem] = []
+
+    def publish_many(self, items: list[PublishItem], **_: Any) -> int:
+        self.items.extend(items)
+        return len(items)
+
+
+def _jobs(ctx: HubContext, rollout: Rollout | None = None) -> tuple[HubJobs, Recorder]:
+    jobs = HubJobs(ctx, rollout=rollout)
+    recorder = Recorder()
+    jobs._publisher = recorder  # type: ignore[assignment]
+    return jobs, recorder
+
+
+def _document(ctx: HubContext, message_id: str, accepted_hours_ago: float, deadline_hours: float,
+              recipients: dict[str, str]) -> None:
+    accepted = utcnow() - dt.timedelta(hours=accepted_hours_ago)
+    with ctx.db.session() as s:
+        s.add(Document(message_id=message_id, sender=XXZX, title="防汛通知", doc_number="阳府办明电〔2011〕12号",
+                       priority="特急", envelope_sha256="0" * 64, created_at=accepted, accepted_at=accepted,
+                       deadline=accepted + dt.timedelta(hours=deadline_hours)))
+        s.flush()
+        for address, state in recipients.items():
+            s.add(Delivery(message_id=message_id, recipient=address, state=state, accepted_at=accepted))
+
+
+def test_undelivered_documents_expire_and_the_sender_is_told_once(keyed_ctx: HubContext) -> None:
+    week = keyed_ctx.config.limits.expire_hours
+    _document(keyed_ctx, "old", week + 1, 4, {ZFB: states.ROUTED, FGJ: states.DELIVERED})
+    _document(keyed_ctx, "new", 1, 4, {ZFB: states.ROUTED})
+    jobs, sent = _jobs(keyed_ctx)
+    assert jobs.sweep_expired() == 1
+    assert jobs.sweep_expired() == 0
+    with keyed_ctx.db.read() as s:
+        rows = {(d.message_id, d.recipient): d for d in s.execute(select(Delivery)).scalars()}
+        audited = s.execute(select(AuditEntry.action).where(AuditEntry.subject == "old")).scalars().all()
+        unpublished = s.execute(select(Outbox).where(Outbox.published_at.is_(None))).scalars().all()
+    assert rows[("old", ZFB)].state == states.EXPIRED and rows[("old", ZFB)].closed_at is not None
+    assert rows[("old", FGJ)].state == states.DELIVERED and rows[("new", ZFB)].state == states.ROUTED
+    assert audited == ["delivery.expired"] and unpublished == []
+    [item] = sent.items
+    assert (item.routing_key, item.type) == (XXZX, messages.NOTICE)
+    notice = verify_notice(item.body, keyed_ctx.identity.trust)
+    assert (notice.event, notice.message_id, notice.recipients) == ("expired", "old", (ZFB,))
+
+
+def test_overdue_recipients_are_reminded_once_per_period(keyed_ctx: HubContext) -> None:
+    _document(keyed_ctx, "late", 6, 4, {ZFB: states.DELIVERED, FGJ: states.SIGNED_FOR})
+    jobs, sent = _jobs(keyed_ctx)
+    assert jobs.sweep_deadlines() == 2  # the recipient, and the sender (escalation)
+    assert jobs.sweep_deadlines() == 0  # the next reminder is due a period later
+    assert sorted(i.routing_key for i in sent.items) == [XXZX, ZFB]
+    notice = verify_notice(sent.items[0].body, keyed_ctx.identity.trust)
+    assert notice.event == "reminder" and notice.code == "overdue" and "请尽快签收" in notice.message
+    with keyed_ctx.db.read() as s:
+        reminders = {d.recipient: d.reminders for d in s.execute(select(Delivery)).scalars()}
+    assert reminders == {ZFB: 1, FGJ: 0}
+
+
+def test_the_rollout_plan_moves_units_through_its_phases(keyed_ctx: HubContext) -> None:
+    with keyed_ctx.db.session() as s:
+        s.add_all([Unit(address=XXZX, name="信息中心", building="admin_building", phase="electronic"),
+                   Unit(address=ZFB, name="县府办", building="admin_building", phase="electronic"),
+                   Unit(address=FGJ, name="发改局", building="", phase="electronic")])
+    plan = Rollout(pilot_start=dt.date(2011, 8, 25), dual_track_start=dt.date(2011, 9, 16),
+                   electronic_start=dt.date(2011, 10, 1))
+    jobs, _ = _jobs(keyed_ctx, plan)
+
+    def phases() -> dict[str, str]:
+        with keyed_ctx.db.read() as s:
+            return {u.address: u.phase for u in s.execute(select(Unit)).scalars()}
+
+    assert jobs.apply_rollout(dt.date(2011, 8, 20)) == 0
+    assert jobs.apply_rollout(dt.date(2011, 8, 25)) == 2
+    assert phases() == {XXZX: "pilot", ZFB: "pilot", FGJ: "electronic"}
+    jobs.apply_rollout(dt.date(2011, 9, 20))
+    assert set(phases().values()) == {"dual_track"}
+    jobs.apply_rollout(dt.date(2011, 10, 1))
+    assert set(phases().values()) == {"electronic"}
+    assert jobs.apply_rollout(dt.date(2011, 10, 2)) == 0
