@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -32,9 +33,16 @@ from docex.protocols.errors import DocexError, describe
 from docex.protocols.header import RoutingHeader
 from docex.protocols.manifest import CLASSIFIED
 from docex.protocols.notice import make_notice
+from docex.protocols.receipt import Receipt as ReceiptStatement
 from docex.protocols.receipt import verify_receipt
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _ReceiptOutcome:
+    new_state: str | None  # the state the delivery moved to, if it moved
+    latency: float | None
 
 
 class Intake:
@@ -141,7 +149,10 @@ class Intake:
         # New or redelivered: publish whatever of it is still owed, then ack.
         self._flush(publisher, [h.message_id, messages.notice_key(h.message_id, "paper_route")])
         if existing is None:
-            self.ctx.observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
+            observer = self.ctx.observer
+            observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
+            for route in routes.values():
+                observer.delivery_state(states.PAPER_ROUTE if route.kind == "paper" else states.ACCEPTED)
 
     def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route], origin: Origin | None) -> None:
         now = utcnow()
@@ -204,66 +215,69 @@ class Intake:
             refuse(self.ctx, delivery, origin, exc.code, exc.message, publisher=publisher)
             return
         key = messages.receipt_key(receipt.message_id, receipt.recipient, receipt.event)
-        new_state = states.EVENT_STATE[receipt.event]
-        latency: float | None = None
+        outcome: _ReceiptOutcome | None = None
         with self.ctx.db.session() as s:
             row = s.execute(
                 select(DeliveryRow).where(DeliveryRow.message_id == receipt.message_id,
                                           DeliveryRow.recipient == receipt.recipient)
             ).scalar_one_or_none()
-            if row is None:
-                unknown = True
-            else:
-                unknown = False
+            if row is not None:
                 seen = s.execute(
                     select(Receipt.id).where(Receipt.message_id == receipt.message_id,
                                              Receipt.recipient == receipt.recipient, Receipt.event == receipt.event)
                 ).first()
                 if seen is None:
-                    at = _parse_time(receipt.at)
-                    s.add(Receipt(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
-                                  reason=receipt.reason or receipt.error, at=at, der=delivery.body))
-                    now = utcnow()
-                    if receipt.event == "delivered":
-                        row.delivered_at = row.delivered_at or now
-                        doc_row = s.get(Document, receipt.message_id)
-                        if doc_row is not None:
-                            latency = (now - _aware(doc_row.accepted_at)).total_seconds()
-                    elif receipt.event == "signed_for":
-                        row.signed_for_at = now
-                        row.person = receipt.person
-                        if row.delivered_at is not None:
-                            latency = (now - _aware(row.delivered_at)).total_seconds()
-                    elif receipt.event == "returned":
-                        row.returned_at = now
-                        row.reason = receipt.reason
-                        row.person = receipt.person
-                    else:
-                        row.code = receipt.error
-                        row.reason = receipt.reason
-                    if states.advances(row.state, new_state):
-                        row.state = new_state
-                        if new_state in states.FINAL:
-                            row.closed_at = now
-                    doc = s.get(Document, receipt.message_id)
-                    assert doc is not None
-                    audit.append(s, receipt.recipient, f"receipt.{receipt.event}", receipt.message_id,
-                                 reason=receipt.reason, person=receipt.person, error=receipt.error)
-                    route = self.ctx.route(doc.sender)
-                    if route.kind != "paper" and not (origin.kind == "link" and route.link == origin.name):
-                        outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=delivery.body)
-                    self.ctx.observer.receipt(receipt.event)
-                    self.ctx.observer.delivery_state(new_state)
-        if unknown:
+                    outcome = self._record_receipt(s, row, receipt, delivery.body, origin, key)
+        if row is None:
             refuse(self.ctx, delivery, origin, "receipt_invalid",
                    f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
             return
         self._flush(publisher, [key])
-        if latency is not None:
-            if receipt.event == "delivered":
-                self.ctx.observer.delivered(latency)
-            else:
-                self.ctx.observer.signed_for(latency)
+        if outcome is not None:  # counted once the effect is durable, and only if it was new
+            observer = self.ctx.observer
+            observer.receipt(receipt.event)
+            if outcome.new_state is not None:
+                observer.delivery_state(outcome.new_state)
+            if outcome.latency is not None:
+                (observer.delivered if receipt.event == "delivered" else observer.signed_for)(outcome.latency)
+
+    def _record_receipt(self, s: Session, row: DeliveryRow, receipt: ReceiptStatement, der: bytes, origin: Origin,
+                        key: str) -> _ReceiptOutcome:
+        """Keep the signed receipt, move the delivery forward (never back), audit, and owe
+        the sender a copy (unless the sender lies behind the link it came over)."""
+        now = utcnow()
+        latency: float | None = None
+        s.add(Receipt(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
+                      reason=receipt.reason or receipt.error, at=_parse_time(receipt.at), der=der))
+        doc = s.get(Document, receipt.message_id)
+        assert doc is not None  # a delivery row exists only with its document
+        if receipt.event == "delivered":
+            row.delivered_at = row.delivered_at or now
+            latency = (now - doc.accepted_at).total_seconds()
+        elif receipt.event == "signed_for":
+            row.signed_for_at = now
+            row.person = receipt.person
+            if row.delivered_at is not None:
+                latency = (now - row.delivered_at).total_seconds()
+        elif receipt.event == "returned":
+            row.returned_at = now
+            row.reason = receipt.reason
+            row.person = receipt.person
+        else:
+            row.code = receipt.error
+            row.reason = receipt.reason
+        new_state = states.EVENT_STATE[receipt.event]
+        advanced = states.advances(row.state, new_state)
+        if advanced:
+            row.state = new_state
+            if new_state in states.FINAL:
+                row.closed_at = now
+        audit.append(s, receipt.recipient, f"receipt.{receipt.event}", receipt.message_id,
+                     reason=receipt.reason, person=receipt.person, error=receipt.error)
+        route = self.ctx.route(doc.sender)
+        if route.kind != "paper" and not (origin.kind == "link" and route.link == origin.name):
+            outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=der)
+        return _ReceiptOutcome(new_state if advanced else None, latency)
 
     # -- small ones -------------------------------------------------------------------------
     def heartbeat(self, origin: Origin | None) -> None:
@@ -304,5 +318,3 @@ def _parse_time(value: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
