@@ -41,6 +41,7 @@ from docex.hub.models import (
     Rejection,
     RemoteDirectory,
     Setting,
+    iso,
     utcnow,
 )
 from docex.protocols import messages
@@ -408,16 +409,6 @@ class LinkReport:
         return asdict(self)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat(timespec="seconds")
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _connections(config: HubConfig) -> list[dict[str, Any]]:
     try:
         with broker.management(config) as mgmt:
@@ -463,7 +454,7 @@ def status(config: HubConfig, db: Database, name: str | None = None) -> list[Lin
             ).first()
             if oldest is not None:
                 r.oldest_waiting_message_id = oldest[0]
-                r.oldest_waiting_seconds = round((now - _aware(oldest[1])).total_seconds(), 1)
+                r.oldest_waiting_seconds = round((now - oldest[1]).total_seconds(), 1)
             r.held_out = s.execute(select(func.count()).select_from(Outbox).where(
                 Outbox.published_at.is_(None), Outbox.routing_key == link_routing_key(link.name))).scalar_one()
             r.documents_out = s.execute(select(func.count(func.distinct(Delivery.message_id)))
@@ -475,10 +466,10 @@ def status(config: HubConfig, db: Database, name: str | None = None) -> list[Lin
             refused = s.execute(select(Rejection).where(Rejection.sender == link.name)
                                 .order_by(Rejection.id.desc()).limit(1)).scalar_one_or_none()
             if refused is not None:
-                r.last_error = {"at": _iso(refused.at), "code": refused.code, "message": refused.message,
+                r.last_error = {"at": iso(refused.at), "code": refused.code, "message": refused.message,
                                 "where": f"{config.prefix} intake"}
             r.remote_prefixes = [
-                {"prefix": d.prefix, "version": d.version, "units": d.units, "received_at": _iso(d.received_at)}
+                {"prefix": d.prefix, "version": d.version, "units": d.units, "received_at": iso(d.received_at)}
                 for d in s.execute(select(RemoteDirectory).where(RemoteDirectory.link == link.name)
                                    .order_by(RemoteDirectory.prefix)).scalars()
             ]
@@ -497,7 +488,7 @@ def status(config: HubConfig, db: Database, name: str | None = None) -> list[Lin
             if mine:
                 since = min(int(c.get("connected_at") or 0) for c in mine)
                 if since:
-                    r.connected_since = _iso(dt.datetime.fromtimestamp(since / 1000, dt.UTC))
+                    r.connected_since = iso(dt.datetime.fromtimestamp(since / 1000, dt.UTC))
         report = read_bridge_report(db, r.name)
         if report is not None:
             r.bridge = report
