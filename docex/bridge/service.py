@@ -152,7 +152,7 @@ class Pump:
 
     @property
     def dest_up(self) -> bool:
-        return self._publisher is not None and self._publisher.is_open
+        return self._publisher is not None and self._publisher.is_connected
 
     # -- moving ---------------------------------------------------------------------------------
     def handle(self, delivery: Delivery) -> None:
