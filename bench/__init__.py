@@ -1,0 +1,1 @@
+"""docex benchmarks: ``python -m bench [suite ...] [--quick] [--json]`` (see bench/__main__.py)."""

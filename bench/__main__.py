@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 from types import ModuleType
@@ -43,6 +44,16 @@ def _load(module: str) -> ModuleType | None:
         raise
 
 
+def _load_note() -> str:
+    """Machines here are shared: say how busy this one was, since it moves every number."""
+    cpus = os.cpu_count() or 1
+    one, five, _ = os.getloadavg()
+    note = f"{cpus} CPUs, load average {one:.1f} (1 min) {five:.1f} (5 min)"
+    if one > cpus * 0.75:
+        note += " -- 机器繁忙 busy machine: compare ratios, not absolute rates"
+    return note
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench",
@@ -62,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown suite(s): {', '.join(unknown)}; known: {', '.join(SUITES)}")
     names = args.suites or list(SUITES)
     out = sys.stderr if args.json else sys.stdout
+
+    load = _load_note()
+    print(f"docex bench{' --quick' if args.quick else ''}: {load}", file=out)
 
     done: dict[str, list[Result]] = {}
     known: list[Result] = []
@@ -86,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = results_json(done)
         doc["quick"] = args.quick
+        doc["load"] = load
         doc["failed"] = failed
         json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
         print()

@@ -52,7 +52,8 @@ class Pki:
 
     def person(self, address: str, name: str) -> PersonCredentials:
         directory = self.root / "people" / f"{address}-{name}"
-        self.county.issue_person(address, name, directory, None)
+        if not (directory / "person.key").exists():  # one person, one certificate per session
+            self.county.issue_person(address, name, directory, None)
         return PersonCredentials.load(directory, None)
 
 
