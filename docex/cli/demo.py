@@ -66,23 +66,28 @@ def choose_units(count: int) -> list:  # type: ignore[type-arg]
     return core + mixed[: max(0, count - len(core))]
 
 
-def _table(db, ids: list[str]) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
+def state_table(docs: list[tuple[str, str, object]]) -> tuple[str, bool]:
+    """One line per (label, message id, hub database): how many of the document's
+    recipients are in each state. Done when every recipient is in a final state."""
     from docex.hub.tracking import document_detail
 
-    lines = [f"{'发文字号':18} {'标题':22} " + " ".join(f"{STATE_ZH[s]:>4}" for s in STATE_ZH)]
+    labelled = any(label for label, _, _ in docs)
+    head = f"{'路径 path':10} " if labelled else ""
+    lines = [f"{head}{'发文字号':18} {'标题':22} " + " ".join(f"{STATE_ZH[s]:>4}" for s in STATE_ZH)]
     done = True
-    with db.read() as s:
-        for message_id in ids:
+    for label, message_id, db in docs:
+        prefix = f"{label:10} " if labelled else ""
+        with db.read() as s:  # type: ignore[attr-defined]
             d = document_detail(s, message_id)
-            if d is None:
-                lines.append(f"{message_id[:8]}… 等待中心接收")
-                done = False
-                continue
-            counts = {k: 0 for k in STATE_ZH}
-            for r in d["recipients"]:
-                counts[r["state"]] = counts.get(r["state"], 0) + 1
-                done &= r["state"] in FINAL
-            lines.append(f"{d['doc_number']:18} {d['title'][:12]:22} " + " ".join(f"{counts[s]:>5}" for s in STATE_ZH))
+        if d is None:
+            lines.append(f"{prefix}{message_id[:8]}… 等待中心接收 (waiting for the hub)")
+            done = False
+            continue
+        counts = dict.fromkeys(STATE_ZH, 0)
+        for r in d["recipients"]:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+            done &= r["state"] in FINAL
+        lines.append(f"{prefix}{d['doc_number']:18} {d['title'][:12]:22} " + " ".join(f"{counts[s]:>5}" for s in STATE_ZH))
     return "\n".join(lines), done
 
 
@@ -162,7 +167,7 @@ def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> Non
                         returned = True
                     elif rng.random() < 0.5:
                         sign_for(c, message_id)
-            table, done = _table(db, ids)
+            table, done = state_table([("", i, db) for i in ids])
             click.echo("\x1b[2J\x1b[H" + table if sys.stdout.isatty() else table + "\n")
             if done or time.monotonic() > deadline:
                 break

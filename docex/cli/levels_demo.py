@@ -21,34 +21,10 @@ import click
 COUNTY = "qingyuan.yangshan"
 XXZX, XWB, ZFB = f"{COUNTY}.xxzx", f"{COUNTY}.xwb", f"{COUNTY}.zfb"
 SWB, CITY_ZFB, YINGDE = "qingyuan.swb", "qingyuan.zfb", "qingyuan.yingde.swb"
-STATE_ZH = {"accepted": "已接收", "routed": "已分发", "delivered": "已送达", "signed_for": "已签收",
-            "returned": "已退回", "rejected": "已拒收", "expired": "已过期", "paper_route": "纸质"}
-FINAL = {"signed_for", "returned", "rejected", "expired", "paper_route"}
 
 
 def _towns(rows: list[Any], count: int) -> list[str]:
     return [r.address for r in rows if r.kind == "township"][:count]
-
-
-def _table(docs: list[tuple[str, str, Any]]) -> tuple[str, bool]:
-    """One line per document, counted at its sender's hub (receipts come back there)."""
-    from docex.hub.tracking import document_detail
-
-    lines = [f"{'路径 path':10} {'发文字号':20} {'标题':18} " + " ".join(f"{STATE_ZH[s]:>4}" for s in STATE_ZH)]
-    done = True
-    for path, message_id, db in docs:
-        with db.read() as s:
-            d = document_detail(s, message_id)
-        if d is None:
-            lines.append(f"{path:10} {message_id[:8]}… 等待中心接收 (waiting for the hub)")
-            done = False
-            continue
-        counts = {k: 0 for k in STATE_ZH}
-        for r in d["recipients"]:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
-            done &= r["state"] in FINAL
-        lines.append(f"{path:10} {d['doc_number']:20} {d['title'][:9]:18} " + " ".join(f"{counts[s]:>5}" for s in STATE_ZH))
-    return "\n".join(lines), done
 
 
 def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None:
@@ -56,7 +32,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
     from docex.agent.context import AgentContext
     from docex.agent.sending import Draft, queue_document
     from docex.agent.store import Received
-    from docex.cli.demo import choose_units
+    from docex.cli.demo import choose_units, state_table
     from docex.cli.link import render_status
     from docex.cli.localnet import CityCounty
     from docex.data import CITY_CSV, path
@@ -123,7 +99,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
                 for message_id in pending:
                     if rng.random() < 0.6:
                         sign_for(c, message_id)
-            table, done = _table(docs)
+            table, done = state_table(docs)
             click.echo("\x1b[2J\x1b[H" + table if sys.stdout.isatty() else table + "\n")
             if done or time.monotonic() > deadline:
                 break
