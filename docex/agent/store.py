@@ -171,4 +171,5 @@ class AgentStore:
             if self._watch is not None:
                 self._watch.close()
                 self._watch = None
+                self._watch_version = None  # versions are per connection
         self.engine.dispose()

@@ -35,20 +35,23 @@ def append(session: Session, actor: str, action: str, subject: str = "", **detai
     """Append one entry inside the caller's transaction. The head row is locked (FOR
     UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers), so
     competing hub workers extend one chain."""
-    head = session.execute(
-        select(Setting).where(Setting.key == HEAD_KEY).with_for_update()
+    # The head's value as a column, not an ORM object: this runs for every message the hub
+    # handles, and the identity-map bookkeeping cost more than the SQL.
+    prev = session.execute(
+        select(Setting.value).where(Setting.key == HEAD_KEY).with_for_update()
     ).scalar_one_or_none()
-    if head is None:
-        head = Setting(key=HEAD_KEY, value=GENESIS)
-        session.add(head)
-        session.flush()
     at = utcnow()
     text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
-    digest = entry_hash(head.value, at, actor, action, subject, text)
-    entry = AuditEntry(at=at, actor=actor, action=action, subject=subject, detail=text, prev_hash=head.value, hash=digest)
+    digest = entry_hash(prev or GENESIS, at, actor, action, subject, text)
+    entry = AuditEntry(at=at, actor=actor, action=action, subject=subject, detail=text,
+                       prev_hash=prev or GENESIS, hash=digest)
     session.add(entry)
-    session.execute(update(Setting).where(Setting.key == HEAD_KEY).values(value=digest))
-    head.value = digest
+    if prev is None:
+        session.add(Setting(key=HEAD_KEY, value=digest))
+    else:
+        # Core UPDATE: the next append of this transaction re-reads the head with SQL too.
+        session.execute(update(Setting).where(Setting.key == HEAD_KEY).values(value=digest),
+                        execution_options={"synchronize_session": False})
     return entry
 
 

@@ -58,8 +58,7 @@ _WRITE_LOCKS_GUARD = threading.Lock()
 
 
 def _sqlite_write_lock(url: str) -> threading.RLock | None:
-    import os
-    if not url.startswith("sqlite") or os.environ.get("DOCEX_BENCH_NO_WRITE_LOCK"):
+    if not url.startswith("sqlite"):
         return None
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(url, threading.RLock())
