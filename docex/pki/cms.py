@@ -38,6 +38,13 @@ class GCMParameters(core.Sequence):
 
 algos.EncryptionAlgorithm._oid_specs["aes256_gcm"] = GCMParameters
 
+# asn1crypto.tsp adds names to ContentType's map when first imported, but a reverse map
+# built before that (any CMS use) never learns them: then a time-stamp token cannot be
+# built ("tst_info"). Import it here, before any use, so every process sees one map.
+from asn1crypto import tsp as _tsp  # noqa: E402,F401
+
+asn1_cms.ContentType._reverse_map = None
+
 # RSA-OAEP with SHA-256 and MGF1-SHA-256, encoded once: building it costs more than the
 # RSA operation itself.
 _OAEP_SHA256_PARAMS = algos.RSAESOAEPParams(

@@ -142,3 +142,22 @@ def test_unreachable_tsa_is_a_named_error(pki: Pki, seal_plain_pdf: bytes, seal_
             timestamper=http_timestamper("http://127.0.0.1:9/", timeout=2),
         )
     assert err.value.code == "timestamp_unavailable"
+
+
+def test_tokens_work_after_cms_was_used_first() -> None:
+    """asn1crypto learns the name "tst_info" only when asn1crypto.tsp is imported; a
+    process that used CMS before (an agent that received documents, then seals one) must
+    still be able to build time-stamp tokens."""
+    import subprocess
+    import sys
+
+    code = (
+        "from asn1crypto import cms\n"
+        "import docex.pki.cms\n"
+        "cms.ContentType('signed_data')\n"
+        "import docex.pki.tsa\n"
+        "print(cms.ContentType('tst_info').dotted)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1.2.840.113549.1.9.16.1.4"
