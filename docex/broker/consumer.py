@@ -40,6 +40,7 @@ from docex.broker.publisher import (
     _Batch,
     _describe,
     connect,
+    wake,
 )
 from docex.broker.settings import BrokerSettings
 
@@ -191,12 +192,7 @@ class Consumer:
         when start() was used. Safe to call from a SIGTERM handler.
         """
         self._stopping.set()
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.add_callback_threadsafe(_noop)
-            except (pika.exceptions.AMQPError, OSError):
-                pass
+        wake(self._conn)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.stop_timeout + 5 if timeout is None else timeout)
 
@@ -453,6 +449,3 @@ class Consumer:
         except (pika.exceptions.AMQPError, OSError):
             pass  # connection closing: the message is redelivered on the next one
 
-
-def _noop() -> None:
-    pass

@@ -151,6 +151,17 @@ class _Batch:
             )
 
 
+def wake(conn: BlockingConnection | None) -> None:
+    """Interrupt a connection thread blocked in pika's event loop (from any thread), so it
+    notices a stop request now rather than at its next timeout."""
+    if conn is None:
+        return
+    try:
+        conn.add_callback_threadsafe(_noop)
+    except (pika.exceptions.AMQPError, OSError):
+        pass
+
+
 def _noop() -> None:
     pass
 
@@ -517,12 +528,7 @@ class _IoThread:
 
     def stop(self) -> None:
         self._stopping.set()
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.add_callback_threadsafe(_noop)
-            except (pika.exceptions.AMQPError, OSError):
-                pass
+        wake(self._conn)
         if self._thread is not threading.current_thread():
             self._thread.join(10)
 

@@ -18,24 +18,9 @@ from docex.pki.errors import PkiError
 from docex.pki.seal import seal_position
 from docex.protocols.manifest import Manifest, new_message_id
 from tests.pki.pdfcheck import red_fraction, render_page
+from tests.samples import GBT9704_META
 
-META = {
-    "copy_number": "12",
-    "classification": "",
-    "priority": "特急",
-    "issuer": "阳山县人民政府",
-    "doc_number": "阳府〔2011〕12号",
-    "signer": "张三",
-    "title": "阳山县人民政府关于推行电子公文交换系统的通知",
-    "main_recipients": ["各乡镇人民政府", "县府直属各单位"],
-    "attachments": ["阳山县电子公文交换系统实施方案", "试点单位名单"],
-    "signature_name": "阳山县人民政府",
-    "date": "2011-09-16",
-    "note": "此件公开发布",
-    "cc": ["县委办公室", "县人大常委会办公室", "县政协办公室"],
-    "printer": "阳山县人民政府办公室",
-    "print_date": "2011-09-16",
-}
+META = {**GBT9704_META, "copy_number": "12"}
 PARAGRAPH = "各单位要高度重视，加强组织领导，明确专人负责，按照县人民政府的统一部署，确保电子公文交换系统按期建成、安全运行，并于2011年10月1日起全面使用。"
 BODY = "\n".join(["一、总体要求", *[PARAGRAPH] * 6, "（一）试点阶段", *[PARAGRAPH] * 6])
 

@@ -16,26 +16,10 @@ from docex.pki.seal import apply_seal
 from docex.pki.seal_image import draw_seal
 from docex.pki.tsa import TimeStampAuthority
 from tests.conftest import Pki
+from tests.samples import GBT9704_META
 
 SEAL_UNIT = "qingyuan.yangshan.xxzx"  # 阳山县信息中心, issued by tests/conftest.py
 
-SEAL_META = {
-    "copy_number": "000012",
-    "classification": "",
-    "priority": "特急",
-    "issuer": "阳山县人民政府",
-    "doc_number": "阳府〔2011〕12号",
-    "signer": "张三",
-    "title": "阳山县人民政府关于推行电子公文交换系统的通知",
-    "main_recipients": ["各乡镇人民政府", "县府直属各单位"],
-    "attachments": ["阳山县电子公文交换系统实施方案", "试点单位名单"],
-    "signature_name": "阳山县人民政府",
-    "date": "2011-09-16",
-    "note": "此件公开发布",
-    "cc": ["县委办公室", "县人大常委会办公室", "县政协办公室"],
-    "printer": "阳山县人民政府办公室",
-    "print_date": "2011-09-16",
-}
 SEAL_BODY = """为提高公文传输效率，节约行政成本，县人民政府决定在全县推行电子公文交换系统。现将有关事项通知如下。
 一、总体要求
 以县信息中心为枢纽，建成覆盖全县125个单位的电子公文交换网络，实现公文的电子化收发、签收和跟踪。
@@ -65,7 +49,7 @@ def seal_doc() -> bytes:
     """A composed one-page 公文 with its empty seal field (composing costs seconds: once)."""
     from docex.agent.compose import compose
 
-    return compose(SEAL_META, SEAL_BODY)
+    return compose(GBT9704_META, SEAL_BODY)
 
 
 @pytest.fixture(scope="session")
