@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 
+from cryptography import x509
+
 from docex.agent.context import AgentContext
-from docex.pki.keys import load_certificates
+from docex.pki.keys import PrivateKey, load_certificates
 from docex.protocols.errors import DocexError
 from docex.protocols.seal_registration import verify_registration
 
@@ -25,7 +27,7 @@ def seal_image(ctx: AgentContext) -> bytes:
     return draw_seal(ctx.config.name)
 
 
-def seal_pdf(ctx: AgentContext, pdf: bytes, *, person: tuple[object, object] | None = None) -> bytes:
+def seal_pdf(ctx: AgentContext, pdf: bytes, *, person: tuple[x509.Certificate, PrivateKey] | None = None) -> bytes:
     from docex.pki.seal import apply_seal
 
     timestamper = None
@@ -36,7 +38,7 @@ def seal_pdf(ctx: AgentContext, pdf: bytes, *, person: tuple[object, object] | N
     chain = load_certificates(ctx.config.home / "ca.crt")
     return apply_seal(
         pdf, cert=ctx.creds.sign_cert, key=ctx.creds.sign_key, image_png=seal_image(ctx), chain=chain,
-        crls=list(ctx.trust.crls), timestamper=timestamper, person=person, lta=timestamper is not None,  # type: ignore[arg-type]
+        crls=list(ctx.trust.crls), timestamper=timestamper, person=person, lta=timestamper is not None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import select
@@ -17,13 +18,16 @@ from docex.cli.options import (
 )
 from docex.protocols.manifest import PRIORITIES
 
+if TYPE_CHECKING:
+    from docex.agent.context import AgentContext
+
 HOME = click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
 STATE_ZH = {"queued": "待发送", "sent": "已发出", "routed": "已分发", "waiting_for_link": "等待链路",
             "delivered": "已送达", "signed_for": "已签收", "returned": "已退回", "rejected": "已拒收",
             "expired": "已过期", "paper_route": "纸质传递"}
 
 
-def _ctx(home: str, passphrase: PassphraseSource | None = None, *, need_keys: bool = True):  # type: ignore[no-untyped-def]
+def _ctx(home: str, passphrase: PassphraseSource | None = None) -> AgentContext:
     from docex.agent.config import AgentConfig
     from docex.agent.context import AgentContext
 
@@ -35,21 +39,9 @@ def _ctx(home: str, passphrase: PassphraseSource | None = None, *, need_keys: bo
     return AgentContext.open(home, pw)
 
 
-def _agent_status(ctx):  # type: ignore[no-untyped-def]
-    """The agent's levels for /metrics: its outbox not yet confirmed by the broker, and
-    received documents nobody has signed for or returned yet."""
-    from sqlalchemy import func
-
-    from docex.agent.store import Outgoing, Received
-    from docex.monitoring.status import StatusSnapshot
-
-    def snapshot() -> StatusSnapshot:
-        with ctx.store.session() as s:
-            unsent = s.execute(select(func.count()).select_from(Outgoing).where(Outgoing.sent_at.is_(None)))
-            unsigned = s.execute(select(func.count()).select_from(Received).where(Received.state == "delivered"))
-            return StatusSnapshot(outbox_pending=unsent.scalar_one(), inbox_unsigned=unsigned.scalar_one())
-
-    return snapshot
+def _addresses(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Addresses given comma-separated, repeated, or both."""
+    return tuple(a.strip() for v in values for a in v.split(",") if a.strip())
 
 
 @click.group()
@@ -72,9 +64,10 @@ def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> No
     ctx = _ctx(home, passphrase)
     port = metrics_port if metrics_port is not None else ctx.config.metrics_port
     if port:
+        from docex.agent.status import agent_status
         from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
 
-        registry, ctx.observer = service_metrics("agent", _agent_status(ctx), cache_seconds=5.0)
+        registry, ctx.observer = service_metrics("agent", agent_status(ctx), cache_seconds=5.0)
         serve_metrics(registry, *metrics_address("agent", port=port))
     service = AgentService(ctx)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
@@ -100,8 +93,7 @@ def send(home: str, to: str, cc: tuple[str, ...], title: str, doc_number: str, p
     from docex.agent.sending import Draft, queue_document
 
     ctx = _ctx(home, passphrase)
-    split = lambda values: tuple(a.strip() for v in values for a in v.split(",") if a.strip())  # noqa: E731
-    draft = Draft(to=split([to]), cc=split(cc), title=title, doc_number=doc_number, priority=priority,
+    draft = Draft(to=_addresses([to]), cc=_addresses(cc), title=title, doc_number=doc_number, priority=priority,
                   classification=classification, files={Path(f).name: Path(f).read_bytes() for f in files})
     message_id = queue_document(ctx, draft)
     if as_json:
@@ -194,11 +186,11 @@ def sent(home: str, as_json: bool) -> None:
     if as_json:
         echo_json(items)
         return
-    for d in items:
-        click.echo(f"{d['message_id']}  {d['doc_number']} 《{d['title']}》")
-        for r in d["recipients"]:
-            extra = f"  [{r['code']}] {r['reason']}" if r["code"] or r["reason"] else ""
-            click.echo(f"    {r['address']:32} {STATE_ZH.get(r['state'], r['state'])}{extra}")
+    for item in items:
+        click.echo(f"{item['message_id']}  {item['doc_number']} 《{item['title']}》")
+        for rec in item["recipients"]:
+            extra = f"  [{rec['code']}] {rec['reason']}" if rec["code"] or rec["reason"] else ""
+            click.echo(f"    {rec['address']:32} {STATE_ZH.get(rec['state'], rec['state'])}{extra}")
 
 
 @agent.command("run-many", hidden=True)

@@ -10,10 +10,15 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from docex.cli.logs import setup as setup_logging
+
+if TYPE_CHECKING:
+    from docex.hub.db import Database
+    from docex.hub.units import CsvUnit
 
 PREFIX = "qingyuan.yangshan"
 CORE = ("qingyuan.yangshan.xxzx", "qingyuan.yangshan.xwb", "qingyuan.yangshan.zfb")
@@ -51,7 +56,7 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def choose_units(count: int) -> list:  # type: ignore[type-arg]
+def choose_units(count: int) -> list[CsvUnit]:
     """The information centre, 县委办, 县府办, then bureaus and townships alternately."""
     from docex.data import COUNTY_CSV, path
     from docex.hub.units import read_csv
@@ -66,7 +71,7 @@ def choose_units(count: int) -> list:  # type: ignore[type-arg]
     return core + mixed[: max(0, count - len(core))]
 
 
-def state_table(docs: list[tuple[str, str, object]]) -> tuple[str, bool]:
+def state_table(docs: list[tuple[str, str, Database]]) -> tuple[str, bool]:
     """One line per (label, message id, hub database): how many of the document's
     recipients are in each state. Done when every recipient is in a final state."""
     from docex.hub.tracking import document_detail
@@ -77,7 +82,7 @@ def state_table(docs: list[tuple[str, str, object]]) -> tuple[str, bool]:
     done = True
     for label, message_id, db in docs:
         prefix = f"{label:10} " if labelled else ""
-        with db.read() as s:  # type: ignore[attr-defined]
+        with db.read() as s:
             d = document_detail(s, message_id)
         if d is None:
             lines.append(f"{prefix}{message_id[:8]}… 等待中心接收 (waiting for the hub)")
