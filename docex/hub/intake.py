@@ -23,7 +23,7 @@ from docex.hub import audit, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.context import HubContext, Origin
 from docex.hub.models import Delivery as DeliveryRow
-from docex.hub.models import Document, Envelope, Receipt, Unit, utcnow
+from docex.hub.models import Document, Envelope, Outbox, Receipt, Unit, utcnow
 from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
 from docex.protocols import messages
@@ -133,28 +133,31 @@ class Intake:
             return
         h = outer.header
         digest = hashlib.sha256(delivery.body).hexdigest()
+        owed: list[Outbox] = []
         with self.ctx.db.session() as s:
             existing = s.get(Document, h.message_id)
-            if existing is not None and existing.envelope_sha256 != digest:
-                replay = True
-            else:
-                replay = False
-                if existing is None:
-                    self._record(s, h, digest, delivery.body, routes, origin)
+            replay = existing is not None and existing.envelope_sha256 != digest
+            if existing is None:
+                owed = self._record(s, h, digest, delivery.body, routes, origin)
         if replay:
             refuse(self.ctx, delivery, origin, "duplicate",
                    f"message id {h.message_id} was already used for another document",
                    message_id=h.message_id, publisher=publisher)
             return
-        # New or redelivered: publish whatever of it is still owed, then ack.
-        self._flush(publisher, [h.message_id, messages.notice_key(h.message_id, "paper_route")])
+        keys = [h.message_id, messages.notice_key(h.message_id, "paper_route")]
+        if existing is None:  # new: publish the rows just written, the envelope still in hand
+            self._publish(publisher, owed, {h.message_id: delivery.body})
+        else:  # a redelivery: publish whatever of it is still owed
+            self._flush(publisher, keys)
         if existing is None:
             observer = self.ctx.observer
             observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
             for route in routes.values():
                 observer.delivery_state(states.PAPER_ROUTE if route.kind == "paper" else states.ACCEPTED)
 
-    def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route], origin: Origin | None) -> None:
+    def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route],
+                origin: Origin | None) -> list[Outbox]:
+        """Store the document, its deliveries and the outbox rows it owes; returns those rows."""
         now = utcnow()
         hours = self.ctx.config.limits.deadline_hours.get(h.priority, 72.0)
         s.add(Document(
@@ -165,14 +168,15 @@ class Intake:
         ))
         s.add(Envelope(message_id=h.message_id, data=body))
         s.flush()
-        paper = []
+        paper: list[str] = []
+        owed: list[Outbox] = []
         for address, route in routes.items():
             if route.kind == "paper":
                 state, where = states.PAPER_ROUTE, "paper"
                 paper.append(address)
             else:
                 state, where = states.ACCEPTED, "local" if route.kind == "local" else f"link:{route.link}"
-                outbox.add(s, key=h.message_id, kind=messages.DOCUMENT, route=route, address=address, body=None)
+                owed.append(outbox.add(s, key=h.message_id, kind=messages.DOCUMENT, route=route, address=address, body=None))
             s.add(DeliveryRow(message_id=h.message_id, recipient=address, route=where, state=state,
                               accepted_at=now, closed_at=now if state == states.PAPER_ROUTE else None,
                               code="paper_route" if paper and address in paper else ""))
@@ -184,22 +188,28 @@ class Intake:
                 message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=tuple(paper),
                 hub=self.ctx.config.prefix, cert=self.ctx.identity.cert, key=self.ctx.identity.key,
             )
-            self._notify_sender(s, h.message_id, h.sender, "paper_route", der)
+            owed += self._notify_sender(s, h.message_id, h.sender, "paper_route", der)
             audit.append(s, "hub", "document.paper_route", h.message_id, recipients=paper)
+        s.flush()  # the rows get their ids, which the publication marks
+        return owed
 
-    def _notify_sender(self, s: Session, message_id: str, sender: str, event: str, der: bytes) -> None:
+    def _notify_sender(self, s: Session, message_id: str, sender: str, event: str, der: bytes) -> list[Outbox]:
         route = self.ctx.route(sender)
         if route.kind == "paper":
-            return
-        outbox.add(s, key=messages.notice_key(message_id, event), kind=messages.NOTICE, route=route, address=sender, body=der)
+            return []
+        return [outbox.add(s, key=messages.notice_key(message_id, event), kind=messages.NOTICE, route=route,
+                           address=sender, body=der)]
 
     def _flush(self, publisher: ConfirmedPublisher, keys: list[str]) -> None:
-        from docex.hub.links import not_held
-
         with self.ctx.db.read() as s:
             rows = outbox.pending(s, keys)
+        self._publish(publisher, rows)
+
+    def _publish(self, publisher: ConfirmedPublisher, rows: list[Outbox], envelopes: dict[str, bytes] | None = None) -> None:
+        from docex.hub.links import not_held
+
         # Copies for a paused or draining link wait in the outbox until it resumes.
-        outbox.deliver(self.ctx.db, publisher, not_held(self.ctx.db, rows), self.ctx.observer)
+        outbox.deliver(self.ctx.db, publisher, not_held(self.ctx.db, rows), self.ctx.observer, envelopes=envelopes)
 
     # -- receipts ---------------------------------------------------------------------------
     def receipt(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:

@@ -25,9 +25,11 @@ def target(route: Route, address: str) -> tuple[str, str]:
     return DELIVER_EXCHANGE, link_routing_key(route.link)
 
 
-def add(session: Session, *, key: str, kind: str, route: Route, address: str, body: bytes | None) -> None:
+def add(session: Session, *, key: str, kind: str, route: Route, address: str, body: bytes | None) -> Outbox:
     exchange, routing_key = target(route, address)
-    session.add(Outbox(message_id=key, kind=kind, exchange=exchange, routing_key=routing_key, body=body, recipient=address))
+    row = Outbox(message_id=key, kind=kind, exchange=exchange, routing_key=routing_key, body=body, recipient=address)
+    session.add(row)
+    return row
 
 
 def pending(session: Session, keys: list[str]) -> list[Outbox]:
@@ -77,14 +79,18 @@ def mark_published(session: Session, ids: list[int]) -> None:
         session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(published_at=utcnow()))
 
 
-def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], observer: Observer | None = None) -> int:
+def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], observer: Observer | None = None,
+            *, envelopes: dict[str, bytes] | None = None) -> int:
     """Publish rows (one confirmed batch), then in one transaction mark them published and
-    move the deliveries they carry from accepted to routed, audited."""
+    move the deliveries they carry from accepted to routed, audited. `envelopes` spares
+    reading back an envelope the caller still holds."""
     if not rows:
         return 0
-    with db.read() as s:
-        envelopes = load_envelopes(s, rows)
-    publish_rows(publisher, rows, envelopes)
+    known = envelopes or {}
+    if any(r.body is None and r.message_id not in known for r in rows):
+        with db.read() as s:
+            known = {**known, **load_envelopes(s, rows)}
+    publish_rows(publisher, rows, known)
     routed: dict[str, list[str]] = {}
     for row in rows:
         if row.kind == messages.DOCUMENT:
