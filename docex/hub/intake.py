@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 class _ReceiptOutcome:
     new_state: str | None  # the state the delivery moved to, if it moved
     latency: float | None
+    owed: list[Outbox]  # the copy for the sender, if one is owed
 
 
 class Intake:
@@ -242,7 +243,10 @@ class Intake:
             refuse(self.ctx, delivery, origin, "receipt_invalid",
                    f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
             return
-        self._flush(publisher, [key])
+        if outcome is not None:  # new: publish the copy just written
+            self._publish(publisher, outcome.owed)
+        else:  # a redelivery: whatever is still owed
+            self._flush(publisher, [key])
         if outcome is not None:  # counted once the effect is durable, and only if it was new
             observer = self.ctx.observer
             observer.receipt(receipt.event)
@@ -285,9 +289,11 @@ class Intake:
         audit.append(s, receipt.recipient, f"receipt.{receipt.event}", receipt.message_id,
                      reason=receipt.reason, person=receipt.person, error=receipt.error)
         route = self.ctx.route(doc.sender)
+        owed = []
         if route.kind != "paper" and not (origin.kind == "link" and route.link == origin.name):
-            outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=der)
-        return _ReceiptOutcome(new_state if advanced else None, latency)
+            owed.append(outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=der))
+        s.flush()  # ids for the publication mark
+        return _ReceiptOutcome(new_state if advanced else None, latency, owed)
 
     # -- small ones -------------------------------------------------------------------------
     def heartbeat(self, origin: Origin | None) -> None:
