@@ -49,6 +49,19 @@ def _broker_or_exit() -> None:
         sys.exit(1)
 
 
+def finish(done: bool, keep: bool) -> None:
+    """Leave the network running until Ctrl-C if asked; fail the command if not all done."""
+    if keep:
+        click.echo("   running; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    if not done:
+        sys.exit(1)
+
+
 def _port_free(port: int) -> bool:
     import socket
 
@@ -182,15 +195,7 @@ def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> Non
         click.echo(f"   track: docex track --home {net.hub_home} {ids[0]}")
         if api_port:
             click.echo(f"   dashboard: http://127.0.0.1:{api_port}/ (docex hub user add --home {net.hub_home} --name admin)")
-        if keep:
-            click.echo("   running; Ctrl-C to stop")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-        if not done:
-            sys.exit(1)
+        finish(done, keep)
     finally:
         db.dispose()
         net.destroy()

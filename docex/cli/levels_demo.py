@@ -32,7 +32,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
     from docex.agent.context import AgentContext
     from docex.agent.sending import Draft, queue_document
     from docex.agent.store import Received
-    from docex.cli.demo import choose_units, state_table
+    from docex.cli.demo import choose_units, finish, state_table
     from docex.cli.link import render_status
     from docex.cli.localnet import CityCounty
     from docex.data import CITY_CSV, path
@@ -116,15 +116,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
         click.echo("== 6. 结果 (result)")
         click.echo("   全部完成 all recipients done" if done else "   超时 timed out: some recipients are not done")
         click.echo(f"   bridge: docex bridge status --home {net.bridge_home}")
-        if keep:
-            click.echo("   running; Ctrl-C to stop")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-        if not done:
-            sys.exit(1)
+        finish(done, keep)
     finally:
         for c in contexts.values():
             c.store.dispose()
