@@ -185,6 +185,10 @@ class AgentService:
                     publisher.close()
 
     def run(self, ready: threading.Event | None = None) -> None:
+        # Half-written inbox folders of a run that was killed mid-extraction: the message
+        # was not acked, so it comes again and is written whole.
+        for partial in self.ctx.config.inbox.glob(".partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)
         self.consumer.start()
         sender = threading.Thread(target=self._sender_loop, name="docex-agent-sender", daemon=True)
         sender.start()

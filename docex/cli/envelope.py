@@ -113,6 +113,7 @@ def open_(path: str, key_dir: str, cas: tuple[str, ...], crls: tuple[str, ...], 
         "title": opened.manifest.title,
         "files": sorted(opened.files),
         "dest": str(target),
+        "revocation_checked": bool(crls),
     }
     if as_json:
         echo_json(result)
@@ -120,3 +121,5 @@ def open_(path: str, key_dir: str, cas: tuple[str, ...], crls: tuple[str, ...], 
         click.echo(f"verified: from {result['signer']} <{result['sender']}>, {opened.manifest.doc_number} {opened.manifest.title}")
         for name in result["files"]:
             click.echo(f"  {target / name}")
+        if not crls:
+            click.echo("注意：未提供 --crl，未检查证书吊销 (no --crl given: revocation not checked)")

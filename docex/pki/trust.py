@@ -46,7 +46,10 @@ class TrustStore:
         return cls(certs, [load_crl(p) for p in crls if Path(p).exists()], require_crl=require_crl)
 
     def add_crl(self, crl: x509.CertificateRevocationList) -> None:
-        """Replace the CRL of the same issuer by a newer one."""
+        """Keep the newest CRL per issuer: an older one never replaces a newer one."""
+        current = [c for c in self.crls if c.issuer == crl.issuer]
+        if any(c.last_update_utc > crl.last_update_utc for c in current):
+            return
         self.crls = [c for c in self.crls if c.issuer != crl.issuer] + [crl]
 
     def _issuer_of(self, cert: x509.Certificate, extra: Iterable[x509.Certificate]) -> x509.Certificate | None:

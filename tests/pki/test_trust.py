@@ -106,3 +106,25 @@ def test_add_crl_replaces_the_older_one(pki: Pki) -> None:
     trust.add_crl(pki.county.crl())
     assert len(trust.crls) == 1
     assert _code(trust, unit.sign_cert) == "certificate_revoked"
+
+
+def test_an_older_crl_never_replaces_a_newer_one(pki) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from docex.pki.trust import TrustStore
+
+    newer = pki.county.crl()
+    store = TrustStore([pki.county.certificate], [newer])
+    older = newer  # same issuer; build an older one by hand-picking last_update
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    older = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(newer.issuer)
+        .last_update(newer.last_update_utc - dt.timedelta(days=1))
+        .next_update(newer.next_update_utc or newer.last_update_utc)
+        .sign(pki.county.signing_key(), hashes.SHA256())
+    )
+    store.add_crl(older)
+    assert store.crls == [newer]
