@@ -73,7 +73,7 @@ def assert_exactly_once(net: Network, ids: list[str]) -> None:
 
 
 def test_sigkill_hub_and_agents_mid_stream_loses_and_duplicates_nothing(county: Network) -> None:
-    ids = queue_stream(county, 100, "SIGKILL")
+    ids = queue_stream(county, 150, "SIGKILL")
     total = len(ids) * len(RECIPIENTS)
 
     wait_until(lambda: county.documents() >= 15, 120, "the hub accepting documents")
@@ -81,7 +81,8 @@ def test_sigkill_hub_and_agents_mid_stream_loses_and_duplicates_nothing(county: 
     assert delivered(county, ids) < total  # it died mid-stream
     county.start_hub()
 
-    wait_until(lambda: county.received_count(VICTIM) >= 30, 120, f"{VICTIM} receiving")
+    # Early in the second leg, so that the kills land mid-stream however fast the hub is.
+    wait_until(lambda: county.received_count(VICTIM) >= 5, 120, f"{VICTIM} receiving")
     county.kill(county.hosts[VICTIM])
     county.kill(county.hosts[SENDER])
     assert delivered(county, ids) < total
