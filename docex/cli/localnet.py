@@ -179,24 +179,24 @@ class LocalNetwork:
         """Stop everything and remove the vhost and broker users this network made."""
         self.stop_all()
         b = self.config.broker
-        link_users = _link_users(self.config)
+        users = _broker_users(self.config)
         with Management(b.management_url, b.management_user, b.management_password) as mgmt:
             mgmt.delete_vhost(b.vhost)
-            for user in [f"{b.user_prefix}hub.{self.config.prefix}", *(b.user_prefix + a for a in self.agents),
-                         *link_users]:
+            for user in {f"{b.user_prefix}hub.{self.config.prefix}", *(b.user_prefix + a for a in self.agents), *users}:
                 mgmt.delete_user(user)
 
 
-def _link_users(config: HubConfig) -> list[str]:
-    """Broker users of this hub's links (bridges), to remove with the network."""
+def _broker_users(config: HubConfig) -> list[str]:
+    """Broker users the hub made for its units (however registered) and links (bridges),
+    to remove with the network."""
     from sqlalchemy import select
 
-    from docex.hub.models import Link
+    from docex.hub.models import Link, Unit
 
     db = Database(config.database_url)
     try:
         with db.read() as s:
-            return [u for u in s.execute(select(Link.broker_user)).scalars() if u]
+            return [u for model in (Unit, Link) for u in s.execute(select(model.broker_user)).scalars() if u]
     except Exception:  # noqa: BLE001 - a half-made network has no links table yet
         return []
     finally:
