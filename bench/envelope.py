@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bench import crypto_baseline
 from bench.harness import Result, print_table
 from docex.pki.ca import CertificateAuthority
 from docex.pki.credentials import UnitCredentials
@@ -40,17 +41,8 @@ SENDER = "qingyuan.yangshan.xxzx"
 
 
 def measure(name: str, fn: Callable[[], object], min_seconds: float) -> Result:
-    """Call ``fn`` in growing batches until ``min_seconds`` of CPU time have passed."""
-    fn()  # warm caches and lazy initialisation outside the timing
-    count, seconds, batch = 0, 0.0, 1
-    while seconds < min_seconds:
-        t0 = time.process_time()
-        for _ in range(batch):
-            fn()
-        seconds += time.process_time() - t0
-        count += batch
-        batch *= 2
-    return Result(name, count, seconds, "envs/s")
+    """CPU time, not wall time: the envelope figures must survive a busy machine."""
+    return crypto_baseline.measure(name, fn, min_seconds, clock=time.process_time, unit="envs/s")
 
 
 def _pki(root: Path) -> tuple[CertificateAuthority, UnitCredentials, list[UnitCredentials]]:

@@ -113,9 +113,8 @@ class HubJobs:
             for delivery, doc in rows:
                 if doc.deadline is None:
                     continue
-                period = doc.deadline - doc.accepted_at
-                deadline = doc.deadline
-                due = deadline + period * delivery.reminders
+                # one reminder per deadline period: at the deadline, then each period after
+                due = doc.deadline + (doc.deadline - doc.accepted_at) * delivery.reminders
                 if now < due:
                     continue
                 delivery.reminders += 1
