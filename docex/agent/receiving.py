@@ -17,7 +17,15 @@ from sqlalchemy import select
 
 from docex.agent.context import AgentContext
 from docex.agent.store import Notice as NoticeRow
-from docex.agent.store import Outgoing, Quarantined, Received, Sent, SentRecipient, utcnow
+from docex.agent.store import (
+    Outgoing,
+    Quarantined,
+    Received,
+    Sent,
+    SentEvent,
+    SentRecipient,
+    utcnow,
+)
 from docex.broker import Delivery
 from docex.pki.errors import PkiError
 from docex.pki.names import common_name
@@ -33,11 +41,12 @@ log = logging.getLogger(__name__)
 # sender-side states, from receipts and notices
 RECEIPT_STATE = {"delivered": "delivered", "signed_for": "signed_for", "returned": "returned", "refused": "rejected"}
 _RANK = {"queued": 0, "sent": 1, "routed": 2, "waiting_for_link": 2, "delivered": 3, "signed_for": 4,
-         "returned": 4, "rejected": 4, "expired": 4, "paper_route": 4}
+         "returned": 4, "rejected": 4, "expired": 4, "paper_route": 4, "recalled": 4}
 
 
 def _advance(row: SentRecipient, state: str, at: dt.datetime) -> None:
-    if _RANK.get(state, 0) > _RANK.get(row.state, 0):
+    # A signed_for that crossed our recall wins: the recipient signed first and keeps it.
+    if _RANK.get(state, 0) > _RANK.get(row.state, 0) or (row.state == "recalled" and state == "signed_for"):
         row.state = state
         row.at = at
 
@@ -60,6 +69,10 @@ class Receiver:
             self.directory(delivery.body)
         elif kind == messages.SEAL:
             self.seal(delivery.body)
+        elif kind == messages.RECALL:
+            from docex.agent.recall import apply_recall
+
+            apply_recall(self.ctx, delivery.body)
         else:
             log.warning("ignored a message of unknown type %r", kind)
 
@@ -102,6 +115,10 @@ class Receiver:
                            body=receipt))
         ctx.observer.agent_received()
         log.info("received %s %s from %s", m.message_id, m.doc_number, m.sender)
+        from docex.agent.recall import recall_waiting
+
+        if recall_waiting(ctx, m.message_id):
+            log.info("%s had been recalled by its sender before it arrived", m.message_id)
 
     def _check_seal(self, files: dict[str, bytes], manifest: object) -> str:
         """Every seal on the main PDF must verify and be the sender's; none: 'none'."""
@@ -155,6 +172,11 @@ class Receiver:
             if row is None:
                 return
             _advance(row, state, utcnow())
+            if not s.execute(select(SentEvent.id).where(SentEvent.message_id == receipt.message_id,
+                                                        SentEvent.recipient == receipt.recipient,
+                                                        SentEvent.event == receipt.event)).first():
+                s.add(SentEvent(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
+                                person=receipt.person, reason=receipt.reason or receipt.error))
             if receipt.event in ("returned", "refused"):
                 row.reason = receipt.reason
                 row.code = receipt.error
@@ -188,6 +210,17 @@ class Receiver:
                     _advance(row, notice.event, utcnow())
                     row.code = notice.code
                     row.reason = notice.message
+            elif notice.event == "reminder" and sent is not None:
+                for address in notice.recipients:
+                    count = len(s.execute(select(SentEvent.id).where(
+                        SentEvent.message_id == notice.message_id, SentEvent.recipient == address,
+                        SentEvent.event.like("reminder%"))).all())
+                    s.add(SentEvent(message_id=notice.message_id, recipient=address, event=f"reminder#{count + 1}",
+                                    reason=notice.message))
+        if notice.event == "recalled":
+            from docex.agent.recall import recalled_notice
+
+            recalled_notice(self.ctx, notice)
         log.info("notice for %s: %s [%s] %s", notice.message_id, notice.event, notice.code, notice.message)
 
     def directory(self, body: bytes) -> None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 HOME = click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
 STATE_ZH = {"queued": "待发送", "sent": "已发出", "routed": "已分发", "waiting_for_link": "等待链路",
             "delivered": "已送达", "signed_for": "已签收", "returned": "已退回", "rejected": "已拒收",
-            "expired": "已过期", "paper_route": "纸质传递"}
+            "expired": "已过期", "paper_route": "纸质传递", "recalled": "已撤销", "recalling": "撤销中"}
 
 
 def _ctx(home: str, passphrase: PassphraseSource | None = None) -> AgentContext:
@@ -160,6 +160,23 @@ def return_(home: str, message_id: str, reason: str, person_dir: str | None, pas
     return_document(ctx, message_id, reason, person_dir=person_dir,
                     passphrase=ctx.config.keys.passphrase() if person_dir else None)
     click.echo(f"{message_id}: 已退回 returned ({reason})")
+
+
+@click.command()
+@HOME
+@click.argument("message_id")
+@click.option("--reason", required=True, help="Why it is recalled (撤销理由).")
+@passphrase_options
+@handles_errors
+def recall(home: str, message_id: str, reason: str, passphrase: PassphraseSource) -> None:
+    """Recall (撤销) a document you sent that is not yet signed for by everyone."""
+    from docex.agent.recall import recall_document
+
+    ctx = _ctx(home, passphrase)
+    if recall_document(ctx, message_id, reason):
+        click.echo(f"{message_id}: 撤销已提交 recall queued; recipients that already signed for it keep it")
+    else:
+        click.echo(f"{message_id}: 已撤销 already recalled")
 
 
 @click.command()

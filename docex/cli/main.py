@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "sign-for": "docex.cli.agent:sign_for",
     "return": "docex.cli.agent:return_",
     "sent": "docex.cli.agent:sent",
+    "recall": "docex.cli.agent:recall",
     "seal": "docex.cli.seal:seal",
     "compose": "docex.cli.seal:compose",
     "tsa": "docex.cli.seal:tsa",

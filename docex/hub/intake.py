@@ -62,6 +62,10 @@ class Intake:
             self.document(delivery, origin, publisher)
         elif kind == messages.RECEIPT:
             self.receipt(delivery, origin, publisher)
+        elif kind == messages.RECALL:
+            from docex.hub.recall import handle_recall
+
+            handle_recall(self.ctx, delivery, origin, publisher)
         elif kind == messages.HEARTBEAT:
             self.heartbeat(origin)
         elif kind == messages.DIRECTORY_REQUEST:

@@ -2,8 +2,10 @@
 
     accepted -> routed -> delivered -> signed_for | returned
     rejected (code) | expired | paper_route          (ends)
+    recalled (the sender withdrew it before it was signed for)
 A later event never moves a delivery back: a `delivered` receipt that arrives after the
-`signed_for` one only fills in its time."""
+`signed_for` one only fills in its time. One exception: a `signed_for` receipt that crossed
+a recall on the way wins over it (the recipient signed first and keeps the document)."""
 
 from __future__ import annotations
 
@@ -15,16 +17,19 @@ RETURNED = "returned"
 REJECTED = "rejected"
 EXPIRED = "expired"
 PAPER_ROUTE = "paper_route"
+RECALLED = "recalled"
 
-ALL = (ACCEPTED, ROUTED, DELIVERED, SIGNED_FOR, RETURNED, REJECTED, EXPIRED, PAPER_ROUTE)
-FINAL = frozenset({SIGNED_FOR, RETURNED, REJECTED, EXPIRED, PAPER_ROUTE})
+ALL = (ACCEPTED, ROUTED, DELIVERED, SIGNED_FOR, RETURNED, REJECTED, EXPIRED, PAPER_ROUTE, RECALLED)
+FINAL = frozenset({SIGNED_FOR, RETURNED, REJECTED, EXPIRED, PAPER_ROUTE, RECALLED})
 OPEN = frozenset({ACCEPTED, ROUTED, DELIVERED})
 
-_RANK = {ACCEPTED: 0, ROUTED: 1, DELIVERED: 2, SIGNED_FOR: 3, RETURNED: 3, REJECTED: 3, EXPIRED: 3, PAPER_ROUTE: 3}
+_RANK = {ACCEPTED: 0, ROUTED: 1, DELIVERED: 2, SIGNED_FOR: 3, RETURNED: 3, REJECTED: 3, EXPIRED: 3, PAPER_ROUTE: 3, RECALLED: 3}
 
 # receipt event -> delivery state
 EVENT_STATE = {"delivered": DELIVERED, "signed_for": SIGNED_FOR, "returned": RETURNED, "refused": REJECTED}
 
 
 def advances(current: str, new: str) -> bool:
+    if current == RECALLED and new == SIGNED_FOR:
+        return True
     return _RANK[new] > _RANK[current]

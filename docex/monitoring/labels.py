@@ -23,6 +23,7 @@ DELIVERY_STATES: tuple[str, ...] = (
     "rejected",
     "expired",
     "paper_route",
+    "recalled",
 )
 
 # A label value looks like a code, an address or a link name, never like prose.

@@ -65,6 +65,11 @@ CODES: dict[str, tuple[str, str]] = {
     "broker_unavailable": ("无法连接消息服务器", "the message broker cannot be reached"),
     "credentials_exist": ("该目录已有证书，未覆盖", "that folder already holds credentials; nothing overwritten"),
     "dead_letter": ("消息多次处理失败，已转入死信队列", "a message failed repeatedly and was dead-lettered"),
+    "recall_invalid": ("撤销声明无效", "invalid recall"),
+    "recalled": ("公文已被发文单位撤销", "the sender recalled the document"),
+    "not_logged_in": ("请先登录", "please log in first"),
+    "login_failed": ("证书或口令错误", "wrong certificate or passphrase"),
+    "forbidden": ("无权进行此操作", "not allowed"),
 }
 
 

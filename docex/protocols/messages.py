@@ -7,6 +7,7 @@
     directory_request  an agent asks for the current snapshot (agent -> hub)
     heartbeat          an agent is alive (agent -> hub); authenticated by the AMQP login
     seal               a registered seal impression for the unit (hub -> that agent)
+    recall             the sender's signed recall (撤销) of a document (sender -> hub -> recipients)
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ DIRECTORY = "directory"
 DIRECTORY_REQUEST = "directory_request"
 HEARTBEAT = "heartbeat"
 SEAL = "seal"
+RECALL = "recall"
 
-TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL})
+TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL, RECALL})
 
 # AMQP headers
 H_RECIPIENT = "docex-recipient"  # the address a delivered copy is for
