@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from docex.protocols import localtime
+
 SCHEMA_VERSION = "1"
 
 
@@ -30,7 +32,7 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return localtime.utcnow()
 
 
 class Outgoing(Base):

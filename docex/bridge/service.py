@@ -41,7 +41,7 @@ from docex.broker import (
 from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY
 from docex.monitoring.observer import NullObserver, Observer
 from docex.monitoring.status import LinkStatus, StatusSnapshot
-from docex.protocols import messages
+from docex.protocols import localtime, messages
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def error_code(exc: BaseException) -> str:
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+    return localtime.iso(dt.datetime.fromtimestamp(ts, dt.UTC))
 
 
 def forward_item(delivery: Delivery, user: str) -> PublishItem:

@@ -16,6 +16,7 @@ from docex.cli.options import (
     json_option,
     passphrase_options,
 )
+from docex.protocols import localtime
 from docex.protocols.manifest import PRIORITIES
 
 if TYPE_CHECKING:
@@ -118,14 +119,15 @@ def inbox(home: str, state: str, as_json: bool) -> None:
             stmt = stmt.where(Received.state == state)
         rows = list(s.execute(stmt).scalars())
     items = [{"message_id": r.message_id, "doc_number": r.doc_number, "title": r.title, "sender": r.sender,
-              "sender_name": r.sender_name, "priority": r.priority, "received_at": r.received_at.isoformat(),
+              "sender_name": r.sender_name, "priority": r.priority, "received_at": localtime.iso(r.received_at),
               "state": r.state, "seal": r.seal_status, "path": r.path, "person": r.person, "reason": r.reason}
              for r in rows]
     if as_json:
         echo_json(items)
         return
     for i in items:
-        click.echo(f"{i['message_id']}  {STATE_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
+        click.echo(f"{i['message_id']}  {localtime.show(i['received_at'], seconds=False)}  "
+                   f"{STATE_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
                    f"《{i['title']}》 来自 {i['sender_name']}  {i['path']}")
     click.echo(f"{len(items)} document(s)")
 
@@ -195,8 +197,8 @@ def sent(home: str, as_json: bool) -> None:
     for r in recips:
         by_doc.setdefault(r.message_id, []).append(r)
     items = [{"message_id": d.message_id, "doc_number": d.doc_number, "title": d.title, "priority": d.priority,
-              "created_at": d.created_at.isoformat(), "state": d.state,
-              "recipients": [{"address": r.recipient, "state": r.state, "at": r.at.isoformat() if r.at else None,
+              "created_at": localtime.iso(d.created_at), "state": d.state,
+              "recipients": [{"address": r.recipient, "state": r.state, "at": localtime.iso(r.at),
                               "reason": r.reason, "code": r.code, "receipt": r.receipt is not None}
                              for r in by_doc.get(d.message_id, [])]}
              for d in docs]
@@ -207,7 +209,8 @@ def sent(home: str, as_json: bool) -> None:
         click.echo(f"{item['message_id']}  {item['doc_number']} 《{item['title']}》")
         for rec in item["recipients"]:
             extra = f"  [{rec['code']}] {rec['reason']}" if rec["code"] or rec["reason"] else ""
-            click.echo(f"    {rec['address']:32} {STATE_ZH.get(rec['state'], rec['state'])}{extra}")
+            click.echo(f"    {rec['address']:32} {STATE_ZH.get(rec['state'], rec['state'])}  "
+                       f"{localtime.show(rec['at'], seconds=False)}{extra}")
 
 
 @agent.command("run-many", hidden=True)

@@ -17,6 +17,7 @@ from docex.cli.options import (
     json_option,
     passphrase_options,
 )
+from docex.protocols import localtime
 
 STATE_ZH = {
     "accepted": "已接收", "routed": "已分发", "delivered": "已送达", "signed_for": "已签收",
@@ -136,7 +137,8 @@ def user_add(home: str, name: str, password_file: str | None) -> None:
 @hub.command()
 @HOME
 @click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]))
-@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Exclusive.")
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="最后一天（含当天）Last day, inclusive: --from 2026-01-01 --to 2026-12-31 is the whole year.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default HOME/reports).")
 @json_option
 @passphrase_options
@@ -323,11 +325,12 @@ def track(home: str, message_id: str, as_json: bool) -> None:
         echo_json(detail)
         return
     click.echo(f"{detail['doc_number']} 《{detail['title']}》 from {detail['sender_name'] or detail['sender']}  [{detail['priority']}]")
-    click.echo(f"accepted {detail['accepted_at']}, deadline {detail['deadline']}")
+    click.echo(f"接收 accepted {localtime.show(detail['accepted_at'])}, 时限 deadline "
+               f"{localtime.show(detail['deadline']) or '—'}  ({localtime.label()})")
     for r in detail["recipients"]:
         when = r["signed_for_at"] or r["returned_at"] or r["delivered_at"] or r["routed_at"] or r["accepted_at"] or ""
         extra = f"  理由: {r['reason']}" if r["reason"] else (f"  [{r['code']}]" if r["code"] else "")
-        click.echo(f"  {r['address']:32} {STATE_ZH.get(r['state'], r['state']):5} {when[:19]}  {r['name']}{extra}")
+        click.echo(f"  {r['address']:32} {STATE_ZH.get(r['state'], r['state']):5} {localtime.show(when)}  {r['name']}{extra}")
 
 
 @click.command()
@@ -350,5 +353,5 @@ def documents(home: str, unit_address: str, state: str, query: str, limit: int, 
         return
     for d in items:
         summary = " ".join(f"{STATE_ZH.get(k, k)}{v}" for k, v in sorted(d["states"].items()))
-        click.echo(f"{d['message_id']}  {d['accepted_at'][:19]}  {d['doc_number']} 《{d['title']}》 {d['sender']}  {summary}")
+        click.echo(f"{d['message_id']}  {localtime.show(d['accepted_at'])}  {d['doc_number']} 《{d['title']}》 {d['sender']}  {summary}")
     click.echo(f"{len(items)} document(s)")

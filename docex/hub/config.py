@@ -72,6 +72,7 @@ class HubConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics_port: int = 0  # 0: no metrics endpoint
     parent: str = ""  # name of the parent link, if any (the bridge to the city)
+    timezone: str = ""  # zone for displayed times and calendar days ("": DOCEX_TIMEZONE or Asia/Shanghai)
 
     @property
     def ca_dir(self) -> Path:
@@ -110,6 +111,9 @@ class HubConfig:
 
             raise DocexError("no_hub", f"{root} is not a hub home (no {CONFIG_NAME}): run `docex hub init`")
         data = tomllib.loads(path.read_text("utf-8"))
+        from docex.protocols import localtime
+
+        localtime.configure(str(data.get("timezone", "")) or None)
         return cls(
             home=root,
             prefix=data["prefix"],
@@ -121,6 +125,7 @@ class HubConfig:
             api=ApiConfig(**data.get("api", {})),
             metrics_port=int(data.get("metrics_port", 0)),
             parent=str(data.get("parent", "")),
+            timezone=str(data.get("timezone", "")),
         )
 
     def with_changes(self, **changes: Any) -> HubConfig:

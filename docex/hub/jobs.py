@@ -18,7 +18,7 @@ from docex.hub import audit, broker, links, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.context import HubContext
 from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
-from docex.protocols import messages
+from docex.protocols import localtime, messages
 from docex.protocols.notice import make_notice
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class HubJobs:
     def apply_rollout(self, today: dt.date | None = None) -> int:
         from docex.hub.units import set_phase
 
-        day = today or utcnow().date()
+        day = today or localtime.today()
         changed = 0
         with self.ctx.db.session() as s:
             units = [(u.address, u.building) for u in s.execute(select(Unit)).scalars()]
@@ -218,14 +218,12 @@ class HubJobs:
     def monthly_report(self) -> Path:
         from docex.hub.reports import write_report
 
-        today = utcnow().date()
-        first = today.replace(day=1)
-        start = (first - dt.timedelta(days=1)).replace(day=1)
-        return write_report(self.ctx, start, first)
+        first, last = localtime.previous_month()  # on 1 December (local): November
+        return write_report(self.ctx, first, last)
 
 
 def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
-    scheduler = BackgroundScheduler(timezone="Asia/Shanghai", job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler = BackgroundScheduler(timezone=localtime.zone(), job_defaults={"coalesce": True, "max_instances": 1})
     scheduler.add_job(jobs.publish_directory, "interval", seconds=5, id="directory")
     scheduler.add_job(jobs.relay_outbox, "interval", seconds=5, id="outbox-relay")
     scheduler.add_job(jobs.link_housekeeping, "interval", seconds=5, id="links")

@@ -18,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from docex.protocols import localtime
+
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
     """Timestamps are always aware UTC in Python, whatever the database hands back
@@ -42,12 +44,12 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return localtime.utcnow()
 
 
 def iso(value: dt.datetime | None) -> str | None:
-    """A stored timestamp as the API and CLI show it (UTC, seconds)."""
-    return value.isoformat(timespec="seconds") if value is not None else None
+    """A stored timestamp as the API and JSON show it (local time, seconds, explicit offset)."""
+    return localtime.iso(value)
 
 
 class Unit(Base):

@@ -11,8 +11,8 @@ from docex.broker import ConfirmedPublisher, Delivery, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE
 from docex.hub import audit
 from docex.hub.context import HubContext, Origin
-from docex.hub.models import Rejection, utcnow
-from docex.protocols import messages
+from docex.hub.models import Rejection
+from docex.protocols import localtime, messages
 from docex.protocols.errors import describe
 from docex.protocols.notice import make_notice
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def keep_bytes(ctx: HubContext, body: bytes) -> str:
-    day = utcnow().strftime("%Y-%m-%d")
+    day = localtime.today().isoformat()
     folder = ctx.config.refused_dir / day
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(body).hexdigest()}.bin"

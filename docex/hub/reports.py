@@ -13,6 +13,7 @@ from pathlib import Path
 
 from docex.hub.context import HubContext
 from docex.hub.tracking import UnitStats, unit_stats
+from docex.protocols import localtime
 
 PHASE_ZH = {"pilot": "试点", "dual_track": "双轨运行", "electronic": "全面电子化"}
 COLUMNS = [
@@ -35,8 +36,8 @@ def _rows(stats: list[UnitStats]) -> list[dict[str, object]]:
 
 
 def build_report(ctx: HubContext, start: dt.date, end: dt.date) -> dict[str, object]:
-    since = dt.datetime.combine(start, dt.time(), dt.UTC)
-    until = dt.datetime.combine(end, dt.time(), dt.UTC)
+    """`start` to `end`, both days included, in local calendar days."""
+    since, until = localtime.day_range(start, end)
     with ctx.db.read() as s:
         stats = unit_stats(s, online_seconds=ctx.config.limits.heartbeat_online_seconds, since=since, until=until)
     rows = _rows(stats)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from docex.hub import states
 from docex.hub.models import Delivery, Document, Link, Receipt, Unit, iso, utcnow
+from docex.protocols import localtime
 
 
 def document_detail(s: Session, message_id: str) -> dict[str, Any] | None:
@@ -83,9 +84,9 @@ def list_documents(s: Session, query: DocumentQuery) -> list[dict[str, Any]]:
     if query.state:
         stmt = stmt.where(Document.message_id.in_(select(Delivery.message_id).where(Delivery.state == query.state)))
     if query.date_from:
-        stmt = stmt.where(Document.accepted_at >= dt.datetime.combine(query.date_from, dt.time(), dt.UTC))
+        stmt = stmt.where(Document.accepted_at >= localtime.day_start(query.date_from))
     if query.date_to:
-        stmt = stmt.where(Document.accepted_at < dt.datetime.combine(query.date_to + dt.timedelta(days=1), dt.time(), dt.UTC))
+        stmt = stmt.where(Document.accepted_at < localtime.day_start(query.date_to + dt.timedelta(days=1)))
     docs = s.execute(stmt).scalars().all()
     ids = [d.message_id for d in docs]
     counts: dict[str, dict[str, int]] = {i: {} for i in ids}
@@ -183,7 +184,7 @@ def overview(s: Session, *, online_seconds: float, links: list[dict[str, Any]] |
     view (docex.hub.status.dashboard_links); without them each link shows its configured
     state and no backlog."""
     now = utcnow()
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = localtime.day_start(localtime.local(now).date())
     documents_today = s.execute(select(func.count()).select_from(Document).where(Document.accepted_at >= midnight)).scalar_one()
     pending_sign_for = s.execute(
         select(func.count()).select_from(Delivery).where(Delivery.state.in_((states.ROUTED, states.DELIVERED)))
@@ -200,6 +201,7 @@ def overview(s: Session, *, online_seconds: float, links: list[dict[str, Any]] |
         "units_offline": sum(1 for u in stats if not u.online and u.state == "enabled"),
         "links": links,
         "generated_at": iso(now),
+        "timezone": localtime.label(),
     }
 
 
