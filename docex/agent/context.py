@@ -15,11 +15,15 @@ from docex.agent.config import AgentConfig
 from docex.agent.store import AgentStore
 from docex.monitoring.observer import NullObserver, Observer
 from docex.pki.credentials import UnitCredentials
+from docex.pki.errors import PkiError
 from docex.pki.keys import load_certificates, load_crl
 from docex.pki.trust import TrustStore
 from docex.protocols.address import is_under
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, verify_directory
-from docex.protocols.errors import DocexError
+
+PROVISIONED_ANCHOR = "anchor-"  # trust/anchor-N.crt, as `docex unit add` wrote them
+MAX_PENDING = 32  # other hubs' snapshots kept until their CA reaches us
+MAX_PENDING_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -51,12 +55,20 @@ class AgentContext:
 
     @property
     def trust(self) -> TrustStore:
+        """Our hub's CA, the anchors our hub's signed snapshot carries, and any the operator
+        put in trust/ by hand. The copies provisioning wrote (trust/anchor-*.crt) count only
+        until our hub's snapshot speaks for itself: then removals at the hub reach us too."""
         with self._lock:
             if self._trust is None:
                 home = self.config.home
                 anchors = [*load_certificates(home / "ca.crt")]
+                own = self._directories.get(self.config.hub_prefix)
                 for path in sorted((home / "trust").glob("*.crt")):
+                    if own is not None and path.name.startswith(PROVISIONED_ANCHOR):
+                        continue
                     anchors.extend(load_certificates(path))
+                if own is not None:
+                    anchors.extend(own.anchor_certificates())
                 crl_files = [home / "crl.pem", *sorted(self._crl_dir().glob("*.pem"))]
                 store = TrustStore(anchors, [])
                 for path in crl_files:
@@ -64,6 +76,14 @@ class AgentContext:
                         store.add_crl(load_crl(path))
                 self._trust = store
             return self._trust
+
+    def _home_trust(self) -> TrustStore:
+        """Our hub's CA alone (with the CRLs we hold): what our own hub's snapshot must chain to."""
+        crls = [] if self._trust is None else list(self._trust.crls)
+        if not crls:
+            path = self.config.home / "crl.pem"
+            crls = [load_crl(path)] if path.exists() else []
+        return TrustStore(list(load_certificates(self.config.home / "ca.crt")), crls)
 
     def install_crls(self, pems: tuple[str, ...]) -> None:
         folder = self._crl_dir()
@@ -89,29 +109,45 @@ class AgentContext:
         """A snapshot signed by the hub owning its prefix; our own hub's must moreover be
         signed under our hub's CA (ca.crt), not merely under any CA we trust for units'
         certificates (the city's, say), or anyone holding such a "hub" certificate could
-        rewrite our directory."""
+        rewrite our directory and the anchors it carries."""
         snap = verify_directory(der, self.trust)
         if snap.prefix == self.config.hub_prefix:
-            home_ca = TrustStore(list(load_certificates(self.config.home / "ca.crt")), list(self.trust.crls))
-            verify_directory(der, home_ca)
+            verify_directory(der, self._home_trust())
         return snap
 
     def load_directories(self) -> None:
-        paths = [self.config.home / "directory.der", *sorted((self.config.home / "directories").glob("*.der"))]
-        for path in paths:
-            if path.exists():
-                try:
-                    snap = self.verify_snapshot(path.read_bytes())
-                except DocexError:
-                    continue
-                current = self._directories.get(snap.prefix)
-                if current is None or current.version < snap.version:
-                    self._directories[snap.prefix] = snap
+        # Our own hub's first: it brings the anchors the others are verified with.
+        own = self.config.home / "directory.der"
+        if own.exists():
+            try:
+                snap: DirectorySnapshot | None = verify_directory(own.read_bytes(), self._home_trust())
+            except PkiError:
+                snap = None
+            if snap is not None and snap.prefix == self.config.hub_prefix:
+                with self._lock:
+                    current = self._directories.get(snap.prefix)
+                    if current is None or current.version < snap.version:
+                        self._directories[snap.prefix] = snap
+                        self._trust = None
+        for path in sorted((self.config.home / "directories").glob("*.der")):
+            try:
+                snap = self.verify_snapshot(path.read_bytes())
+            except PkiError:
+                continue
+            current = self._directories.get(snap.prefix)
+            if current is None or current.version < snap.version:
+                self._directories[snap.prefix] = snap
 
     def accept_directory(self, der: bytes) -> DirectorySnapshot | None:
         """Store a signed snapshot if it is newer than what we have. The signature must be
-        that of the hub owning its prefix; our own hub's must come from our hub."""
-        snap = self.verify_snapshot(der)
+        that of the hub owning its prefix; our own hub's must come from our hub. Another
+        hub's snapshot we cannot verify yet (its CA reaches us with our hub's next
+        snapshot) is kept aside and tried again when our anchors change."""
+        try:
+            snap = self.verify_snapshot(der)
+        except PkiError:
+            self._keep_pending(der)
+            raise
         with self._lock:
             current = self._directories.get(snap.prefix)
             if current is not None and current.version >= snap.version:
@@ -121,10 +157,41 @@ class AgentContext:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(der)
             tmp.replace(path)
+            anchors_changed = snap.prefix == self.config.hub_prefix and (
+                current is None or set(current.anchors) != set(snap.anchors))
             self._directories[snap.prefix] = snap
+            if anchors_changed:
+                self._trust = None
         if snap.crls:
             self.install_crls(snap.crls)
+        if anchors_changed:
+            self._retry_pending()
         return snap
+
+    def _pending_dir(self) -> Path:
+        return self.config.home / "directories" / "pending"
+
+    def _keep_pending(self, der: bytes) -> None:
+        if len(der) > MAX_PENDING_BYTES:
+            return
+        folder = self._pending_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = sorted(folder.glob("*.der"), key=lambda p: p.stat().st_mtime)
+        for old in kept[: max(0, len(kept) - MAX_PENDING + 1)]:
+            old.unlink(missing_ok=True)
+        path = folder / f"{hashlib.sha256(der).hexdigest()[:16]}.der"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(der)
+        tmp.replace(path)
+
+    def _retry_pending(self) -> None:
+        for path in sorted(self._pending_dir().glob("*.der")):
+            der = path.read_bytes()
+            path.unlink(missing_ok=True)
+            try:
+                self.accept_directory(der)
+            except PkiError:
+                continue  # kept again by accept_directory
 
     def directory_version(self) -> int:
         snap = self._directories.get(self.config.hub_prefix)

@@ -4,6 +4,7 @@ running hub notices and publishes the new snapshot to every unit within seconds.
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,13 +43,28 @@ def mark_published(session: Session, value: int) -> None:
 
 
 def crl_digest(identity: HubIdentity) -> str:
+    """What the hub's trust consists of (anchors and CRLs): a change means a new snapshot,
+    so that revocations and added or removed anchors reach every agent."""
     import hashlib
 
     h = hashlib.sha256()
-    for path in identity.crl_files:
+    for path in (*identity.anchor_files, *identity.crl_files):
         if path.exists():
-            h.update(path.read_bytes())
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+def anchor_pems(identity: HubIdentity) -> tuple[str, ...]:
+    """Every CA the hub trusts besides its own, once each (sorted, so the snapshot is stable)."""
+    own = identity.ca_cert.fingerprint(hashes.SHA256())
+    seen = {own}
+    pems = []
+    for cert in identity.trust.anchors:
+        fp = cert.fingerprint(hashes.SHA256())
+        if fp not in seen:
+            seen.add(fp)
+            pems.append(cert_pem(cert))
+    return tuple(sorted(pems))
 
 
 def crls_changed(session: Session, identity: HubIdentity) -> bool:
@@ -97,6 +113,7 @@ def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tup
         hub_cert=cert_pem(identity.cert),
         children=children,
         crls=tuple(p.read_text() for p in identity.crl_files if p.exists()),
+        anchors=anchor_pems(identity),
     )
 
 

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import select
 
 from docex.broker import ConfirmedPublisher, Delivery, PublishItem
@@ -57,7 +58,16 @@ def verify_remote_directory(ctx: HubContext, der: bytes, origin: Origin) -> Dire
 
 def accept_remote_directory(ctx: HubContext, delivery: Delivery, origin: Origin) -> None:
     try:
-        snap = verify_remote_directory(ctx, delivery.body, origin)
+        try:
+            snap = verify_remote_directory(ctx, delivery.body, origin)
+        except PkiError:
+            # A CA trusted a moment ago (`bridge run --trust-parent-ca` wrote it while we
+            # run) is picked up here rather than at the next housekeeping tick.
+            from docex.hub.links import refresh_trust
+
+            if not refresh_trust(ctx):
+                raise
+            snap = verify_remote_directory(ctx, delivery.body, origin)
     except PkiError as exc:
         # No notice back over the link: the neighbour hub logs its own side.
         refuse(ctx, delivery, origin, exc.code, exc.message, message_id=delivery.message_id or "")
@@ -84,7 +94,11 @@ def accept_remote_directory(ctx: HubContext, delivery: Delivery, origin: Origin)
                 snap.version, origin.name, len(snap.units), delivery.body, utcnow())
         audit.append(s, f"link:{origin.name}", "directory.remote", snap.prefix, version=snap.version,
                      units=len(snap.units))
+    learned = learn_parent_anchors(ctx, snap, origin)
     installed = install_remote_crls(ctx, snap)
+    if learned:
+        with ctx.db.session() as s:
+            audit.append(s, f"link:{origin.name}", "trust.learned", snap.prefix, anchors=learned)
     log.info("directory %s v%d over link %s: %d units, passed to %d units and %d links%s", snap.prefix,
              snap.version, origin.name, len(snap.units), len(units), len(items) - len(units),
              f", {installed} CRL(s) refreshed" if installed else "")
@@ -112,6 +126,49 @@ def lookup(ctx: HubContext, address: str) -> dict[str, str] | None:
         if entry is not None:
             return {"address": entry.address, "name": entry.name, "hub": snap.prefix, "state": entry.state}
     return None
+
+
+LEARNED_PREFIX = "learned-"
+
+
+def learn_parent_anchors(ctx: HubContext, snap: DirectorySnapshot, origin: Origin) -> list[str]:
+    """Trust what our parent exchange trusts (the other counties' CAs under the city, the
+    province's): taken only from the parent hub's own snapshot, verified above, over the
+    parent link. Kept as HUBDIR/trust/learned-*.crt, replaced as a whole each time, so an
+    anchor the parent drops is dropped here and, through our snapshot, at every agent.
+    Returns the fingerprints added or removed (empty: nothing changed)."""
+    link = ctx.links().get(origin.name)
+    parent_prefix = ctx.config.prefix.rpartition(".")[0]
+    if link is None or link.role != "parent" or snap.prefix != parent_prefix:
+        return []
+    own = ctx.identity.ca_cert.fingerprint(hashes.SHA256())
+    wanted: dict[str, bytes] = {}
+    for cert in snap.anchor_certificates():
+        fp = cert.fingerprint(hashes.SHA256())
+        if fp != own:
+            wanted[f"{LEARNED_PREFIX}{fp.hex()[:16]}.crt"] = cert.public_bytes(serialization.Encoding.PEM)
+    trust_dir = ctx.config.trust_dir
+    trust_dir.mkdir(exist_ok=True)
+    changed = []
+    for path in trust_dir.glob(f"{LEARNED_PREFIX}*.crt"):
+        if path.name not in wanted:
+            path.unlink()
+            changed.append(f"-{path.name}")
+    for name, pem in wanted.items():
+        path = trust_dir / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pem)
+            tmp.replace(path)
+            changed.append(f"+{name}")
+    if changed:
+        identity = ctx.identity
+        with identity._lock:
+            for name in wanted:
+                if trust_dir / name not in identity.anchor_files:
+                    identity.anchor_files.append(trust_dir / name)
+            identity._trust = None
+    return changed
 
 
 def install_remote_crls(ctx: HubContext, snap: DirectorySnapshot) -> int:

@@ -52,12 +52,16 @@ class DirectorySnapshot:
     hub_cert: str = ""  # PEM of the signing hub's certificate, for chained snapshots
     children: tuple[str, ...] = field(default_factory=tuple)
     crls: tuple[str, ...] = field(default_factory=tuple)  # current CRLs (PEM) the hub trusts
+    # Other CAs (PEM) the hub trusts, configured or learned over its links. Agents take them
+    # only from their own hub's snapshot (pinned to their hub's CA).
+    anchors: tuple[str, ...] = field(default_factory=tuple)
 
     def to_payload(self) -> dict[str, Any]:
         data = asdict(self)
         data["units"] = [asdict(u) for u in self.units]
         data["children"] = list(self.children)
         data["crls"] = list(self.crls)
+        data["anchors"] = list(self.anchors)
         return data
 
     @classmethod
@@ -71,9 +75,23 @@ class DirectorySnapshot:
                 hub_cert=str(data.get("hub_cert", "")),
                 children=tuple(data.get("children", ())),
                 crls=tuple(str(c) for c in data.get("crls", ())),
+                anchors=tuple(str(c) for c in data.get("anchors", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DocexError("directory_untrusted", "the directory snapshot is not well formed") from exc
+
+    def anchor_certificates(self) -> list[x509.Certificate]:
+        """The anchors that parse as CA certificates; anything else is skipped."""
+        out = []
+        for pem in self.anchors:
+            try:
+                cert = x509.load_pem_x509_certificate(pem.encode())
+                constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            except (ValueError, x509.ExtensionNotFound):
+                continue
+            if constraints.ca:
+                out.append(cert)
+        return out
 
     def find(self, address: str) -> UnitEntry | None:
         for unit in self.units:
