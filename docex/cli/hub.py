@@ -27,11 +27,12 @@ HOME = click.option("--home", required=True, type=click.Path(file_okay=False), h
 
 
 def _open(home: str) -> tuple[Any, Any]:
+    """The hub's config and database; audited operator actions are checkpointed."""
+    from docex.hub.checkpoints import open_database
     from docex.hub.config import HubConfig
-    from docex.hub.db import Database
 
     config = HubConfig.load(home)
-    return config, Database(config.database_url)
+    return config, open_database(config)
 
 
 def _passphrase(config: Any, source: PassphraseSource) -> bytes | None:
@@ -287,22 +288,59 @@ def audit() -> None:
 @json_option
 @handles_errors
 def verify(home: str, as_json: bool) -> None:
-    """Check the audit chain from the first entry to the last."""
+    """Check the audit chain from the first entry to the last, and that the signed
+    checkpoints (HUBDIR/audit-checkpoints) agree with it."""
     import sys
 
     from docex.hub import audit as hub_audit
+    from docex.hub import checkpoints
 
-    _, db = _open(home)
+    config, db = _open(home)
     with db.read() as s:
         result = hub_audit.verify_chain(s)
+    report = checkpoints.verify(config, db)
+    ok = result.ok and report.ok
     if as_json:
-        echo_json({"ok": result.ok, "entries": result.entries, "first_bad": result.first_bad, "problem": result.problem})
-    elif result.ok:
-        click.echo(f"审计链完整 audit chain intact: {result.entries} entries")
+        echo_json({"ok": ok, "entries": result.entries, "first_bad": result.first_bad, "problem": result.problem,
+                   "checkpoints": report.checkpoints, "latest_checkpoint": report.latest,
+                   "checkpoint_problems": report.problems, "warnings": report.warnings})
     else:
-        click.echo(f"审计链损坏 audit chain BROKEN at entry {result.first_bad}: {result.problem}", err=True)
-    if not result.ok:
+        if result.ok:
+            click.echo(f"审计链完整 audit chain intact: {result.entries} entries")
+        else:
+            click.echo(f"审计链损坏 audit chain BROKEN at entry {result.first_bad}: {result.problem}", err=True)
+        if report.latest is not None:
+            latest = report.latest
+            click.echo(f"检查点 checkpoints: {report.checkpoints}, newest #{latest['seq']} at {latest['at']} "
+                       f"covers {latest['entries']} entries")
+        for problem in report.problems:
+            click.echo(f"检查点不符 checkpoint FAILED [{problem['code']}] {problem['message']}", err=True)
+        for warning in report.warnings:
+            click.echo(f"注意 warning: {warning}", err=True)
+    if not ok:
         sys.exit(1)
+
+
+@audit.command("checkpoint")
+@HOME
+@passphrase_options
+@json_option
+@handles_errors
+def checkpoint_now(home: str, passphrase: PassphraseSource, as_json: bool) -> None:
+    """Sign and timestamp a checkpoint of the audit chain now."""
+    from docex.hub import checkpoints
+    from docex.hub.identity import HubIdentity
+    from docex.hub.stamping import load_stamper
+
+    config, db = _open(home)
+    pw = _passphrase(config, passphrase)
+    identity = HubIdentity.load(config, pw)
+    cp = checkpoints.make(config, db, identity.cert, identity.key, load_stamper(config, pw), "operator: checkpoint")
+    assert cp is not None
+    if as_json:
+        echo_json(cp.payload())
+    else:
+        click.echo(f"检查点 checkpoint #{cp.seq}: {cp.entries} entries, head {cp.head[:16]}…")
 
 
 # --- docex track / documents ------------------------------------------------------------------

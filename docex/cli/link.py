@@ -23,11 +23,12 @@ STATE_ZH = {"active": "运行", "paused": "已暂停", "draining": "排空中"}
 
 
 def _open(home: str) -> tuple[Any, Any]:
+    """The hub's config and database; audited operator actions are checkpointed."""
+    from docex.hub.checkpoints import open_database
     from docex.hub.config import HubConfig
-    from docex.hub.db import Database
 
     config = HubConfig.load(home)
-    return config, Database(config.database_url)
+    return config, open_database(config)
 
 
 @click.group()

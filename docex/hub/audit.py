@@ -13,10 +13,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from docex.hub.db import OPERATOR_FLAG
 from docex.hub.models import AuditEntry, Setting, utcnow
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
+# Actions an operator takes (not the hub's own traffic): each is followed by a signed,
+# timestamped checkpoint of the chain (docex.hub.checkpoints) once its transaction commits.
+OPERATOR_ACTIONS = ("unit.", "seal.", "link.", "user.", "pki.", "certificate.revoke", "document.recall")
 
 
 def _canonical_time(at: dt.datetime) -> str:
@@ -46,6 +50,8 @@ def append(session: Session, actor: str, action: str, subject: str = "", **detai
     entry = AuditEntry(at=at, actor=actor, action=action, subject=subject, detail=text,
                        prev_hash=prev or GENESIS, hash=digest)
     session.add(entry)
+    if action.startswith(OPERATOR_ACTIONS):
+        session.info[OPERATOR_FLAG] = action
     if prev is None:
         session.add(Setting(key=HEAD_KEY, value=digest))
     else:

@@ -14,6 +14,7 @@ from docex.hub.db import Database
 from docex.hub.identity import HubIdentity
 from docex.hub.models import Link
 from docex.monitoring.observer import NullObserver, Observer
+from docex.pki.timestamps import Stamper
 from docex.protocols.address import Route, route_for
 
 
@@ -32,6 +33,7 @@ class HubContext:
     db: Database
     identity: HubIdentity
     observer: Observer = field(default_factory=NullObserver)
+    stamper: Stamper | None = None  # the hub's TSA, in-process (docex.hub.stamping)
     _links: dict[str, Link] = field(default_factory=dict)
     _links_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)

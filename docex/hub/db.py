@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+OPERATOR_FLAG = "docex_operator_action"  # session.info key set by audit.append
 
 
 def make_engine(url: str) -> Engine:
@@ -73,6 +74,9 @@ class Database:
         # as soon as it is free, instead of in SQLite's busy handler, which sleeps up to
         # 100 ms between tries (latency tails, idle CPUs under load).
         self._write_lock = _sqlite_write_lock(url)
+        # Called with the action's name after a transaction that audited an operator
+        # action commits (docex.hub.checkpoints.open_database sets it).
+        self.after_operator_action: Callable[[str], None] | None = None
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
@@ -91,8 +95,12 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        with self._writer(), self._sessions() as session, session.begin():
-            yield session
+        with self._writer(), self._sessions() as session:
+            with session.begin():
+                yield session
+            action = session.info.pop(OPERATOR_FLAG, None)
+        if action is not None and self.after_operator_action is not None:
+            self.after_operator_action(action)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -74,6 +74,8 @@ class Intake:
             from docex.hub.federation import accept_remote_directory
 
             accept_remote_directory(self.ctx, delivery, origin)
+        elif kind == messages.CHECKPOINT and origin is not None and origin.kind == "link":
+            self.checkpoint(delivery, origin)
         elif kind == messages.NOTICE and origin is not None and origin.kind == "link":
             from docex.hub.federation import accept_remote_notice
 
@@ -298,6 +300,25 @@ class Intake:
             owed.append(outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=der))
         s.flush()  # ids for the publication mark
         return _ReceiptOutcome(new_state if advanced else None, latency, owed)
+
+    # -- audit checkpoints of child hubs ------------------------------------------------------
+    def checkpoint(self, delivery: Delivery, origin: Origin) -> None:
+        """A child hub's audit checkpoint: verified (signed by the hub owning the prefix
+        behind this link) and kept as received, outside the database."""
+        from docex.hub import checkpoints
+
+        link = self.ctx.links().get(origin.name)
+        try:
+            if link is None or link.role != "child":
+                raise DocexError("sender_mismatch", f"checkpoints come only from child hubs, not over {origin.name}")
+            cp, new = checkpoints.keep_remote(self.ctx.config, delivery.body, self.ctx.identity.trust, link.prefix)
+        except PkiError as exc:
+            refuse(self.ctx, delivery, origin, exc.code, exc.message, message_id=delivery.message_id or "")
+            return
+        if new:
+            with self.ctx.db.session() as s:
+                audit.append(s, f"link:{origin.name}", "audit.remote_checkpoint", link.prefix, seq=cp.seq,
+                             head=cp.head, entries=cp.entries)
 
     # -- small ones -------------------------------------------------------------------------
     def heartbeat(self, origin: Origin | None) -> None:

@@ -22,6 +22,7 @@ from docex.protocols import localtime, messages
 from docex.protocols.notice import make_notice
 
 log = logging.getLogger(__name__)
+CHECKPOINT_MINUTES = 10  # entries newer than the last checkpoint are exposed at most this long
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,15 @@ class HubJobs:
                 changed += 1
         return changed
 
+    def checkpoint_audit(self) -> bool:
+        """A signed, timestamped checkpoint of the audit chain when anything was audited
+        since the last one (docex.hub.checkpoints)."""
+        from docex.hub import checkpoints
+
+        identity = self.ctx.identity
+        return checkpoints.make(self.ctx.config, self.ctx.db, identity.cert, identity.key, self.ctx.stamper,
+                                "interval", only_if_changed=True) is not None
+
     def monthly_report(self) -> Path:
         from docex.hub.reports import write_report
 
@@ -230,6 +240,7 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
     scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
     scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")
+    scheduler.add_job(jobs.checkpoint_audit, "interval", minutes=CHECKPOINT_MINUTES, id="audit-checkpoint")
     scheduler.add_job(jobs.warn_expiring_certificates, "cron", hour=8, id="cert-expiry")
     scheduler.add_job(jobs.apply_rollout, "cron", hour=0, minute=5, id="rollout")
     scheduler.add_job(jobs.monthly_report, "cron", day=1, hour=1, id="report")

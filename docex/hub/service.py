@@ -40,8 +40,10 @@ class RunOptions:
 
 
 def make_context(config: HubConfig, passphrase: bytes | None, observer: Observer | None = None) -> HubContext:
+    from docex.hub.stamping import load_stamper
+
     return HubContext(config, Database(config.database_url), HubIdentity.load(config, passphrase),
-                      observer or NullObserver())
+                      observer or NullObserver(), stamper=load_stamper(config, passphrase))
 
 
 class DeadLetters:

@@ -8,6 +8,7 @@
     heartbeat          an agent is alive (agent -> hub); authenticated by the AMQP login
     seal               a registered seal impression for the unit (hub -> that agent)
     recall             the sender's signed recall (撤销) of a document (sender -> hub -> recipients)
+    checkpoint         a hub's signed, timestamped audit checkpoint (child hub -> parent hub)
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ DIRECTORY_REQUEST = "directory_request"
 HEARTBEAT = "heartbeat"
 SEAL = "seal"
 RECALL = "recall"
+CHECKPOINT = "checkpoint"
 
-TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL, RECALL})
+TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL, RECALL, CHECKPOINT})
 
 # AMQP headers
 H_RECIPIENT = "docex-recipient"  # the address a delivered copy is for
