@@ -20,7 +20,7 @@ GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
 # Actions an operator takes (not the hub's own traffic): each is followed by a signed,
 # timestamped checkpoint of the chain (docex.hub.checkpoints) once its transaction commits.
-OPERATOR_ACTIONS = ("unit.", "seal.", "link.", "user.", "pki.", "certificate.revoke", "document.recall")
+OPERATOR_ACTIONS = ("unit.", "seal.", "link.", "user.", "pki.", "certificate.revoke")
 
 
 def _canonical_time(at: dt.datetime) -> str:
