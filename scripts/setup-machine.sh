@@ -7,6 +7,10 @@ broker_only=0
 [ "${1:-}" = "--broker-only" ] && broker_only=1
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
+# OpenSSL before 3.0.22 (3.5.x before its 2026-08 release) cannot parse the authAttrs of an
+# AuthEnvelopedData (openssl#26101, fixed by #31695): docex's envelopes carry them (RFC 5083).
+openssl_ok=$(openssl version 2>/dev/null | awk '{split($2,v,"."); split(v[3],p,/[^0-9]/); print (v[1]>3 || (v[1]==3 && v[2]>0) || p[1]>=22) ? 1 : 0}')
+[ "${openssl_ok:-0}" = 1 ] || need_apt+=(openssl libssl3)
 command -v pdfsig >/dev/null || need_apt+=(poppler-utils)
 command -v pdftoppm >/dev/null || need_apt+=(poppler-utils)
 command -v chromium >/dev/null || need_apt+=(chromium)

@@ -63,6 +63,23 @@ def issue_person(directory: str, address: str, name: str, out: str, passphrase: 
     click.echo(f"{name} of {address}: {out}/person.crt serial {cert.serial_number:x}")
 
 
+@pki.command("issue-tsa")
+@click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="The TSA's name, e.g. 阳山县信息中心时间戳服务.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--days", "validity_days", default=1825, show_default=True, type=click.IntRange(1, 7300),
+              help="Validity in days (capped at the CA's own).")
+@passphrase_options
+@handles_errors
+def issue_tsa(directory: str, name: str, out: str, validity_days: int, passphrase: PassphraseSource) -> None:
+    """Issue the time-stamping authority's certificate (时间戳服务证书) into OUT/ (tsa.crt,
+    tsa.key, ca.crt), ready for `docex tsa run --dir OUT`."""
+    pw = passphrase.get()
+    cert = CertificateAuthority.open(directory, pw).issue_tsa(name, out, pw, validity_days=validity_days)
+    click.echo(f"时间戳服务 {name}: {out}/tsa.crt serial {cert.serial_number:x}, "
+               f"valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+
+
 @pki.command()
 @click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--serial", required=True, help="Serial number in hex.")

@@ -33,6 +33,7 @@ from docex.pki.names import CertRole, hub_uri, is_valid_address, person_uri, uni
 CA_KEY_BITS = 3072
 END_ENTITY_KEY_BITS = 2048
 CRL_VALIDITY = dt.timedelta(days=7)
+DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")  # id-kp-documentSigning, RFC 9336
 
 REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {
     "unspecified": x509.ReasonFlags.unspecified,
@@ -284,6 +285,9 @@ class CertificateAuthority:
             CertRole.SEAL,
             key_usage={"digital_signature": True, "content_commitment": True},
             san=san,
+            # documentSigning (RFC 9336) for seals on documents; emailProtection because
+            # the same key signs the CMS envelopes and receipts (OpenSSL's smime_sign check).
+            eku=[DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION],
             validity_days=validity_days,
         )
         enc_key = generate_rsa_key(END_ENTITY_KEY_BITS)
@@ -377,6 +381,7 @@ class CertificateAuthority:
     ) -> x509.Certificate:
         """The time-stamping authority's certificate (RFC 3161: EKU timeStamping, critical)."""
         out = Path(out_dir)
+        _refuse_overwrite(out / "tsa.key")
         key = generate_rsa_key(END_ENTITY_KEY_BITS)
         subject = x509.Name(
             [

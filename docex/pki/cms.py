@@ -140,6 +140,61 @@ def _encap_bytes(content_obj: object) -> bytes:
     raise PkiError("malformed_envelope", "the signed content is missing")
 
 
+def _signing_certificate_v2(cert: asn1_x509.Certificate) -> _tsp.SigningCertificateV2:
+    """ESS SigningCertificateV2 (RFC 5035) naming `cert` by its SHA-256 hash and issuer/serial."""
+    return _tsp.SigningCertificateV2(
+        {
+            "certs": [
+                {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "cert_hash": hashlib.sha256(cert.dump()).digest(),
+                    "issuer_serial": {
+                        "issuer": [asn1_x509.GeneralName(name="directory_name", value=cert.issuer)],
+                        "serial_number": cert.serial_number,
+                    },
+                }
+            ]
+        }
+    )
+
+
+def _check_signing_certificate(attr: asn1_cms.CMSAttribute, signer: asn1_x509.Certificate) -> None:
+    """The first ESSCertIDv2 must name the certificate that verified the signature."""
+    ids = attr["values"][0]["certs"]
+    if len(ids) == 0:
+        raise PkiError("signature_invalid", "the signing-certificate attribute is empty")
+    first = ids[0]
+    alg = first["hash_algorithm"]["algorithm"].native
+    if alg not in ("sha256", "sha384", "sha512"):
+        raise PkiError("signature_invalid", f"signing-certificate hash {alg} is not accepted")
+    if hashlib.new(alg, signer.dump()).digest() != first["cert_hash"].native:
+        raise PkiError("signature_invalid", "the signing-certificate attribute names another certificate")
+    issuer_serial = first["issuer_serial"]
+    if (
+        not isinstance(issuer_serial, core.Void)
+        and issuer_serial.native is not None
+        and issuer_serial["serial_number"].native != signer.serial_number
+    ):
+        raise PkiError("signature_invalid", "the signing-certificate attribute names another serial")
+
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+
+
+def _pss_padding(params: algos.RSASSAPSSParams) -> tuple[padding.PSS, hashes.HashAlgorithm]:
+    """RSASSA-PSS parameters (RFC 4055): SHA-2 with MGF1 of the same hash, trailer 1."""
+    hash_name = params["hash_algorithm"]["algorithm"].native
+    mgf = params["mask_gen_algorithm"]
+    mgf_hash = mgf["parameters"]["algorithm"].native if mgf["algorithm"].native == "mgf1" else None
+    if hash_name not in _HASHES or mgf_hash != hash_name or params["trailer_field"].native != "trailer_field_bc":
+        raise PkiError("signature_invalid", "RSA-PSS parameters other than SHA-2/MGF1 are not accepted")
+    salt = params["salt_length"].native
+    if salt < 20:  # RFC 4055 §3.1 default; shorter salts weaken the proof
+        raise PkiError("signature_invalid", "RSA-PSS salt is too short")
+    algorithm = _HASHES[hash_name]()
+    return padding.PSS(mgf=padding.MGF1(algorithm), salt_length=salt), algorithm
+
+
 def sign(
     content: bytes,
     cert: x509.Certificate,
@@ -155,10 +210,22 @@ def sign(
     a_cert = _asn1_cert(cert)
     digest = hashlib.sha256(content).digest()
     when = signing_time or dt.datetime.now(dt.UTC)
+    sig_alg = {"algorithm": "sha256_rsa" if isinstance(key, rsa.RSAPrivateKey) else "sha256_ecdsa"}
     signed_attrs = [
         asn1_cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
         asn1_cms.CMSAttribute({"type": "signing_time", "values": [asn1_cms.Time({"utc_time": when})]}),
         asn1_cms.CMSAttribute({"type": "message_digest", "values": [digest]}),
+        # RFC 5035: binds the signer's certificate (not just issuer and serial) into the
+        # signature, so that a re-issued certificate with the same key cannot be swapped in.
+        asn1_cms.CMSAttribute({"type": "signing_certificate_v2", "values": [_signing_certificate_v2(a_cert)]}),
+        # RFC 6211 / RFC 8933: the algorithms are signed too (no algorithm substitution).
+        asn1_cms.CMSAttribute({
+            "type": "cms_algorithm_protection",
+            "values": [asn1_cms.CMSAlgorithmProtection({
+                "digest_algorithm": {"algorithm": "sha256"},
+                "signature_algorithm": sig_alg,
+            })],
+        }),
     ]
     for name, value in (attributes or {}).items():
         if name not in ATTRIBUTE_OIDS:
@@ -168,10 +235,8 @@ def sign(
     to_sign = attrs.dump()
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
-        sig_alg = {"algorithm": "sha256_rsa"}
     else:
         signature = key.sign(to_sign, ec.ECDSA(hashes.SHA256()))
-        sig_alg = {"algorithm": "sha256_ecdsa"}
     signer_info = asn1_cms.SignerInfo(
         {
             "version": "v1",
@@ -272,7 +337,20 @@ def verify(
         # re-tag [0] IMPLICIT as SET OF, as the signature was computed over the SET
         to_verify = b"\x31" + signed_attrs.dump()[1:]
         signature = signer_info["signature"].native
-        sig_alg = signer_info["signature_algorithm"].signature_algo
+        sig_alg_field = signer_info["signature_algorithm"]
+        sig_alg = sig_alg_field.signature_algo
+        pss: tuple[padding.PSS, hashes.HashAlgorithm] | None = None
+        if sig_alg == "rsassa_pss":
+            pss = _pss_padding(sig_alg_field["parameters"])
+            if not isinstance(pss[1], hashes.SHA256):
+                raise PkiError("signature_invalid", "RSA-PSS must use SHA-256 like the message digest")
+        if "cms_algorithm_protection" in attrs:
+            protected = attrs["cms_algorithm_protection"]["values"][0]
+            if (
+                protected["digest_algorithm"]["algorithm"].native != digest_alg
+                or protected["signature_algorithm"].contents != sig_alg_field.contents
+            ):
+                raise PkiError("signature_invalid", "the signed algorithms differ from those used (RFC 6211)")
         signing_time = attrs["signing_time"]["values"][0].native if "signing_time" in attrs else None
         extra: dict[str, bytes] = {}
         for name in ATTRIBUTE_OIDS:
@@ -285,6 +363,11 @@ def verify(
 
     if hashlib.sha256(content).digest() != expected_digest:
         raise PkiError("signature_invalid", "the content was changed after it was signed")
+    try:
+        if "signing_certificate_v2" in attrs:
+            _check_signing_certificate(attrs["signing_certificate_v2"], signer_asn1)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise PkiError("malformed_envelope", "the signing-certificate attribute is damaged") from exc
     try:
         # cryptography parses lazily and more strictly than asn1crypto: parse every field
         # now, so that a damaged certificate is a malformed message, not a crash later on.
@@ -302,7 +385,9 @@ def verify(
     ) as exc:
         raise PkiError("malformed_envelope", "a certificate in the message is damaged") from exc
     try:
-        if isinstance(public_key, rsa.RSAPublicKey) and sig_alg in ("rsassa_pkcs1v15", "rsa"):
+        if isinstance(public_key, rsa.RSAPublicKey) and pss is not None:
+            public_key.verify(signature, to_verify, pss[0], pss[1])
+        elif isinstance(public_key, rsa.RSAPublicKey) and sig_alg in ("rsassa_pkcs1v15", "rsa"):
             public_key.verify(signature, to_verify, padding.PKCS1v15(), hashes.SHA256())
         elif isinstance(public_key, ec.EllipticCurvePublicKey) and sig_alg == "ecdsa":
             public_key.verify(signature, to_verify, ec.ECDSA(hashes.SHA256()))
@@ -324,7 +409,14 @@ def encrypt(
     recipient. Decryptable by `openssl cms -decrypt` (OpenSSL 3)."""
     cek = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(GCM_NONCE_BYTES)
-    sealed = AESGCM(cek).encrypt(nonce, content, None)
+    # RFC 5083 §2.1: authAttrs MUST be present when the content is not id-data; their DER
+    # (as a SET OF) is the GCM additional data, so the tag covers the content type too.
+    auth_attrs = None
+    if content_type != "data":
+        auth_attrs = _frozen(asn1_cms.CMSAttributes(
+            [asn1_cms.CMSAttribute({"type": "content_type", "values": [content_type]})]
+        ))
+    sealed = AESGCM(cek).encrypt(nonce, content, auth_attrs.dump() if auth_attrs is not None else None)
     ciphertext, tag = sealed[:-GCM_TAG_BYTES], sealed[-GCM_TAG_BYTES:]
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     oaep_alg = {"algorithm": "rsaes_oaep", "parameters": algos.RSAESOAEPParams.load(_OAEP_SHA256_PARAMS)}
@@ -347,21 +439,22 @@ def encrypt(
         )
     if not infos:
         raise PkiError("no_recipients", "an envelope needs at least one recipient")
-    enveloped = asn1_cms.AuthEnvelopedData(
-        {
-            "version": "v0",
-            "recipient_infos": infos,
-            "auth_encrypted_content_info": {
-                "content_type": content_type,
-                "content_encryption_algorithm": {
-                    "algorithm": "aes256_gcm",
-                    "parameters": GCMParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_BYTES}),
-                },
-                "encrypted_content": ciphertext,
+    fields: dict[str, object] = {
+        "version": "v0",
+        "recipient_infos": infos,
+        "auth_encrypted_content_info": {
+            "content_type": content_type,
+            "content_encryption_algorithm": {
+                "algorithm": "aes256_gcm",
+                "parameters": GCMParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_BYTES}),
             },
-            "mac": tag,
-        }
-    )
+            "encrypted_content": ciphertext,
+        },
+        "mac": tag,
+    }
+    if auth_attrs is not None:
+        fields["auth_attrs"] = auth_attrs
+    enveloped = asn1_cms.AuthEnvelopedData(fields)
     return asn1_cms.ContentInfo(
         {"content_type": "authenticated_enveloped_data", "content": _frozen(enveloped)}
     ).dump()
@@ -412,6 +505,12 @@ def decrypt(der: bytes, cert: x509.Certificate, key: PrivateKey) -> bytes:
         tag = env["mac"].native
         auth_attrs = env["auth_attrs"]
         aad = None if isinstance(auth_attrs, core.Void) or not auth_attrs else b"\x31" + auth_attrs.dump()[1:]
+        if aad is not None:
+            declared = [a["values"][0].native for a in auth_attrs if a["type"].native == "content_type"]
+            if declared and declared[0] != eci["content_type"].native:
+                raise PkiError("malformed_envelope", "the authenticated content type differs from the content's")
+        # Envelopes made before docex followed RFC 5083 §2.1 have no authAttrs: still opened
+        # (the GCM tag and the inner signature protect them), never made any more.
     except PkiError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
@@ -422,3 +521,20 @@ def decrypt(der: bytes, cert: x509.Certificate, key: PrivateKey) -> bytes:
         return AESGCM(cek).decrypt(nonce, ciphertext + tag, aad)
     except (ValueError, InvalidTag) as exc:
         raise PkiError("decryption_failed", "the encrypted content cannot be opened: damaged or changed") from exc
+
+
+def content_of(der: bytes, expected: str) -> bytes:
+    """The DER of the content inside a ContentInfo of type `expected`: what RFC 5652 §5.2
+    puts into a SignedData's eContent when eContentType is not id-data."""
+    info = _load_content_info(der, expected)
+    return bytes(info["content"].untag().dump())
+
+
+def as_content_info(kind: str, content_der: bytes) -> bytes:
+    """A ContentInfo of type `kind` around an already encoded content (inverse of content_of)."""
+    spec = asn1_cms.ContentInfo._oid_specs[kind]
+    try:
+        value = spec.load(content_der, strict=True)
+    except (ValueError, TypeError) as exc:
+        raise PkiError("malformed_envelope", f"not a well-formed CMS {kind}") from exc
+    return bytes(asn1_cms.ContentInfo({"content_type": kind, "content": value}).dump())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -46,6 +47,7 @@ TSA_POLICY_OID = f"{DOCEX_ARC}.5.1"  # docex TSA policy: county intranet, 1 s ac
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 MAX_REQUEST_BYTES = 16 * 1024  # a TimeStampReq is a few hundred bytes
+LEDGER_NAME = "issued.jsonl"  # one JSON line per token issued (TimeStampAuthority.load)
 _DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64}  # SHA-1 and MD5 are refused
 
 
@@ -104,6 +106,7 @@ class TimeStampAuthority:
         *,
         policy_oid: str = TSA_POLICY_OID,
         clock: Callable[[], dt.datetime] | None = None,
+        ledger: str | os.PathLike[str] | None = None,
     ) -> None:
         if role_of(cert) is not CertRole.TSA:
             raise PkiError("wrong_certificate_role", "the TSA needs a certificate issued by issue_tsa")
@@ -114,6 +117,10 @@ class TimeStampAuthority:
         self.chain = list(chain)
         self.policy_oid = policy_oid
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        # Every token issued is recorded (serial, time, imprint) before it leaves: the TSA's
+        # answer to "did you issue this token?" years later. JSON lines, append-only.
+        self.ledger = Path(ledger) if ledger is not None else None
+        self._ledger_lock = threading.Lock()
         self._asn1_cert = _asn1_cert(cert)
         # DER kept apart: certificates are embedded freshly loaded (unparsed) in every
         # token, since asn1crypto re-checks a parsed structure on every dump (slow).
@@ -123,13 +130,37 @@ class TimeStampAuthority:
         self._subject_der = self._asn1_cert.subject.dump()
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], passphrase: bytes | None) -> TimeStampAuthority:
-        """From a folder written by ``issue_tsa``: tsa.crt, tsa.key (and ca.crt)."""
+    def load(
+        cls, directory: str | os.PathLike[str], passphrase: bytes | None, **kwargs: Any
+    ) -> TimeStampAuthority:
+        """From a folder written by ``issue_tsa``: tsa.crt, tsa.key (and ca.crt); the
+        ledger of issued tokens is ``issued.jsonl`` in the same folder."""
         root = Path(directory)
         if not (root / "tsa.crt").exists():
             raise PkiError("no_credentials", f"{root} holds no tsa.crt: issue one with issue_tsa")
         ca = [load_certificate(root / "ca.crt")] if (root / "ca.crt").exists() else []
-        return cls(load_certificate(root / "tsa.crt"), load_private_key(root / "tsa.key", passphrase), ca)
+        kwargs.setdefault("ledger", root / LEDGER_NAME)
+        return cls(load_certificate(root / "tsa.crt"), load_private_key(root / "tsa.key", passphrase), ca, **kwargs)
+
+    def _record(self, serial: int, when: dt.datetime, algorithm: str, digest: bytes) -> None:
+        entry = {
+            "serial": format(serial, "x"),
+            "gen_time": when.isoformat(),
+            "hash_algorithm": algorithm,
+            "imprint": digest.hex(),
+            "policy": self.policy_oid,
+        }
+        log.info("tsa: issued token serial %s at %s", entry["serial"], entry["gen_time"])
+        if self.ledger is None:
+            return
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        with self._ledger_lock:
+            fd = os.open(self.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _signing_certificate_v2(self) -> tsp.SigningCertificateV2:
         der = self.cert.public_bytes(serialization.Encoding.DER)
@@ -198,6 +229,7 @@ class TimeStampAuthority:
             info["nonce"] = req["nonce"]
         tst_info = tsp.TSTInfo(info)
         token = self._sign(tst_info.dump(), gen_time, include_certs=bool(req["cert_req"].native))
+        self._record(info["serial_number"], gen_time, algorithm, imprint["hashed_message"].native)
         return tsp.TimeStampResp(
             {"status": tsp.PKIStatusInfo({"status": tsp.PKIStatus("granted")}), "time_stamp_token": token}
         )
@@ -209,6 +241,15 @@ class TimeStampAuthority:
                 _attr("signing_time", cms.Time({"utc_time": core.UTCTime(when)})),
                 _attr("message_digest", hashlib.sha256(tst_info_der).digest()),
                 _attr("signing_certificate_v2", tsp.SigningCertificateV2.load(self._ess_der)),
+                _attr(
+                    "cms_algorithm_protection",  # RFC 6211
+                    cms.CMSAlgorithmProtection(
+                        {
+                            "digest_algorithm": {"algorithm": "sha256"},
+                            "signature_algorithm": {"algorithm": "sha256_rsa"},
+                        }
+                    ),
+                ),
             ]
         )
         signature = self._key.sign(signed_attrs.dump(), padding.PKCS1v15(), hashes.SHA256())

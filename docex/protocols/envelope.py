@@ -1,9 +1,18 @@
 """The document envelope: package -> inner SignedData -> AuthEnvelopedData -> outer
-SignedData carrying the routing header (RFC 2634 triple wrap). Every layer is standard CMS:
+SignedData carrying the routing header (RFC 2634 triple wrap). Every layer is standard CMS.
 
-    openssl cms -verify  -binary -inform DER -CAfile ca.crt -in ENV -out L2
+The outer eContent is the AuthEnvelopedData itself, as RFC 5652 §5.2 defines eContent for
+an eContentType other than id-data (not wrapped in a ContentInfo). OpenSSL writes that
+eContent out as it is; `openssl cms -decrypt` wants a ContentInfo, so the recipe frames it
+(10 bytes of DER, see ``scripts/cms-frame.sh``) between the first two steps:
+
+    openssl cms -verify  -binary -inform DER -CAfile ca.crt -in ENV -out L2.bare
+    scripts/cms-frame.sh L2.bare > L2      # ContentInfo { id-ct-authEnvelopedData, L2.bare }
     openssl cms -decrypt -binary -inform DER -in L2 -recip enc.crt -inkey enc.key -out L3
     openssl cms -verify  -binary -inform DER -CAfile ca.crt -in L3 -out package.zip
+
+Envelopes made before (eContent = a whole ContentInfo, and no authAttrs in the encrypted
+layer) still verify and open: :func:`verify_outer` accepts both shapes.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 
 from docex.pki import cms
 from docex.pki.credentials import UnitCredentials
+from docex.pki.errors import PkiError
 from docex.pki.names import CertRole, address_of
 from docex.pki.trust import TrustStore
 from docex.protocols import package as pkg
@@ -67,7 +77,9 @@ def pack(
     if not recipient_certs:
         # Nobody on the network: the sender alone can open it (a record of what went on paper).
         recipient_certs = [sender.enc_cert]
-    encrypted = cms.encrypt(inner, recipient_certs, content_type="signed_data")
+    encrypted = cms.content_of(
+        cms.encrypt(inner, recipient_certs, content_type="signed_data"), "authenticated_enveloped_data"
+    )
     header = RoutingHeader(
         message_id=manifest.message_id,
         sender=manifest.sender,
@@ -127,7 +139,27 @@ def verify_outer(envelope: bytes, trust: TrustStore, *, max_size: int = DEFAULT_
         )
     if header.size != len(verified.content):
         raise DocexError("malformed_envelope", "the header's size does not match the encrypted layer")
-    return OuterLayer(header, verified.signer, verified.content)
+    return OuterLayer(header, verified.signer, _encrypted_layer(verified.content))
+
+
+_AUTH_ENVELOPED_OID = b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x09\x10\x01\x17"  # OID 1.2.840.113549.1.9.16.1.23
+
+
+def _encrypted_layer(econtent: bytes) -> bytes:
+    """The encrypted layer as a ContentInfo (what cms.decrypt and OpenSSL read), from the
+    outer eContent: the bare AuthEnvelopedData (RFC 5652 §5.2, envelopes since 2026-12) or,
+    in older envelopes, a whole ContentInfo."""
+    if econtent[:1] == b"\x30" and len(econtent) > 2:
+        # skip the SEQUENCE's length octets: the old shape goes on with the OID, the bare
+        # AuthEnvelopedData with its INTEGER version
+        first = econtent[1]
+        body = 2 + (first & 0x7F if first & 0x80 else 0)
+        if econtent[body : body + len(_AUTH_ENVELOPED_OID)] == _AUTH_ENVELOPED_OID:
+            return econtent  # the old shape: SEQUENCE { OID authEnvelopedData, [0] ... }
+    try:
+        return cms.as_content_info("authenticated_enveloped_data", econtent)
+    except PkiError as exc:
+        raise DocexError("malformed_envelope", "the encrypted layer is damaged") from exc
 
 
 def open_envelope(

@@ -134,3 +134,24 @@ def test_installed_command_refuses_in_one_line(ca: tuple[Path, Path]) -> None:
     assert "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line] == [proc.stderr.strip()]
     assert "[unknown_serial]" in proc.stderr
+
+
+def test_issue_tsa(ca: tuple[Path, Path], tmp_path: Path) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from docex.pki.tsa import TimeStampAuthority
+
+    directory, secret = ca
+    out = tmp_path / "tsa"
+    result = run("pki", "issue-tsa", "--dir", directory, "--name", "阳山县信息中心时间戳服务", "--out", out,
+                 "--days", "400", "--passphrase-file", secret)
+    assert result.exit_code == 0, result.output
+    assert "时间戳服务" in result.output
+    cert = load_certificate(out / "tsa.crt")
+    assert role_of(cert) is CertRole.TSA
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert eku.critical and list(eku.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 401
+    TimeStampAuthority.load(out, PASS.encode())  # usable as it is by `docex tsa run`
+    again = run("pki", "issue-tsa", "--dir", directory, "--name", "x", "--out", out, "--passphrase-file", secret)
+    refused(again, "credentials_exist")

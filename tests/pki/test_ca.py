@@ -56,6 +56,17 @@ def test_unit_file_contract_and_subject(pki: Pki) -> None:
     assert creds.sign_cert.public_key() != creds.enc_cert.public_key()  # separate keys
 
 
+def test_seal_certificates_name_document_signing(pki: Pki) -> None:
+    """RFC 9336 documentSigning for seals; emailProtection for the CMS envelopes (OpenSSL's
+    `cms -verify` checks the smime_sign purpose). Encryption certificates have no EKU."""
+    creds = pki.creds(XXZX)
+    eku = creds.sign_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert not eku.critical
+    assert set(eku.value) == {x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36"), ExtendedKeyUsageOID.EMAIL_PROTECTION}
+    with pytest.raises(x509.ExtensionNotFound):
+        creds.enc_cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+
+
 def test_key_usage_per_role(pki: Pki) -> None:
     creds = pki.creds(XXZX)
     assert role_of(creds.sign_cert) is CertRole.SEAL

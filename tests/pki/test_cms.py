@@ -113,3 +113,50 @@ def test_we_open_openssls(me: UnitCredentials, pki: Pki, tmp_path: Path) -> None
     assert enveloped.returncode == 0, enveloped.stderr
     b = pki.creds(ZFB)
     assert cms.decrypt(enveloped.stdout, b.enc_cert, b.enc_key) == TEXT
+
+
+# -- RFC 5035 / RFC 6211 attributes and RSA-PSS -------------------------------------------------
+
+SHA256_RSA_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b"
+
+
+def test_signatures_carry_signing_certificate_and_algorithm_protection(me: UnitCredentials) -> None:
+    from asn1crypto import cms as asn1_cms
+
+    der = cms.sign(TEXT, me.sign_cert, me.sign_key)
+    attrs = {a["type"].native for a in asn1_cms.ContentInfo.load(der)["content"]["signer_infos"][0]["signed_attrs"]}
+    assert {"signing_certificate_v2", "cms_algorithm_protection"} <= attrs
+
+
+def test_an_unsigned_algorithm_swap_is_refused(me: UnitCredentials, pki: Pki) -> None:
+    """The SignerInfo's signatureAlgorithm is outside the signature: swapping sha256WithRSA for
+    rsaEncryption (both verify the same bytes) is caught by CMSAlgorithmProtection."""
+    der = cms.sign(TEXT, me.sign_cert, me.sign_key)
+    at = der.rfind(SHA256_RSA_OID)
+    swapped = der[: at + 10] + b"\x01" + der[at + 11 :]
+    assert _code(cms.verify, swapped, pki.trust()) == "signature_invalid"
+
+
+def test_signing_certificate_must_name_the_signer(me: UnitCredentials, pki: Pki) -> None:
+    from asn1crypto import cms as asn1_cms
+
+    other = pki.creds(ZFB)
+    der = cms.sign(TEXT, other.sign_cert, other.sign_key)
+    attr = next(a for a in asn1_cms.ContentInfo.load(der)["content"]["signer_infos"][0]["signed_attrs"]
+                if a["type"].native == "signing_certificate_v2")
+    with pytest.raises(PkiError):
+        cms._check_signing_certificate(attr, cms._asn1_cert(me.sign_cert))
+    cms._check_signing_certificate(attr, cms._asn1_cert(other.sign_cert))
+
+
+def test_rsa_pss_signatures_are_accepted(pki: Pki) -> None:
+    a_dir = pki.unit_dir(XXZX)
+    signed = _openssl("-sign", "-binary", "-nodetach", "-md", "sha256", "-outform", "DER",
+                      "-signer", str(a_dir / "sign.crt"), "-inkey", str(a_dir / "sign.key"),
+                      "-keyopt", "rsa_padding_mode:pss", "-keyopt", "rsa_pss_saltlen:32", data=TEXT)
+    assert signed.returncode == 0, signed.stderr
+    assert b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0a" in signed.stdout  # id-RSASSA-PSS
+    got = cms.verify(signed.stdout, pki.trust())
+    assert got.content == TEXT
+    tampered = signed.stdout.replace(TEXT, TEXT[:-1] + b"!")
+    assert _code(cms.verify, tampered, pki.trust()) == "signature_invalid"

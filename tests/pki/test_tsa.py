@@ -104,8 +104,24 @@ def test_in_process_token_carries_policy_nonce_and_signing_certificate(seal_tsa:
     info = signed["encap_content_info"]["content"].parsed
     assert info["policy"].dotted == TSA_POLICY_OID and info["nonce"].native == 424242
     attrs = {a["type"].native for a in signed["signer_infos"][0]["signed_attrs"]}
-    assert {"signing_certificate_v2", "message_digest", "content_type"} <= attrs
+    assert {"signing_certificate_v2", "message_digest", "content_type", "cms_algorithm_protection"} <= attrs
     assert len(signed["certificates"]) == 2  # TSA certificate and the county CA
+
+
+def test_every_token_issued_is_in_the_ledger(seal_tsa: TimeStampAuthority) -> None:
+    import json
+
+    assert seal_tsa.ledger is not None
+    before = seal_tsa.ledger.read_text().splitlines() if seal_tsa.ledger.exists() else []
+    serials = []
+    for n in range(3):
+        digest = hashlib.sha256(b"doc %d" % n).digest()
+        resp = seal_tsa.timestamp(tsp.TimeStampReq.load(_request(digest)))
+        info = resp["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+        serials.append((format(info["serial_number"].native, "x"), digest.hex()))
+    entries = [json.loads(line) for line in seal_tsa.ledger.read_text().splitlines()[len(before):]]
+    assert [(e["serial"], e["imprint"]) for e in entries] == serials
+    assert all(e["hash_algorithm"] == "sha256" and e["policy"] == TSA_POLICY_OID for e in entries)
 
 
 def test_a_unit_certificate_cannot_run_a_tsa(seal_unit: UnitCredentials) -> None:

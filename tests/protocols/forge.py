@@ -102,12 +102,20 @@ def wrap(
     *,
     outer_signer: UnitCredentials | None = None,
     inner_content_type: str = "data",
+    old_shape: bool = False,
     **header_overrides: object,
 ) -> bytes:
     """Triple-wrap arbitrary package bytes exactly as `envelope.pack` does, but without its
-    checks: the inner signature by `signer`, the outer by `outer_signer` (default `signer`)."""
+    checks: the inner signature by `signer`, the outer by `outer_signer` (default `signer`).
+    `old_shape`: as docex did before RFC 5083 §2.1 / RFC 5652 §5.2 conformance (no authAttrs,
+    the outer eContent a whole ContentInfo)."""
     inner = cms.sign(package_bytes, signer.sign_cert, signer.sign_key, content_type=inner_content_type)
-    encrypted = cms.encrypt(inner, recipients)
+    if old_shape:
+        encrypted = cms.encrypt(inner, recipients, content_type="data")
+        encrypted = encrypted.replace(b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01",
+                                      b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02", 1)
+    else:
+        encrypted = cms.content_of(cms.encrypt(inner, recipients), "authenticated_enveloped_data")
     size = header_overrides.pop("size", len(encrypted))
     header = header_for(m, size, **header_overrides)  # type: ignore[arg-type]
     outer = outer_signer or signer

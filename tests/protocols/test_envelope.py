@@ -64,7 +64,7 @@ def test_header_readable_without_keys(sealed: tuple[Manifest, bytes], pki: Pki) 
     header = env.read_header(data)
     assert (header.message_id, header.sender, header.title) == (m.message_id, A, m.title)
     outer = env.verify_outer(data, pki.trust())
-    assert outer.header == header and header.size == len(outer.encrypted)
+    assert outer.header == header and header.size == len(_econtent(outer))
     assert b"%PDF" not in data  # the hub sees no content
 
 
@@ -76,14 +76,22 @@ def test_every_recipient_and_cc_can_open(a: UnitCredentials, b: UnitCredentials,
     assert len(cms.recipient_serials(env.verify_outer(data, pki.trust()).encrypted)) == 2
 
 
+def _econtent(outer: env.OuterLayer) -> bytes:
+    """The outer layer's eContent as it sits in the envelope (the bare AuthEnvelopedData)."""
+    return cms.content_of(outer.encrypted, "authenticated_enveloped_data")
+
+
 # -- OpenSSL alone takes it apart -------------------------------------------------------------
+
+FRAME = Path(__file__).resolve().parents[2] / "scripts" / "cms-frame.sh"
 
 
 def _openssl_unwrap(envelope: Path, unit_dir: Path, ca: Path, work: Path) -> bytes | None:
-    """The three commands of the README, verbatim; None as soon as one of them fails."""
-    l2, l3, out = work / "L2", work / "L3", work / "package.zip"
+    """The commands of the README, verbatim; None as soon as one of them fails."""
+    bare, l2, l3, out = work / "L2.bare", work / "L2", work / "L3", work / "package.zip"
     steps = [
-        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-CAfile", str(ca), "-in", str(envelope), "-out", str(l2)],
+        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-CAfile", str(ca), "-in", str(envelope), "-out", str(bare)],
+        ["sh", "-c", f'"{FRAME}" "{bare}" > "{l2}"'],
         ["openssl", "cms", "-decrypt", "-binary", "-inform", "DER", "-in", str(l2),
          "-recip", str(unit_dir / "enc.crt"), "-inkey", str(unit_dir / "enc.key"), "-out", str(l3)],
         ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-CAfile", str(ca), "-in", str(l3), "-out", str(out)],
@@ -119,7 +127,7 @@ def _positions(data: bytes, encrypted: bytes) -> dict[str, int]:
 def test_changed_byte_fails_openssl_and_docex(sealed: tuple[Manifest, bytes], pki: Pki, tmp_path: Path) -> None:
     _, data = sealed
     outer = env.verify_outer(data, pki.trust())
-    for where, pos in _positions(data, outer.encrypted).items():
+    for where, pos in _positions(data, _econtent(outer)).items():
         changed = bytearray(data)
         changed[pos] ^= 0x01
         path = tmp_path / "changed.env"
@@ -136,8 +144,8 @@ def test_no_single_byte_change_is_accepted(sealed: tuple[Manifest, bytes], pki: 
     _, data = sealed
     trust, me = pki.trust(), pki.creds(B)
     outer = env.verify_outer(data, trust)
-    start = data.find(outer.encrypted)
-    end = start + len(outer.encrypted)
+    start = data.find(_econtent(outer))
+    end = start + len(_econtent(outer))
     positions = [*range(0, start + 64), *range(start + 64, end, 509), *range(end, len(data), 7)]
     info = cms._ContentInfo.load(data)
     signer_infos = info["content"]["signer_infos"].dump()
