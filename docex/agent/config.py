@@ -36,6 +36,18 @@ class SealConfig:
 
 
 @dataclass(frozen=True)
+class DeskConfig:
+    """The clerks' desk and the local HTTP API (docex/agent/desk). Port 0: not served."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    timezone: str = "Asia/Shanghai"
+    notify: bool = True  # browser notification for new documents
+    sound: bool = True  # and a sound, louder for 特急/加急
+    session_hours: float = 10.0
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     home: Path
     address: str
@@ -44,6 +56,7 @@ class AgentConfig:
     broker_url: str
     keys: AgentKeys = field(default_factory=AgentKeys)
     seal: SealConfig = field(default_factory=SealConfig)
+    desk: DeskConfig = field(default_factory=DeskConfig)
     metrics_port: int = 0
     heartbeat_seconds: float = 15.0
     max_envelope_bytes: int = 64 * 1024 * 1024
@@ -91,6 +104,7 @@ class AgentConfig:
             broker_url=data["broker"]["url"] if "broker" in data else data["broker_url"],
             keys=AgentKeys(**data.get("keys", {})),
             seal=SealConfig(**data.get("seal", {})),
+            desk=DeskConfig(**data.get("desk", {})),
             metrics_port=int(data.get("metrics_port", 0)),
             heartbeat_seconds=float(data.get("heartbeat_seconds", 15.0)),
             max_envelope_bytes=int(data.get("max_envelope_bytes", 64 * 1024 * 1024)),

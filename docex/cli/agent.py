@@ -71,9 +71,46 @@ def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> No
         registry, ctx.observer = service_metrics("agent", agent_status(ctx), cache_seconds=5.0)
         serve_metrics(registry, *metrics_address("agent", port=port))
     service = AgentService(ctx)
+    desk = None
+    if ctx.config.desk.port:
+        from docex.agent.desk.server import DeskServer
+
+        desk = DeskServer(ctx, wake=service.wake)
+        desk.start()
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
-    service.run()
+    try:
+        service.run()
+    finally:
+        if desk is not None:
+            desk.stop()
+
+
+@agent.command("add-person")
+@HOME
+@click.argument("person_dir", type=click.Path(exists=True, file_okay=False))
+@handles_errors
+def add_person(home: str, person_dir: str) -> None:
+    """Register a staff member's personal certificate (from `docex pki issue-person`) for the desk."""
+    from docex.agent.desk.auth import add_person as register
+
+    ident, name = register(_ctx(home), person_dir)
+    click.echo(f"{name}: registered (id {ident}); log in at the desk with the certificate's passphrase")
+
+
+@agent.command()
+@HOME
+@click.option("--label", default="office-system", show_default=True, help="Whose token (recorded with what it does).")
+@handles_errors
+def token(home: str, label: str) -> None:
+    """A new API token for an office system (Authorization: Bearer TOKEN); printed once, on the last line."""
+    from docex.agent.config import AgentConfig
+    from docex.agent.desk.auth import new_token
+
+    config = AgentConfig.load(home)
+    value = new_token(config.home, label)
+    click.echo(f"API token for {label} (keep it secret; only its hash is stored):")
+    click.echo(value)
 
 
 @click.command()
