@@ -96,6 +96,9 @@ class AgentConfig:
         if not path.exists():
             raise DocexError("no_agent", f"{root} is not an agent home (no {CONFIG_NAME}); the information centre writes it with `docex unit add`")
         data = tomllib.loads(path.read_text("utf-8"))
+        if "address" not in data:
+            what = "a hub home (交换中心目录): use `docex hub`/`unit`/`track` commands with it" if "prefix" in data else "not an agent home"
+            raise DocexError("no_agent", f"{root} is {what}; an agent command needs the unit's AGENTDIR")
         return cls(
             home=root,
             address=data["address"],

@@ -193,6 +193,12 @@ def unit_add(home: str, address: str, name: str, kind: str, building: str, phase
     click.echo(f"{address} ({name}) registered; agent home: {Path(out).resolve()}")
 
 
+SKIP_ZH = {
+    "already_registered": "已登记，跳过", "outside_prefix": "不属于本中心，跳过", "not_selected": "未选中，跳过",
+    "duplicate_row": "重复行，拒绝", "bad_csv": "格式错误，拒绝", "bad_address": "地址格式错误，拒绝",
+}
+
+
 @unit.command("import")
 @HOME
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
@@ -200,27 +206,68 @@ def unit_add(home: str, address: str, name: str, kind: str, building: str, phase
 @click.option("--existing-keys-root", type=click.Path(exists=True, file_okay=False), help="Folder with ADDRESS/ subfolders of city-issued keys.")
 @click.option("--limit", type=int, help="Only the first N rows.")
 @click.option("--only", multiple=True, help="Only these addresses; repeat.")
+@click.option("--dry-run", is_flag=True, help="只检查不登记 Only show what would be registered and what skipped.")
+@json_option
 @passphrase_options
 @handles_errors
 def unit_import(home: str, csv_file: str, out: str, existing_keys_root: str | None, limit: int | None,
-                only: tuple[str, ...], passphrase: PassphraseSource) -> None:
-    """Register every unit of a directory CSV (address,name,kind,building,existing_certificate)."""
-    from docex.hub.identity import HubIdentity
-    from docex.hub.units import import_csv, read_csv, refresh_agent_directories
-    from docex.pki.ca import CertificateAuthority
+                only: tuple[str, ...], dry_run: bool, as_json: bool, passphrase: PassphraseSource) -> None:
+    """批量登记单位 Register every unit of a unit list (CSV as Excel/WPS save it: UTF-8,
+    GBK/GB18030; comma, semicolon or tab; columns address,name[,kind,building,existing_certificate]
+    or 地址,名称[,类型,楼宇,现有证书]). Every row not registered is listed with its line and reason."""
+    from docex.hub import unit_csv
+    from docex.hub.units import list_units
 
     config, db = _open(home)
-    pw = _passphrase(config, passphrase)
-    identity = HubIdentity.load(config, pw)
-    ca = CertificateAuthority.open(config.ca_dir, pw)
-    rows = [r for r in read_csv(csv_file) if not only or r.address in only][:limit]
-    with click.progressbar(length=len(rows), label="registering units", file=click.get_text_stream("stderr")) as bar:
-        done = import_csv(config, db, identity, ca, rows, out, pw, existing_keys_root=existing_keys_root,
-                          progress=lambda _row: bar.update(1))
-    for prov in done:
-        _write_agent_home(prov, config)
-    refresh_agent_directories(config, db, identity, [p.keys_dir for p in done])
-    click.echo(f"{len(done)} unit(s) registered, {len(rows) - len(done)} already known or outside {config.prefix}; agent homes under {out}")
+    units = unit_csv.read(csv_file)
+    todo, skipped = unit_csv.plan(units, prefix=config.prefix, known=[u.address for u in list_units(db)])
+    if only:
+        skipped += [unit_csv.SkippedRow(r.line, r.address, "not_selected", "not in --only") for r in todo
+                    if r.address not in only]
+        todo = [r for r in todo if r.address in only]
+    if limit is not None:
+        skipped += [unit_csv.SkippedRow(r.line, r.address, "not_selected", "beyond --limit") for r in todo[limit:]]
+        todo = todo[:limit]
+    done: list[Any] = []
+    if not dry_run and todo:
+        from docex.hub.identity import HubIdentity
+        from docex.hub.units import import_csv, refresh_agent_directories
+        from docex.pki.ca import CertificateAuthority
+
+        pw = _passphrase(config, passphrase)
+        identity = HubIdentity.load(config, pw)
+        ca = CertificateAuthority.open(config.ca_dir, pw)
+        with click.progressbar(length=len(todo), label="registering units", file=click.get_text_stream("stderr")) as bar:
+            done = import_csv(config, db, identity, ca, todo, out, pw, existing_keys_root=existing_keys_root,
+                              progress=lambda _row: bar.update(1), failures=skipped)
+        for prov in done:
+            _write_agent_home(prov, config)
+        refresh_agent_directories(config, db, identity, [p.keys_dir for p in done])
+    skipped.sort(key=lambda r: r.line)
+    refused = [r for r in skipped if r.refused]
+    if as_json:
+        echo_json({"ok": not refused, "dry_run": dry_run, "encoding": units.encoding, "delimiter": units.delimiter,
+                   "registered": [] if dry_run else [p.address for p in done],
+                   "would_register": [r.address for r in todo] if dry_run else [],
+                   "skipped": [{"line": r.line, "address": r.address, "code": r.code, "reason": r.reason,
+                                "refused": r.refused} for r in skipped]})
+    else:
+        delim = {",": "逗号", ";": "分号", "\t": "制表符"}.get(units.delimiter, units.delimiter)
+        click.echo(f"读取 read {csv_file}: {units.encoding}, {delim}分隔, {len(units.rows) + len(units.skipped)} 行")
+        for r in skipped:
+            click.echo(f"  第 {r.line} 行 line {r.line}: {r.address or '(无地址)'}  {SKIP_ZH.get(r.code, r.code)}: {r.reason}")
+        if dry_run:
+            for r in todo:
+                click.echo(f"  第 {r.line} 行 line {r.line}: {r.address}  将登记 would register ({r.name})")
+            click.echo(f"试运行 dry run: {len(todo)} unit(s) would be registered, {len(skipped)} skipped "
+                       f"({len(refused)} refused); nothing changed")
+        else:
+            click.echo(f"{len(done)} unit(s) registered, {len(skipped)} skipped ({len(refused)} refused, "
+                       f"{len(skipped) - len(refused)} already known or outside {config.prefix}); agent homes under {out}")
+    if refused:
+        import sys
+
+        sys.exit(1)
 
 
 @unit.command("list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -53,14 +54,21 @@ def handles_errors(func: F) -> F:
             return func(*args, **kwargs)
         except PkiError as exc:
             _fail(exc.code, exc.message, kwargs.get("as_json", False))
+        except BrokenPipeError:
+            raise  # `docex ... | head`: click ends quietly
         except OSError as exc:  # a missing or unreadable file, a full disk: one line, no traceback
             _fail("io_error", f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), kwargs.get("as_json", False))
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
         except Exception as exc:
             from docex.broker.errors import BrokerError
 
             if isinstance(exc, BrokerError):
                 _fail("broker_unavailable", str(exc), kwargs.get("as_json", False))
-            raise
+            if os.environ.get("DOCEX_DEBUG"):
+                raise
+            # never a traceback for a clerk: one line, the detail on request
+            _fail("internal", f"{type(exc).__name__}: {exc} (DOCEX_DEBUG=1 shows the details)", kwargs.get("as_json", False))
 
     return wrapper  # type: ignore[return-value]
 

@@ -111,6 +111,12 @@ class HubConfig:
 
             raise DocexError("no_hub", f"{root} is not a hub home (no {CONFIG_NAME}): run `docex hub init`")
         data = tomllib.loads(path.read_text("utf-8"))
+        if "prefix" not in data:
+            from docex.protocols.errors import DocexError
+
+            what = ("a unit's agent home (单位终端目录): use agent commands (inbox, send, sign-for...) with it"
+                    if "address" in data else "not a hub home")
+            raise DocexError("no_hub", f"{root} is {what}; this command needs the hub's HUBDIR")
         from docex.protocols import localtime
 
         localtime.configure(str(data.get("timezone", "")) or None)

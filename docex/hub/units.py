@@ -3,7 +3,6 @@ read its own inbox, the inbox queue, the directory row, the audit entry."""
 
 from __future__ import annotations
 
-import csv
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,12 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from docex.broker.topology import unit_permissions
-from docex.hub import audit, broker
+from docex.hub import audit, broker, unit_csv
 from docex.hub import directory as hub_directory
 from docex.hub.config import HubConfig
 from docex.hub.db import Database
 from docex.hub.identity import HubIdentity
 from docex.hub.models import Unit
+from docex.hub.unit_csv import CsvUnit, SkippedRow
 from docex.pki.ca import CertificateAuthority
 from docex.pki.keys import load_certificate
 from docex.pki.names import CertRole, address_of, role_of
@@ -183,26 +183,10 @@ def list_units(db: Database) -> list[Unit]:
         return list(s.execute(select(Unit).order_by(Unit.address)).scalars().all())
 
 
-@dataclass(frozen=True)
-class CsvUnit:
-    address: str
-    name: str
-    kind: str
-    building: str
-    existing_certificate: str
-
-
 def read_csv(path: str | Path) -> Iterator[CsvUnit]:
-    """Rows of a directory CSV (address,name,kind[,building,existing_certificate])."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        for row in csv.DictReader(fh):
-            yield CsvUnit(
-                address=row["address"].strip(),
-                name=row["name"].strip(),
-                kind=(row.get("kind") or "").strip(),
-                building=(row.get("building") or "").strip(),
-                existing_certificate=(row.get("existing_certificate") or "").strip(),
-            )
+    """The registrable rows of a unit list (any encoding/delimiter Excel or WPS write);
+    `unit_csv.read` also gives the refused rows with their line numbers."""
+    yield from unit_csv.read(path).rows
 
 
 def import_csv(
@@ -216,10 +200,12 @@ def import_csv(
     *,
     existing_keys_root: str | Path | None = None,
     progress: Callable[[CsvUnit], None] | None = None,
+    failures: list[SkippedRow] | None = None,
 ) -> list[Provisioning]:
     """Register many units; already registered ones are skipped (re-running is safe).
     Units whose CSV row says `existing_certificate=city` keep the keys found under
-    `existing_keys_root/<address>/`, when given."""
+    `existing_keys_root/<address>/`, when given. With `failures`, a row that cannot be
+    registered (its keys do not match...) is recorded there and the import goes on."""
     done = []
     known = {u.address for u in list_units(db)}
     for row in rows:
@@ -228,12 +214,18 @@ def import_csv(
             if row.existing_certificate and existing_keys_root is not None:
                 candidate = Path(existing_keys_root) / row.address
                 existing = candidate if candidate.exists() else None
-            done.append(
-                add_unit(
-                    config, db, identity, ca, address=row.address, name=row.name, out_dir=Path(out_dir) / row.address,
-                    passphrase=passphrase, kind=row.kind, building=row.building, existing_keys=existing,
+            try:
+                done.append(
+                    add_unit(
+                        config, db, identity, ca, address=row.address, name=row.name,
+                        out_dir=Path(out_dir) / row.address, passphrase=passphrase, kind=row.kind,
+                        building=row.building, existing_keys=existing,
+                    )
                 )
-            )
+            except DocexError as exc:
+                if failures is None:
+                    raise
+                failures.append(SkippedRow(row.line, row.address, exc.code, exc.message))
         if progress is not None:
             progress(row)
     return done

@@ -131,12 +131,33 @@ def test_import_registers_a_directory_once_and_every_home_knows_the_others(hub: 
     out = hub.root / "imported"
     first = run("unit", "import", "--home", hub.home, path, "--out", out)
     assert first.exit_code == 0, first.output
-    assert "3 unit(s) registered, 1 already known or outside" in first.output
+    assert "3 unit(s) registered, 1 skipped (0 refused, 1 already known or outside" in first.output
+    assert "第 5 行 line 5: qingyuan.yingde.zfb  不属于本中心，跳过" in first.output
     again = run("unit", "import", "--home", hub.home, path, "--out", out)
     assert "0 unit(s) registered" in again.output
     for address, *_ in rows[:3]:
         assert all(knows(out / address, other) for other, *_ in rows[:3])
     assert not (out / "qingyuan.yingde.zfb").exists()
+
+
+def test_import_of_a_gbk_semicolon_list_with_a_dry_run_and_refused_rows(hub: Hub) -> None:
+    path = hub.root / "wps.csv"
+    path.write_bytes(("地址;名称;类型\r\n"
+                      "qingyuan.yangshan.sfj;阳山县司法局;government\r\n"
+                      ";没有地址;government\r\n"
+                      "qingyuan.yangshan.sfj;阳山县司法局（重复）;government\r\n").encode("gbk"))
+    out = hub.root / "wps"
+    dry = run("unit", "import", "--home", hub.home, path, "--out", out, "--dry-run", "--json")
+    assert dry.exit_code == 1 and "Traceback" not in dry.output, dry.output
+    plan = json.loads(dry.output)
+    assert plan["encoding"] == "gb18030" and plan["delimiter"] == ";" and plan["would_register"] == ["qingyuan.yangshan.sfj"]
+    assert [(r["line"], r["code"]) for r in plan["skipped"]] == [(3, "bad_csv"), (4, "duplicate_row")]
+    assert not out.exists() and "qingyuan.yangshan.sfj" not in hub.units()
+
+    done = run("unit", "import", "--home", hub.home, path, "--out", out)
+    assert done.exit_code == 1, done.output  # registered, but says some rows were refused
+    assert "1 unit(s) registered" in done.output and "第 3 行 line 3" in done.output and "第 4 行 line 4" in done.output
+    assert hub.units()["qingyuan.yangshan.sfj"]["name"] == "阳山县司法局"
 
 
 def test_phase_is_set_and_shown(hub: Hub) -> None:
