@@ -15,6 +15,9 @@ from docex.pki.keys import resolve_passphrase
 from docex.protocols.errors import DocexError
 
 CONFIG_NAME = "docex.toml"
+# The CA that issued the broker's TLS certificate (the hub's own, unless the broker is shared).
+# The unit's TLS login is client.crt + client.key next to its other keys.
+BROKER_CA_NAME = "broker-ca.crt"
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,9 @@ class AgentConfig:
     def save(self) -> Path:
         data: dict[str, Any] = asdict(self)
         data.pop("home")
-        data["broker"] = {"url": data.pop("broker_url")}  # the unit's own login, vhost included
+        # the unit's own login, vhost included: amqps:// by certificate, or (a broker without
+        # TLS, for development) amqp:// with a password
+        data["broker"] = {"url": data.pop("broker_url")}
         path = self.home / CONFIG_NAME
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the broker password
         with os.fdopen(fd, "wb") as fh:
@@ -129,6 +134,7 @@ def write_home(
     directory_der: bytes,
     keys: AgentKeys,
     seal: SealConfig | None = None,
+    broker_ca_pem: bytes = b"",
 ) -> AgentConfig:
     """Lay out an agent home next to the unit's keys (already in `home`)."""
     root = Path(home).resolve()
@@ -141,6 +147,8 @@ def write_home(
     if crl_pem:
         (root / "crl.pem").write_bytes(crl_pem)
     (root / "directory.der").write_bytes(directory_der)
+    if broker_ca_pem:
+        (root / BROKER_CA_NAME).write_bytes(broker_ca_pem)
     config = AgentConfig(home=root, address=address, name=name, hub_prefix=hub_prefix, broker_url=broker_url,
                          keys=keys, seal=seal or SealConfig())
     config.save()

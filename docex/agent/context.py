@@ -35,13 +35,15 @@ class AgentContext:
     _trust: TrustStore | None = None
     _directories: dict[str, DirectorySnapshot] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    # the passphrase the keys were opened with: the TLS client key (client.key) shares it
+    key_password: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, home: str | Path, passphrase: bytes | None = None, *, need_keys: bool = True) -> AgentContext:
         config = AgentConfig.load(home)
         pw = passphrase if passphrase is not None else (config.keys.passphrase() if need_keys else None)
         creds = UnitCredentials.load(config.home, pw)
-        ctx = cls(config, creds, AgentStore(config.database_url))
+        ctx = cls(config, creds, AgentStore(config.database_url), key_password=pw)
         ctx.load_directories()
         return ctx
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from docex.agent.config import BROKER_CA_NAME
 from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
 from docex.agent.sending import draft_from_sidecar, queue_document
@@ -41,6 +42,13 @@ BATCH = 200
 
 
 def broker_settings(ctx: AgentContext) -> BrokerSettings:
+    """The unit's login: over TLS with its client certificate (amqps://, SASL EXTERNAL)
+    when the home holds one, else the password in the URL (a broker without TLS)."""
+    home = ctx.config.home
+    if ctx.config.broker_url.startswith("amqps:"):
+        return BrokerSettings(url=ctx.config.broker_url, prefetch=ctx.config.prefetch,
+                              tls_ca=str(home / BROKER_CA_NAME), tls_cert=str(home / "client.crt"),
+                              tls_key=str(home / "client.key"), tls_key_password=ctx.key_password)
     return BrokerSettings(url=ctx.config.broker_url, prefetch=ctx.config.prefetch)
 
 

@@ -159,9 +159,12 @@ class Management:
 
     # -- users and permissions ----------------------------------------------------------
 
-    def create_user(self, name: str, password: str, tags: Iterable[str] = ()) -> None:
-        """Create or update a user (PUT is idempotent: re-running sets the password again)."""
-        body = {"password": password, "tags": ",".join(tags)}
+    def create_user(self, name: str, password: str | None, tags: Iterable[str] = ()) -> None:
+        """Create or update a user (PUT is idempotent: re-running sets the password again).
+        Without a password (None) the user can log in only by certificate (SASL EXTERNAL):
+        an empty password hash refuses every PLAIN login."""
+        body = {"password": password, "tags": ",".join(tags)} if password is not None else {
+            "password_hash": "", "tags": ",".join(tags)}
         self._request("PUT", f"/api/users/{_q(name)}", json=body)
 
     def delete_user(self, name: str, *, missing_ok: bool = True) -> None:

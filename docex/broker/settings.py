@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import ssl
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pika
@@ -43,12 +44,18 @@ class BrokerSettings:
     # A connection blocked by a RabbitMQ resource alarm longer than this is dropped,
     # so a publisher fails with a clear error instead of hanging forever.
     blocked_timeout: float = 120.0
+    # amqps:// logins by certificate (SASL EXTERNAL): the CA that issued the broker's server
+    # certificate, and the client's certificate and key (the key's passphrase, if encrypted).
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_key_password: bytes | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
             f"BrokerSettings(url={redact_url(self.url)!r}, "
             f"management_url={self.management_url!r}, management_user={self.management_user!r}, "
-            f"heartbeat={self.heartbeat}, prefetch={self.prefetch})"
+            f"heartbeat={self.heartbeat}, prefetch={self.prefetch}, tls_cert={self.tls_cert!r})"
         )
 
     __str__ = __repr__
@@ -68,11 +75,33 @@ class BrokerSettings:
 
     def parameters(self, connection_name: str | None = None) -> pika.URLParameters:
         """pika parameters; the connection name shows in the management UI (and finds it)."""
-        params = pika.URLParameters(self.url)
+        url = self.url
+        if self.tls and self.tls_cert:  # a certificate login: the URL's user names it, no password
+            parts = urlsplit(url)
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+        params = pika.URLParameters(url)
         params.heartbeat = self.heartbeat
         params.blocked_connection_timeout = self.blocked_timeout
         params.client_properties = {"connection_name": connection_name or f"docex:{self.user}"}
+        if self.tls:
+            host = urlsplit(self.url).hostname or "127.0.0.1"
+            params.ssl_options = pika.SSLOptions(self.ssl_context(), host)
+            if self.tls_cert:
+                params.credentials = pika.credentials.ExternalCredentials()
         return params
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "amqps"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS 1.2+, the broker's certificate checked against `tls_ca` (host name included),
+        and our client certificate presented when we have one."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca or None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key or None, password=self.tls_key_password)
+        return ctx
 
     def for_login(self, user: str, password: str, vhost: str | None = None) -> BrokerSettings:
         """Same broker and management API, another login (and optionally another vhost)."""

@@ -50,7 +50,7 @@ def _write_agent_home(prov: Any, config: Any) -> None:
         ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem, directory_der=prov.directory_der,
         keys=AgentKeys(passphrase_env=config.keys.passphrase_env, passphrase_file=config.keys.passphrase_file,
                        insecure_no_passphrase=config.keys.insecure_no_passphrase),
-        seal=SealConfig(tsa_url=prov.tsa_url),
+        seal=SealConfig(tsa_url=prov.tsa_url), broker_ca_pem=prov.broker_ca_pem,
     )
 
 

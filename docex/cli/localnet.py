@@ -35,7 +35,7 @@ def write_agent_home(prov: Provisioning, keys: AgentKeys) -> Path:
     write_home(prov.keys_dir, address=prov.address, name=prov.name, hub_prefix=prov.hub_prefix,
                broker_url=prov.broker_url, ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem,
                directory_der=prov.directory_der, keys=keys,
-               seal=SealConfig(tsa_url=prov.tsa_url))
+               seal=SealConfig(tsa_url=prov.tsa_url), broker_ca_pem=prov.broker_ca_pem)
     return prov.keys_dir
 
 

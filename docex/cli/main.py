@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "link": "docex.cli.link:link",
     "bridge": "docex.cli.link:bridge",
     "demo": "docex.cli.demo:demo",
+    "broker": "docex.cli.broker:broker",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from docex.broker import BrokerSettings, Management, connect
 from docex.broker.topology import declare_hub_topology, declare_link_queue, declare_unit_queue
 from docex.hub.config import HubConfig
@@ -26,6 +28,16 @@ def management(config: HubConfig) -> Management:
 def broker_user(config: HubConfig, address: str) -> str:
     """Unit addresses are broker user names (RabbitMQ checks user_id against them)."""
     return config.broker.user_prefix + address
+
+
+def login_url(config: HubConfig, user: str, password: str | None) -> str:
+    """How a unit or bridge reaches this hub's vhost: by certificate over TLS once the broker
+    has it (`docex broker tls`), else with the password (a development broker)."""
+    b = config.broker
+    vhost = quote(b.vhost, safe="")
+    if b.tls_port:
+        return f"amqps://{quote(user, safe='')}@{b.agent_host}:{b.tls_port}/{vhost}"
+    return f"amqp://{quote(user, safe='')}:{quote(password or '', safe='')}@{b.agent_host}:{b.agent_port}/{vhost}"
 
 
 def address_of_user(config: HubConfig, user_id: str | None) -> str | None:

@@ -26,6 +26,11 @@ class BrokerConfig:
     agent_host: str = "127.0.0.1"  # host:port agents use to reach the broker
     agent_port: int = 5672
     delivery_limit: int = 10
+    # Set by `docex broker tls`: units and bridges log in over TLS on this port with their
+    # client certificate (no password), verifying the broker against `tls_ca` (a PEM file,
+    # relative to the hub home). 0: a broker without TLS, logins by password (development).
+    tls_port: int = 0
+    tls_ca: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,14 @@ class HubConfig:
     @property
     def refused_dir(self) -> Path:
         return self.home / "refused"
+
+    @property
+    def broker_ca_pem(self) -> bytes:
+        """The CA that issued the broker's TLS certificate, handed to units and bridges."""
+        if not self.broker.tls_ca:
+            return b""
+        path = self.home / self.broker.tls_ca
+        return path.read_bytes() if path.exists() else b""
 
     def to_toml(self) -> dict[str, Any]:
         data = asdict(self)

@@ -7,7 +7,6 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
@@ -44,6 +43,7 @@ class Provisioning:
     crl_pem: bytes
     directory_der: bytes
     tsa_url: str = ""  # the hub's time-stamping authority, for the unit's seals
+    broker_ca_pem: bytes = b""  # the CA of the broker's TLS certificate (amqps:// logins)
 
 
 def _pem(path: Path) -> bytes:
@@ -96,7 +96,15 @@ def add_unit(
         issued = ca.issue_unit(address, name, keys_dir, passphrase)
         sign_cert, enc_cert = issued.sign_cert, issued.enc_cert
     user = broker.broker_user(config, address)
-    password = secrets.token_urlsafe(24)
+    if config.broker.tls_port:
+        # The unit logs in with a certificate whose CN is its broker user, from this hub's CA
+        # (also for units holding city certificates: the broker is this hub's).
+        if ca is None:
+            raise DocexError("no_ca", "this hub has no CA key available to issue the unit's TLS certificate")
+        ca.issue_client(user, keys_dir, passphrase, address=address, holder=name)
+        password = None
+    else:
+        password = secrets.token_urlsafe(24)
     with broker.management(config) as mgmt:
         mgmt.create_user(user, password)
         mgmt.set_permissions(config.broker.vhost, user, *unit_permissions(address))
@@ -122,7 +130,7 @@ def add_unit(
     with db.session() as s:
         _, directory_der = hub_directory.signed_snapshot(s, config.prefix, identity)
     b = config.broker
-    url = f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{b.agent_host}:{b.agent_port}/{quote(b.vhost, safe='')}"
+    url = broker.login_url(config, user, password)
     return Provisioning(
         address=address,
         name=name,
@@ -135,6 +143,7 @@ def add_unit(
         crl_pem=_pem(config.ca_dir / "crl.pem"),
         directory_der=directory_der,
         tsa_url=f"http://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
+        broker_ca_pem=config.broker_ca_pem,
     )
 
 

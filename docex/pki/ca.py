@@ -7,6 +7,7 @@ current CRL, re-published on every revocation)."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import secrets
@@ -28,7 +29,15 @@ from docex.pki.keys import (
     save_certificate,
     save_private_key,
 )
-from docex.pki.names import CertRole, hub_uri, is_valid_address, person_uri, unit_subject, unit_uri
+from docex.pki.names import (
+    CertRole,
+    hub_uri,
+    is_valid_address,
+    link_uri,
+    person_uri,
+    unit_subject,
+    unit_uri,
+)
 
 CA_KEY_BITS = 3072
 END_ENTITY_KEY_BITS = 2048
@@ -345,6 +354,8 @@ class CertificateAuthority:
         *,
         hub_prefix: str | None = None,
         dns_names: Sequence[str] = ("localhost",),
+        ip_addresses: Sequence[str] = (),
+        key_name: str = "server",
         validity_days: int = 730,
     ) -> x509.Certificate:
         """The hub's (or a bridge's) own certificate: TLS and signing of directory snapshots,
@@ -352,6 +363,7 @@ class CertificateAuthority:
         out = Path(out_dir)
         key = generate_rsa_key(END_ENTITY_KEY_BITS)
         san: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+        san.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses)
         if hub_prefix:
             san.append(x509.UniformResourceIdentifier(hub_uri(hub_prefix)))
         subject = x509.Name(
@@ -370,10 +382,65 @@ class CertificateAuthority:
             eku=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION],
             validity_days=validity_days,
         )
-        save_private_key(out / "server.key", key, passphrase)
-        save_certificate(out / "server.crt", cert)
+        save_private_key(out / f"{key_name}.key", key, passphrase)
+        save_certificate(out / f"{key_name}.crt", cert)
         save_certificate(out / "ca.crt", self.certificate)
-        self._record(cert, CertRole.SERVER, hub_prefix or name, name, out / "server.crt")
+        self._record(cert, CertRole.SERVER, hub_prefix or name, name, out / f"{key_name}.crt")
+        return cert
+
+    def issue_client(
+        self,
+        login: str,
+        out_dir: str | os.PathLike[str],
+        passphrase: bytes | None,
+        *,
+        address: str = "",
+        link: str = "",
+        holder: str = "",
+        public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None,
+        validity_days: int = 730,
+    ) -> x509.Certificate:
+        """A TLS client certificate (EKU clientAuth only) for a broker login by SASL EXTERNAL.
+
+        The subject CN is the broker user name (RabbitMQ `ssl_cert_login_from = common_name`):
+        the unit's address, or the bridge's link user, prefixed as the hub names its users.
+        The SAN URI says whom it speaks for (``urn:docex:unit:`` / ``urn:docex:link:``).
+        With `public_key` (a terminal's request) only `client.crt` is written: the private
+        key never leaves the terminal; otherwise a key is made and saved as `client.key`."""
+        if address and not is_valid_address(address):
+            raise PkiError("bad_address", f"{address!r} is not a valid unit address")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        key = None
+        if public_key is None:
+            _refuse_overwrite(out / "client.key")
+            key = generate_rsa_key(END_ENTITY_KEY_BITS)
+            public_key = key.public_key()
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                *([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, address)] if address else []),
+                x509.NameAttribute(NameOID.COMMON_NAME, login),
+            ]
+        )
+        san: list[x509.GeneralName] = []
+        if address:
+            san.append(x509.UniformResourceIdentifier(unit_uri(address)))
+        if link:
+            san.append(x509.UniformResourceIdentifier(link_uri(link)))
+        cert = self._build(
+            subject,
+            public_key,
+            CertRole.CLIENT,
+            key_usage={"digital_signature": True, "key_encipherment": isinstance(public_key, rsa.RSAPublicKey)},
+            san=san,
+            eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            validity_days=validity_days,
+        )
+        if key is not None:
+            save_private_key(out / "client.key", key, passphrase)
+        save_certificate(out / "client.crt", cert)
+        self._record(cert, CertRole.CLIENT, address or link, holder or login, out / "client.crt")
         return cert
 
     def issue_tsa(

@@ -25,6 +25,7 @@ class CertRole(enum.Enum):
     PERSON = "person"  # staff certificate (个人证书)
     SERVER = "server"  # hub / bridge server certificate
     TSA = "tsa"  # the information centre's time-stamping authority
+    CLIENT = "client"  # a terminal's (or bridge's) TLS login to the broker (终端证书)
 
     @property
     def policy_oid(self) -> x509.ObjectIdentifier:
@@ -97,6 +98,10 @@ def role_of(cert: x509.Certificate) -> CertRole | None:
     except x509.ExtensionNotFound:
         pass
     return None
+
+
+def link_uri(name: str) -> str:
+    return f"urn:docex:link:{name}"
 
 
 def hub_uri(prefix: str) -> str:

@@ -1,0 +1,175 @@
+"""`docex broker tls`: bring the local RabbitMQ to certificate logins for the hubs that use it.
+
+Each hub registered here has its CA in the broker's bundle (so its units and bridges can log
+in with the client certificates it issues); the broker's own server certificate comes from
+the first hub's CA (or the one named), and every registered hub hands that CA to its units
+(`broker-ca.crt`) so they verify the broker. Hubs whose home has gone are forgotten."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from docex.broker.tls import BrokerNode, ca_fingerprint
+from docex.hub.config import HubConfig
+from docex.pki.ca import CertificateAuthority
+from docex.pki.keys import load_certificate
+from docex.protocols.errors import DocexError
+
+REGISTRY_NAME = "hubs.json"
+BROKER_CA_NAME = "broker-ca.crt"  # in the hub home: the CA of the broker's server certificate
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+@dataclass
+class TlsReport:
+    """What `docex broker tls` changed (empty lists: nothing to do)."""
+
+    changes: list[str] = field(default_factory=list)
+    restarted: bool = False
+    pem_cache_cleared: bool = False
+    port: int = 0
+    hubs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"changes": self.changes, "restarted": self.restarted, "pem_cache_cleared": self.pem_cache_cleared,
+                "port": self.port, "hubs": self.hubs}
+
+
+def _registry(node: BrokerNode) -> dict[str, dict[str, str]]:
+    """{"hubs": {home: {"prefix", "ca"}}, "server": {"ca_dir"}}"""
+    path = node.tls_dir / REGISTRY_NAME
+    if not path.exists():
+        return {"hubs": {}, "server": {}}
+    data = json.loads(path.read_text("utf-8"))
+    return {"hubs": dict(data.get("hubs", {})), "server": dict(data.get("server", {}))}
+
+
+def _save_registry(node: BrokerNode, registry: dict[str, dict[str, Any]]) -> None:
+    path = node.tls_dir / REGISTRY_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(registry, ensure_ascii=False, indent=1, sort_keys=True), "utf-8")
+    tmp.replace(path)
+
+
+def _names(configs: Sequence[HubConfig], hostnames: Sequence[str]) -> tuple[list[str], list[str]]:
+    """DNS names and IP addresses the server certificate must carry: this machine, localhost,
+    every registered hub's `agent_host`, and what the operator adds."""
+    import ipaddress
+
+    wanted = {"localhost", "127.0.0.1", socket.gethostname(), socket.getfqdn(), *hostnames}
+    wanted.update(c.broker.agent_host for c in configs)
+    dns, ips = [], []
+    for name in sorted(n for n in wanted if n):
+        try:
+            ips.append(str(ipaddress.ip_address(name)))
+        except ValueError:
+            dns.append(name)
+    return dns, ips
+
+
+def _server_ok(node: BrokerNode, issuer_pem: bytes, dns: list[str], ips: list[str]) -> str:
+    """'' when the broker's certificate can stay, else why it is (re)issued."""
+    if not node.server_cert.exists() or not node.server_key.exists() or not node.server_issuer.exists():
+        return "no server certificate yet"
+    if ca_fingerprint(node.server_issuer.read_bytes()) != ca_fingerprint(issuer_pem):
+        return "another CA issues the broker's certificate now"
+    cert = load_certificate(node.server_cert)
+    if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < RENEW_BEFORE:
+        return "it expires within 30 days"
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "it names no host"
+    have = set(san.get_values_for_type(x509.DNSName)) | {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    missing = sorted((set(dns) | set(ips)) - have)
+    return f"it does not name {', '.join(missing)}" if missing else ""
+
+
+def configure(
+    homes: Sequence[str | Path],
+    node: BrokerNode,
+    *,
+    server_ca: str | Path | None = None,
+    server_ca_passphrase: bytes | None = None,
+    hostnames: Sequence[str] = (),
+    restart: bool = True,
+) -> TlsReport:
+    """Register `homes` with the broker `node` and bring it to TLS with certificate logins:
+    listener block, CA bundle, server certificate; each hub's config learns the TLS port and
+    the broker's CA. Restarts the node only when the listener block changed; otherwise a
+    changed bundle or certificate only clears RabbitMQ's PEM cache.
+
+    The server certificate comes from `server_ca` (a CA folder, remembered) or else from the
+    first hub's CA: a broker shared by hubs that come and go (tests) keeps one issuer."""
+    configs = [HubConfig.load(Path(h).resolve()) for h in homes]
+    report = TlsReport(port=node.port)
+    with node.locked():
+        registry = _registry(node)
+        hubs, server = registry["hubs"], registry["server"]
+        for gone in [h for h in hubs if not (Path(h) / "docex.toml").exists()]:
+            report.changes.append(f"forgot hub {hubs[gone].get('prefix', '?')} ({gone}): its home is gone")
+            del hubs[gone]
+        for config in configs:
+            key = str(config.home.resolve())
+            pem = (config.ca_dir / "ca.crt").read_bytes()
+            entry = {"prefix": config.prefix, "ca": ca_fingerprint(pem)}
+            if hubs.get(key) != entry:
+                hubs[key] = entry
+                report.changes.append(f"registered hub {config.prefix} ({key})")
+        if server_ca is not None:
+            server["ca_dir"] = str(Path(server_ca).resolve())
+        elif not (Path(server.get("ca_dir", "/nonexistent")) / "ca.crt").exists():
+            first = configs[0] if configs else (HubConfig.load(sorted(hubs)[0]) if hubs else None)
+            if first is None:
+                raise DocexError("no_hub", "name at least one hub home (--home) or the broker's CA (--server-ca)")
+            server["ca_dir"] = str(first.ca_dir.resolve())
+        _save_registry(node, registry)
+        known = [HubConfig.load(h) for h in sorted(hubs)]
+        cas = {ca_fingerprint(pem): pem for pem in ((c.ca_dir / "ca.crt").read_bytes() for c in known)}
+        added, removed = node.write_bundle(cas)
+        report.changes += [f"CA bundle: added {fp}" for fp in added] + [f"CA bundle: removed {fp}" for fp in removed]
+
+        dns, ips = _names(known, hostnames)
+        ca_dir = Path(server["ca_dir"])
+        why = _server_ok(node, (ca_dir / "ca.crt").read_bytes(), dns, ips)
+        if why:
+            owner = next((c for c in known if c.ca_dir.resolve() == ca_dir.resolve()), None)
+            passphrase = owner.keys.passphrase() if owner is not None else server_ca_passphrase
+            ca = CertificateAuthority.open(ca_dir, passphrase)
+            # The broker reads its key unencrypted; the folder is the broker user's alone.
+            ca.issue_server("docex broker", node.tls_dir, None, dns_names=dns, ip_addresses=ips)
+            report.changes.append(f"server certificate issued by {ca_dir}/ca.crt ({why}) for {', '.join(dns + ips)}")
+        node.hand_to_broker()
+
+        listener_changed = node.write_listener()
+        if listener_changed:
+            report.changes.append(f"TLS listener configured in {node.config_file} (port {node.port})")
+        if node.running():
+            if listener_changed and restart:
+                node.restart()
+                report.restarted = True
+                report.changes.append("broker restarted to open the TLS listener")
+            elif added or removed or why:
+                node.clear_pem_cache()
+                report.pem_cache_cleared = True
+                report.changes.append("broker PEM cache cleared: new handshakes use the new files")
+        issuer_pem = node.server_issuer.read_bytes()
+        for config in configs:
+            target = config.home / BROKER_CA_NAME
+            if not target.exists() or target.read_bytes() != issuer_pem:
+                target.write_bytes(issuer_pem)
+                report.changes.append(f"hub {config.prefix}: {BROKER_CA_NAME} written")
+            if (config.broker.tls_port, config.broker.tls_ca) != (node.port, BROKER_CA_NAME):
+                replace(config, broker=replace(config.broker, tls_port=node.port, tls_ca=BROKER_CA_NAME)).save()
+                report.changes.append(f"hub {config.prefix}: units and bridges now log in by certificate on port "
+                                      f"{node.port}")
+            report.hubs.append(config.prefix)
+    return report
