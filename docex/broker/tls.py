@@ -24,6 +24,7 @@ from docex.broker.errors import BrokerError
 TLS_DIR_NAME = "docex-tls"
 BEGIN = "# BEGIN docex tls (written by `docex broker tls`: change it there, not here)"
 END = "# END docex tls"
+ADVANCED_MARK = "%% written by `docex broker tls`: change it there, not here"
 _BLOCK_RE = re.compile(r"\n?# BEGIN docex tls[^\n]*\n.*?# END docex tls\n?", re.S)
 _LISTEN_RE = re.compile(r"^(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{1,5})$")
 
@@ -42,6 +43,9 @@ class BrokerNode:
     config_file: Path = Path("/etc/rabbitmq/rabbitmq.conf")
     node: str = ""  # rabbitmqctl -n NODE; "" is the default node of this machine
     listen: str = "5671"  # listeners.ssl.default: PORT (every interface) or IP:PORT
+    # TLS options (CRL checking needs Erlang terms): advanced.config beside rabbitmq.conf,
+    # which a private node must name in RABBITMQ_ADVANCED_CONFIG_FILE.
+    advanced_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not _LISTEN_RE.match(self.listen):
@@ -56,6 +60,15 @@ class BrokerNode:
     @property
     def tls_dir(self) -> Path:
         return self.config_file.parent / TLS_DIR_NAME
+
+    @property
+    def advanced_config(self) -> Path:
+        return self.advanced_file or self.config_file.parent / "advanced.config"
+
+    @property
+    def crl_dir(self) -> Path:
+        """Each CA's CRL as `<issuer hash>.r0`, read by RabbitMQ at every handshake."""
+        return self.tls_dir / "crls"
 
     @property
     def bundle(self) -> Path:
@@ -76,18 +89,9 @@ class BrokerNode:
 
     # -- rabbitmq.conf ------------------------------------------------------------------------
     def listener_block(self) -> str:
-        d = self.tls_dir
         lines = [
             BEGIN,
             f"listeners.ssl.default = {self.listen}",
-            f"ssl_options.cacertfile = {d / 'ca-bundle.pem'}",
-            f"ssl_options.certfile = {d / 'server.crt'}",
-            f"ssl_options.keyfile = {d / 'server.key'}",
-            "ssl_options.verify = verify_peer",
-            "ssl_options.fail_if_no_peer_cert = true",
-            "ssl_options.depth = 2",
-            "ssl_options.versions.1 = tlsv1.3",
-            "ssl_options.versions.2 = tlsv1.2",
             # Units and bridges: EXTERNAL (their certificate); PLAIN stays for the hub's own
             # localhost login and guest; units have no password, so PLAIN refuses them.
             "auth_mechanisms.1 = EXTERNAL",
@@ -99,21 +103,65 @@ class BrokerNode:
         ]
         return "\n".join(lines) + "\n"
 
+    def advanced_terms(self) -> str:
+        """The listener's TLS options: peer certificates required and checked against the
+        bundle and each CA's CRL (the leaf's: `crl_check, peer`; a revoked unit's handshake fails)."""
+        d = self.tls_dir
+        return (
+            f"{ADVANCED_MARK}\n"
+            "[{rabbit, [{ssl_options, [\n"
+            f"    {{cacertfile, \"{d / 'ca-bundle.pem'}\"}},\n"
+            f"    {{certfile, \"{d / 'server.crt'}\"}},\n"
+            f"    {{keyfile, \"{d / 'server.key'}\"}},\n"
+            "    {verify, verify_peer}, {fail_if_no_peer_cert, true}, {depth, 2},\n"
+            "    {versions, ['tlsv1.3', 'tlsv1.2']},\n"
+            "    {crl_check, peer},\n"
+            f"    {{crl_cache, {{ssl_crl_hash_dir, {{internal, [{{dir, \"{d / 'crls'}\"}}]}}}}}}\n"
+            "]}]}].\n"
+        )
+
     def write_listener(self) -> bool:
-        """Put the block into rabbitmq.conf; True when the file changed (a restart is due)."""
+        """Put the block into rabbitmq.conf and the TLS options into advanced.config; True
+        when either changed (the node reads them only at boot: a restart is due)."""
         path = self.config_file
         current = path.read_text("utf-8") if path.exists() else ""
         rest = _BLOCK_RE.sub("\n", current).rstrip("\n")
         wanted = (rest + "\n\n" if rest else "") + self.listener_block()
-        if wanted == current:
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, wanted.encode(), 0o644)
-        return True
+        changed = False
+        if wanted != current:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, wanted.encode(), 0o644)
+            changed = True
+        adv = self.advanced_config
+        have = adv.read_text("utf-8") if adv.exists() else ""
+        if have and not have.startswith(ADVANCED_MARK):
+            raise BrokerError(f"{adv} exists and was not written by docex: merge the TLS options of "
+                              "`docex broker tls` into it by hand, or move it away")
+        if have != self.advanced_terms():
+            _atomic_write(adv, self.advanced_terms().encode(), 0o644)
+            changed = True
+        return changed
 
     def listener_configured(self) -> bool:
-        path = self.config_file
-        return path.exists() and self.listener_block() in path.read_text("utf-8")
+        path, adv = self.config_file, self.advanced_config
+        return (path.exists() and self.listener_block() in path.read_text("utf-8") and adv.exists()
+                and adv.read_text("utf-8") == self.advanced_terms())
+
+    def write_crls(self, crls: Mapping[str, bytes]) -> list[str]:
+        """Make the CRL folder exactly `crls` (issuer hash -> PEM); returns the names changed.
+        RabbitMQ reads these at each handshake: no cache to clear."""
+        self.crl_dir.mkdir(parents=True, exist_ok=True)
+        changed = []
+        for name, pem in crls.items():
+            path = self.crl_dir / f"{name}.r0"
+            if not path.exists() or path.read_bytes() != pem:
+                _atomic_write(path, pem, 0o644)
+                changed.append(name)
+        for path in self.crl_dir.glob("*.r*"):
+            if path.name.split(".")[0] not in crls:
+                path.unlink()
+                changed.append(path.name.split(".")[0])
+        return changed
 
     # -- files --------------------------------------------------------------------------------
     def write_bundle(self, cas: Mapping[str, bytes]) -> tuple[list[str], list[str]]:
@@ -191,7 +239,8 @@ class BrokerNode:
 
 def _systemd_active() -> bool:
     try:
-        done = subprocess.run(["systemctl", "is-active", "--quiet", "rabbitmq-server"], timeout=10, check=False)
+        done = subprocess.run(["systemctl", "is-active", "--quiet", "rabbitmq-server"], timeout=10, check=False,
+                              capture_output=True)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -204,3 +253,13 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
         fh.write(data)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def crl_hash(pem: bytes) -> str:
+    """OpenSSL's issuer-name hash of a CRL: the file name Erlang's ssl_crl_hash_dir looks up."""
+    try:
+        done = subprocess.run(["openssl", "crl", "-hash", "-noout"], input=pem, capture_output=True, timeout=30,
+                              check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BrokerError(f"openssl could not read a CRL: {type(exc).__name__}") from None
+    return done.stdout.decode().split()[0]

@@ -25,6 +25,8 @@ def broker() -> None:
               help="A hub home that uses this broker (repeat for hubs sharing it).")
 @click.option("--config-file", default="/etc/rabbitmq/rabbitmq.conf", show_default=True,
               type=click.Path(dir_okay=False), help="The node's rabbitmq.conf (docex-tls/ is made beside it).")
+@click.option("--advanced-config", type=click.Path(dir_okay=False),
+              help="The node's advanced.config (default: beside rabbitmq.conf), for the TLS options.")
 @click.option("--node", default="", help="rabbitmqctl -n NODE (default: this machine's node).")
 @click.option("--listen", default="5671", show_default=True, help="TLS listener: PORT or IP:PORT.")
 @click.option("--hostname", "hostnames", multiple=True, help="Another name units use to reach the broker.")
@@ -34,7 +36,7 @@ def broker() -> None:
 @passphrase_options
 @json_option
 @handles_errors
-def tls(homes: tuple[str, ...], config_file: str, node: str, listen: str, hostnames: tuple[str, ...],
+def tls(homes: tuple[str, ...], config_file: str, advanced_config: str | None, node: str, listen: str, hostnames: tuple[str, ...],
         server_ca: str | None, no_restart: bool, passphrase: PassphraseSource, as_json: bool) -> None:
     """配置 TLS 与证书登录 Configure TLS with certificate logins (SASL EXTERNAL) for these hubs.
 
@@ -43,7 +45,8 @@ def tls(homes: tuple[str, ...], config_file: str, node: str, listen: str, hostna
     from docex.broker.tls import BrokerNode
     from docex.hub.broker_tls import configure
 
-    target = BrokerNode(config_file=Path(config_file), node=node, listen=listen)
+    target = BrokerNode(config_file=Path(config_file), node=node, listen=listen,
+                        advanced_file=Path(advanced_config) if advanced_config else None)
     report = configure(homes, target, server_ca=server_ca, server_ca_passphrase=passphrase.get() if server_ca else None,
                        hostnames=hostnames, restart=not no_restart)
     if as_json:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
-from docex.broker.tls import BrokerNode, ca_fingerprint
+from docex.broker.tls import BrokerNode, ca_fingerprint, crl_hash
 from docex.hub.config import HubConfig
 from docex.pki.ca import CertificateAuthority
 from docex.pki.keys import load_certificate
@@ -26,6 +26,7 @@ from docex.protocols.errors import DocexError
 REGISTRY_NAME = "hubs.json"
 BROKER_CA_NAME = "broker-ca.crt"  # in the hub home: the CA of the broker's server certificate
 RENEW_BEFORE = dt.timedelta(days=30)
+_pushed: dict[str, tuple[str, int, int]] = {}  # broker CRL folder -> the CRL file last copied there
 
 
 @dataclass
@@ -134,8 +135,18 @@ def configure(
         _save_registry(node, registry)
         known = [HubConfig.load(h) for h in sorted(hubs)]
         cas = {ca_fingerprint(pem): pem for pem in ((c.ca_dir / "ca.crt").read_bytes() for c in known)}
+        # The broker's own CA too: the bundle is never empty, and it issues no logins.
+        server_pem = (Path(server["ca_dir"]) / "ca.crt").read_bytes()
+        cas.setdefault(ca_fingerprint(server_pem), server_pem)
         added, removed = node.write_bundle(cas)
         report.changes += [f"CA bundle: added {fp}" for fp in added] + [f"CA bundle: removed {fp}" for fp in removed]
+        crls = {}
+        for ca_dir in {*(c.ca_dir for c in known), Path(server["ca_dir"])}:
+            if (ca_dir / "crl.pem").exists():  # crl_check: every CA of the bundle needs its CRL
+                pem = (ca_dir / "crl.pem").read_bytes()
+                crls[crl_hash(pem)] = pem
+        if node.write_crls(crls):
+            report.changes.append(f"CRLs refreshed in {node.crl_dir}")
 
         dns, ips = _names(known, hostnames)
         ca_dir = Path(server["ca_dir"])
@@ -162,14 +173,40 @@ def configure(
                 report.pem_cache_cleared = True
                 report.changes.append("broker PEM cache cleared: new handshakes use the new files")
         issuer_pem = node.server_issuer.read_bytes()
-        for config in configs:
+        for config in known:  # every hub on this broker verifies it with its current issuer
             target = config.home / BROKER_CA_NAME
             if not target.exists() or target.read_bytes() != issuer_pem:
                 target.write_bytes(issuer_pem)
                 report.changes.append(f"hub {config.prefix}: {BROKER_CA_NAME} written")
-            if (config.broker.tls_port, config.broker.tls_ca) != (node.port, BROKER_CA_NAME):
-                replace(config, broker=replace(config.broker, tls_port=node.port, tls_ca=BROKER_CA_NAME)).save()
+            wanted = (node.port, BROKER_CA_NAME, str(node.crl_dir))
+            if (config.broker.tls_port, config.broker.tls_ca, config.broker.tls_crl_dir) != wanted:
+                replace(config, broker=replace(config.broker, tls_port=node.port, tls_ca=BROKER_CA_NAME,
+                                               tls_crl_dir=str(node.crl_dir))).save()
                 report.changes.append(f"hub {config.prefix}: units and bridges now log in by certificate on port "
                                       f"{node.port}")
             report.hubs.append(config.prefix)
     return report
+
+
+def push_crl(config: HubConfig) -> bool:
+    """Copy this hub's current CRL to the broker (when it is on this machine and we may write
+    there), so a revoked certificate's next handshake fails. True when the copy changed."""
+    folder = Path(config.broker.tls_crl_dir) if config.broker.tls_crl_dir else None
+    source = config.ca_dir / "crl.pem"
+    if folder is None or not folder.is_dir() or not source.exists():
+        return False
+    stat = source.stat()
+    seen = (str(source), stat.st_mtime_ns, stat.st_size)
+    if _pushed.get(str(folder)) == seen:
+        return False
+    pem = source.read_bytes()
+    target = folder / f"{crl_hash(pem)}.r0"
+    if target.exists() and target.read_bytes() == pem:
+        _pushed[str(folder)] = seen
+        return False
+    tmp = folder / f".{target.name}.tmp"
+    tmp.write_bytes(pem)
+    tmp.chmod(0o644)
+    tmp.replace(target)
+    _pushed[str(folder)] = seen
+    return True

@@ -31,6 +31,7 @@ class BrokerConfig:
     # relative to the hub home). 0: a broker without TLS, logins by password (development).
     tls_port: int = 0
     tls_ca: str = ""
+    tls_crl_dir: str = ""  # where the broker reads CRLs; the hub copies its CRL there on change
 
 
 @dataclass(frozen=True)

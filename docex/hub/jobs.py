@@ -52,6 +52,7 @@ class HubJobs:
         self.ctx = ctx
         self.rollout = rollout or Rollout()
         self._publisher: ConfirmedPublisher | None = None
+        self._revoked_seen: set[str] = set()
 
     def publisher(self) -> ConfirmedPublisher:
         if self._publisher is None or not self._publisher.is_open:
@@ -191,6 +192,32 @@ class HubJobs:
             audit.append(s, "hub", "crl.publish", str(path))
         return path
 
+    def enforce_revocations(self) -> list[str]:
+        """A revoked TLS client certificate binds at the broker within seconds: the CRL goes to
+        the broker first (its next handshake fails), then its login's connections are closed.
+        Returns the broker users whose connections were closed."""
+        from docex.hub.broker_tls import push_crl
+        from docex.pki.ca import read_records
+
+        config = self.ctx.config
+        if not config.broker.tls_port:
+            return []
+        push_crl(config)
+        revoked = {r.serial: r.holder for r in read_records(config.ca_dir) if r.role == "client" and r.status == "revoked"}
+        new = set(revoked) - self._revoked_seen
+        if not new:
+            return []
+        users = sorted({revoked[serial] for serial in new})
+        with broker.management(config) as mgmt:
+            for user in users:
+                mgmt.close_user_connections(user, "certificate revoked by the information centre")
+        with self.ctx.db.session() as s:
+            for user in users:
+                audit.append(s, "hub", "broker.revoked_login_closed", user)
+        self._revoked_seen |= new
+        log.info("revoked certificates: closed the broker connections of %s", ", ".join(users))
+        return users
+
     def warn_expiring_certificates(self, days: int = 30) -> list[str]:
         limit = utcnow() + dt.timedelta(days=days)
         with self.ctx.db.session() as s:
@@ -239,6 +266,7 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.link_housekeeping, "interval", seconds=5, id="links")
     scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
     scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
+    scheduler.add_job(jobs.enforce_revocations, "interval", seconds=3, id="revocations")
     scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")
     scheduler.add_job(jobs.checkpoint_audit, "interval", minutes=CHECKPOINT_MINUTES, id="audit-checkpoint")
     scheduler.add_job(jobs.warn_expiring_certificates, "cron", hour=8, id="cert-expiry")

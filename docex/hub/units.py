@@ -101,7 +101,7 @@ def add_unit(
         # (also for units holding city certificates: the broker is this hub's).
         if ca is None:
             raise DocexError("no_ca", "this hub has no CA key available to issue the unit's TLS certificate")
-        ca.issue_client(user, keys_dir, passphrase, address=address, holder=name)
+        ca.issue_client(user, keys_dir, passphrase, address=address)
         password = None
     else:
         password = secrets.token_urlsafe(24)

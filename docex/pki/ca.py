@@ -396,7 +396,6 @@ class CertificateAuthority:
         *,
         address: str = "",
         link: str = "",
-        holder: str = "",
         public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None = None,
         validity_days: int = 730,
     ) -> x509.Certificate:
@@ -440,7 +439,8 @@ class CertificateAuthority:
         if key is not None:
             save_private_key(out / "client.key", key, passphrase)
         save_certificate(out / "client.crt", cert)
-        self._record(cert, CertRole.CLIENT, address or link, holder or login, out / "client.crt")
+        # holder: the broker login, which the hub closes when this certificate is revoked
+        self._record(cert, CertRole.CLIENT, address or link, login, out / "client.crt")
         return cert
 
     def issue_tsa(
