@@ -147,6 +147,19 @@ class BrokerNode:
         return (path.exists() and self.listener_block() in path.read_text("utf-8") and adv.exists()
                 and adv.read_text("utf-8") == self.advanced_terms())
 
+    @classmethod
+    def installed(cls, config_file: Path = Path("/etc/rabbitmq/rabbitmq.conf"), node: str = "") -> BrokerNode | None:
+        """The node as `docex broker tls` configured it (its listener), or None when it was not."""
+        try:
+            text = config_file.read_text("utf-8")
+        except OSError:
+            return None
+        match = re.search(r"^listeners\.ssl\.default = (\S+)$", text, re.M)
+        if match is None or BEGIN not in text:
+            return None
+        found = cls(config_file=config_file, node=node, listen=match.group(1))
+        return found if found.listener_configured() else None
+
     def write_crls(self, crls: Mapping[str, bytes]) -> list[str]:
         """Make the CRL folder exactly `crls` (issuer hash -> PEM); returns the names changed.
         RabbitMQ reads these at each handshake: no cache to clear."""

@@ -16,12 +16,15 @@ from pathlib import Path
 
 from docex.agent.config import AgentKeys, SealConfig, write_home
 from docex.broker import Management
+from docex.broker.tls import BrokerNode
+from docex.hub.broker_tls import configure
 from docex.hub.config import HubConfig, KeyConfig
 from docex.hub.db import Database
 from docex.hub.identity import HubIdentity
 from docex.hub.setup import init_hub
 from docex.hub.units import CsvUnit, Provisioning, add_unit, refresh_agent_directories
 from docex.pki.ca import CertificateAuthority
+from docex.protocols.errors import DocexError
 
 ADMIN_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_URL = "http://127.0.0.1:15672"
@@ -61,9 +64,13 @@ class LocalNetwork:
         trust: tuple[str | Path, ...] = (),
         import_ca: str | Path | None = None,
         progress: Callable[[str], None] | None = None,
+        tls: bool | None = None,
     ) -> LocalNetwork:
         """A hub in ROOT/hub (its own vhost and broker users, named with a unique tag so that
-        several networks share one broker) and an agent home per unit in ROOT/agents/."""
+        several networks share one broker) and an agent home per unit in ROOT/agents/.
+
+        With `tls` (default: whenever the local broker has docex's TLS listener) the hub's CA
+        is registered with the broker (no restart) and units log in by certificate."""
         base = Path(root).resolve()
         tag = tag or uuid.uuid4().hex[:8]
         with Management(MANAGEMENT_URL) as mgmt:  # a vhost left by an earlier run of this tag
@@ -73,6 +80,14 @@ class LocalNetwork:
             vhost=f"docex-{tag}-{prefix}", database_url=database_url, passphrase=None,
             keys=KeyConfig(insecure_no_passphrase=True), trust=trust, import_ca=import_ca, user_prefix=f"{tag}.",
         )
+        if tls is None or tls:
+            node = BrokerNode.installed()
+            if node is None and tls:
+                raise DocexError("broker_unavailable", "the local RabbitMQ has no TLS listener: run "
+                                 "scripts/setup-machine.sh (or `docex broker tls`)")
+            if node is not None:
+                configure([config.home], node, restart=False)
+                config = HubConfig.load(config.home)
         net = cls(base, base / "hub", config)
         net.add_units(units, progress=progress)
         return net

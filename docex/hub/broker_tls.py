@@ -132,9 +132,17 @@ def configure(
             if first is None:
                 raise DocexError("no_hub", "name at least one hub home (--home) or the broker's CA (--server-ca)")
             server["ca_dir"] = str(first.ca_dir.resolve())
+        known, cas = [], {}
+        for home in sorted(hubs):
+            try:  # a hub's home may vanish while we look (test sessions sharing a broker)
+                config = HubConfig.load(home)
+                pem = (config.ca_dir / "ca.crt").read_bytes()
+            except (OSError, DocexError):
+                del hubs[home]
+                continue
+            known.append(config)
+            cas[ca_fingerprint(pem)] = pem
         _save_registry(node, registry)
-        known = [HubConfig.load(h) for h in sorted(hubs)]
-        cas = {ca_fingerprint(pem): pem for pem in ((c.ca_dir / "ca.crt").read_bytes() for c in known)}
         # The broker's own CA too: the bundle is never empty, and it issues no logins.
         server_pem = (Path(server["ca_dir"]) / "ca.crt").read_bytes()
         cas.setdefault(ca_fingerprint(server_pem), server_pem)
@@ -142,9 +150,11 @@ def configure(
         report.changes += [f"CA bundle: added {fp}" for fp in added] + [f"CA bundle: removed {fp}" for fp in removed]
         crls = {}
         for ca_dir in {*(c.ca_dir for c in known), Path(server["ca_dir"])}:
-            if (ca_dir / "crl.pem").exists():  # crl_check: every CA of the bundle needs its CRL
+            try:  # crl_check: every CA of the bundle needs its CRL
                 pem = (ca_dir / "crl.pem").read_bytes()
-                crls[crl_hash(pem)] = pem
+            except OSError:
+                continue
+            crls[crl_hash(pem)] = pem
         if node.write_crls(crls):
             report.changes.append(f"CRLs refreshed in {node.crl_dir}")
 
@@ -173,19 +183,27 @@ def configure(
                 report.pem_cache_cleared = True
                 report.changes.append("broker PEM cache cleared: new handshakes use the new files")
         issuer_pem = node.server_issuer.read_bytes()
-        for config in known:  # every hub on this broker verifies it with its current issuer
-            target = config.home / BROKER_CA_NAME
-            if not target.exists() or target.read_bytes() != issuer_pem:
-                target.write_bytes(issuer_pem)
-                report.changes.append(f"hub {config.prefix}: {BROKER_CA_NAME} written")
-            wanted = (node.port, BROKER_CA_NAME, str(node.crl_dir))
-            if (config.broker.tls_port, config.broker.tls_ca, config.broker.tls_crl_dir) != wanted:
-                replace(config, broker=replace(config.broker, tls_port=node.port, tls_ca=BROKER_CA_NAME,
-                                               tls_crl_dir=str(node.crl_dir))).save()
-                report.changes.append(f"hub {config.prefix}: units and bridges now log in by certificate on port "
-                                      f"{node.port}")
-            report.hubs.append(config.prefix)
+        # The hubs named here, and every registered hub when the broker's issuer changed.
+        named = {str(c.home.resolve()) for c in configs}
+        for config in configs + ([c for c in known if str(c.home.resolve()) not in named] if why else []):
+            try:
+                _point_hub_at(config, node, issuer_pem, report)
+            except OSError as exc:  # a registered hub's home vanished meanwhile (tests)
+                report.changes.append(f"hub {config.prefix}: not updated ({exc.strerror})")
     return report
+
+
+def _point_hub_at(config: HubConfig, node: BrokerNode, issuer_pem: bytes, report: TlsReport) -> None:
+    target = config.home / BROKER_CA_NAME
+    if not target.exists() or target.read_bytes() != issuer_pem:
+        target.write_bytes(issuer_pem)
+        report.changes.append(f"hub {config.prefix}: {BROKER_CA_NAME} written")
+    wanted = (node.port, BROKER_CA_NAME, str(node.crl_dir))
+    if (config.broker.tls_port, config.broker.tls_ca, config.broker.tls_crl_dir) != wanted:
+        replace(config, broker=replace(config.broker, tls_port=node.port, tls_ca=BROKER_CA_NAME,
+                                       tls_crl_dir=str(node.crl_dir))).save()
+        report.changes.append(f"hub {config.prefix}: units and bridges now log in by certificate on port {node.port}")
+    report.hubs.append(config.prefix)
 
 
 def push_crl(config: HubConfig) -> bool:

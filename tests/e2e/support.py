@@ -16,7 +16,6 @@ import pika
 from cryptography import x509
 from sqlalchemy import func, select
 
-from docex.agent.config import AgentConfig
 from docex.agent.context import AgentContext
 from docex.agent.sending import Draft, queue_document
 from docex.agent.store import Notice, Outgoing, Quarantined, Received, Sent, SentRecipient
@@ -298,8 +297,10 @@ class Network:
 
     # -- the broker ----------------------------------------------------------------------------------
     def unit_settings(self, address: str) -> BrokerSettings:
-        """The unit's own broker login, as its docex.toml holds it."""
-        return BrokerSettings(url=AgentConfig.load(self.home(address)).broker_url)
+        """The unit's own broker login, as its docex.toml holds it (its certificate over TLS)."""
+        from docex.agent.service import broker_settings
+
+        return broker_settings(self.agent(address))
 
     def unit_connection(self, address: str) -> pika.BlockingConnection:
         return pika.BlockingConnection(self.unit_settings(address).parameters(f"docex-test-{address}"))
