@@ -20,6 +20,7 @@ from docex.pki.keys import load_certificates, load_crl
 from docex.pki.trust import TrustStore
 from docex.protocols.address import is_under
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, verify_directory
+from docex.protocols.safepath import inside
 
 PROVISIONED_ANCHOR = "anchor-"  # trust/anchor-N.crt, as `docex unit add` wrote them
 MAX_PENDING = 32  # other hubs' snapshots kept until their CA reaches us
@@ -92,7 +93,7 @@ class AgentContext:
         folder.mkdir(exist_ok=True)
         for pem in pems:
             name = hashlib.sha256(pem.encode()).hexdigest()[:16]
-            path = folder / f"{name}.pem"
+            path = inside(folder, f"{name}.pem")
             if not path.exists():
                 x509.load_pem_x509_crl(pem.encode())  # refuse garbage before writing
                 tmp = path.with_suffix(".tmp")
@@ -105,7 +106,7 @@ class AgentContext:
     def _dir_path(self, prefix: str) -> Path:
         if prefix == self.config.hub_prefix:
             return self.config.home / "directory.der"
-        return self.config.home / "directories" / f"{prefix}.der"
+        return inside(self.config.home / "directories", f"{prefix}.der", code="directory_untrusted")
 
     def verify_snapshot(self, der: bytes) -> DirectorySnapshot:
         """A snapshot signed by the hub owning its prefix; our own hub's must moreover be

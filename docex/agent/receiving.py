@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -35,6 +36,7 @@ from docex.protocols.errors import DocexError
 from docex.protocols.notice import verify_notice
 from docex.protocols.package import extract_to
 from docex.protocols.receipt import envelope_digest, make_receipt, verify_receipt
+from docex.protocols.safepath import create_exclusive, inside
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +95,10 @@ class Receiver:
         try:
             opened = open_envelope(body, ctx.creds, ctx.trust, max_size=ctx.config.max_envelope_bytes)
             seal_status = self._check_seal(opened.files, opened.manifest)
+            target = inside(ctx.config.inbox, header.message_id)
         except PkiError as exc:
             self._quarantine(body, header.message_id, digest, exc)
             return
-        target = ctx.config.inbox / header.message_id
         extract_to(target, opened.files, extra={"manifest.json": opened.manifest.to_json()})
         _, receipt = make_receipt(
             message_id=header.message_id, recipient=ctx.creds.address, event="delivered",
@@ -134,14 +136,11 @@ class Receiver:
     def _quarantine(self, body: bytes, message_id: str, digest: str, exc: PkiError) -> None:
         ctx = self.ctx
         folder = ctx.config.quarantine
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{message_id or digest}.env"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(body)
-        tmp.replace(path)
-        path.with_suffix(".json").write_text(json.dumps(
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = self._quarantine_file(folder, f"{message_id or 'unknown'}-{digest[:16]}", body)
+        create_exclusive(path.with_suffix(".json"), json.dumps(
             {"message_id": message_id, "code": exc.code, "message": exc.message, "at": utcnow().isoformat()},
-            ensure_ascii=False, indent=1), "utf-8")
+            ensure_ascii=False, indent=1).encode("utf-8"))
         with ctx.store.session() as s:
             if s.execute(select(Quarantined.id).where(Quarantined.digest == digest)).first():
                 return
@@ -155,6 +154,21 @@ class Receiver:
                 s.add(Outgoing(kind=messages.RECEIPT, message_id=key, body=receipt))
         ctx.observer.agent_quarantined(exc.code)
         log.warning("quarantined %s: [%s] %s", message_id or digest[:16], exc.code, exc.message)
+
+    @staticmethod
+    def _quarantine_file(folder: Path, stem: str, body: bytes) -> Path:
+        """A new `STEM[-N].env` (and its `.json` name free): never replaces a file. The stem is
+        our own digest and an id already proved a UUID, and `inside` proves it anyway."""
+        for n in range(1000):
+            path = inside(folder, f"{stem}{'' if n == 0 else f'-{n}'}.env")
+            if path.with_suffix(".json").exists():
+                continue
+            try:
+                create_exclusive(path, body)
+            except FileExistsError:
+                continue
+            return path
+        raise DocexError("io_error", f"no free quarantine name for {stem}")
 
     # -- what comes back to the sender ---------------------------------------------------------
     def receipt(self, body: bytes) -> None:

@@ -36,6 +36,7 @@ from docex.broker import (
 from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, unit_queue
 from docex.pki.errors import PkiError
 from docex.protocols import messages
+from docex.protocols.safepath import inside
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -103,10 +104,10 @@ def scan_outbox_folder(ctx: AgentContext) -> int:
                 known = s.get(Sent, message_id) is not None
             if not known:
                 queue_document(ctx, draft)
-            target = folder / "sent" / message_id
+            target = inside(folder / "sent", message_id)
             failed = None
         except PkiError as exc:
-            target = folder / "failed" / sidecar.stem
+            target = inside(folder / "failed", sidecar.stem)
             failed = exc
         target.mkdir(parents=True, exist_ok=True)
         names = [sidecar.name]
@@ -115,8 +116,11 @@ def scan_outbox_folder(ctx: AgentContext) -> int:
         except ValueError:
             pass
         for name in names:
-            src = folder / Path(name).name
-            if src.exists():
+            try:
+                src = inside(folder, Path(str(name)).name)
+            except PkiError:
+                continue
+            if src.exists() and src.is_file():
                 shutil.move(str(src), target / src.name)
         if failed is not None:
             (target / "error.txt").write_text(f"[{failed.code}] {failed.message}\n", "utf-8")

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from docex.pki.keys import PrivateKey
-from docex.pki.names import CertRole, hub_prefix_of
+from docex.pki.names import CertRole, hub_prefix_of, is_valid_address
 from docex.pki.trust import TrustStore
 from docex.protocols.address import is_under
 from docex.protocols.errors import DocexError
@@ -113,6 +113,10 @@ def verify_directory(der: bytes, trust: TrustStore, *, expected_prefix: str | No
         der, trust, kind=KIND, roles=(CertRole.SERVER,), error_code="directory_untrusted"
     )
     snapshot = DirectorySnapshot.from_payload(statement.payload)
+    # Prefixes and addresses name files and queues on the receiving side: their form first.
+    for name in (snapshot.prefix, *snapshot.children, *(u.address for u in snapshot.units)):
+        if not is_valid_address(name):
+            raise DocexError("directory_untrusted", f"{name[:80]!r} is not a valid address or prefix")
     owner = hub_prefix_of(statement.signer)
     if owner != snapshot.prefix or (expected_prefix is not None and owner != expected_prefix):
         raise DocexError("directory_untrusted", f"a directory of {snapshot.prefix} signed by the hub of {owner}")

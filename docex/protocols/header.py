@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from docex.protocols.errors import DocexError
+from docex.protocols.identifiers import check_message_id
 from docex.protocols.version import PROTOCOL_VERSION
 
 
@@ -44,7 +45,7 @@ class RoutingHeader:
         try:
             data = json.loads(raw.decode("utf-8"))
             return cls(
-                message_id=str(data["message_id"]),
+                message_id=check_message_id(data["message_id"]),
                 sender=str(data["sender"]),
                 recipients=tuple(str(a) for a in data["recipients"]),
                 cc=tuple(str(a) for a in data.get("cc", ())),

@@ -12,6 +12,7 @@ from typing import Any
 
 from docex.protocols.address import check_address
 from docex.protocols.errors import DocexError
+from docex.protocols.identifiers import check_message_id
 
 PRIORITIES = ("特急", "加急", "平急")
 # On this non-classified network only these are allowed; 秘密/机密/绝密 are refused.
@@ -90,10 +91,7 @@ class Manifest:
         unknown = set(self.fields) - set(GBT9704_FIELDS)
         if unknown:
             raise DocexError("bad_metadata", f"unknown manifest fields: {', '.join(sorted(unknown))}")
-        try:
-            uuid.UUID(self.message_id)
-        except ValueError as exc:
-            raise DocexError("bad_metadata", "message id must be a UUID") from exc
+        check_message_id(self.message_id, code="bad_metadata")
         return self
 
     def to_json(self) -> bytes:
@@ -108,7 +106,7 @@ class Manifest:
         try:
             data = json.loads(raw.decode("utf-8"))
             return cls(
-                message_id=str(data["message_id"]),
+                message_id=check_message_id(data["message_id"]),
                 sender=str(data["sender"]),
                 recipients=tuple(str(a) for a in data["recipients"]),
                 cc=tuple(str(a) for a in data.get("cc", ())),

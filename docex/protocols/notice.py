@@ -11,6 +11,7 @@ from docex.pki.keys import PrivateKey
 from docex.pki.names import CertRole, hub_prefix_of
 from docex.pki.trust import TrustStore
 from docex.protocols.errors import DocexError
+from docex.protocols.identifiers import check_message_id
 from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
@@ -40,6 +41,8 @@ def make_notice(
     cert: x509.Certificate,
     key: PrivateKey,
 ) -> tuple[Notice, bytes]:
+    if message_id:  # empty: a refusal of bytes too damaged to name a document
+        check_message_id(message_id)
     notice = Notice(message_id, event, code, message, tuple(recipients), hub, utcnow_iso())
     payload = asdict(notice)
     payload["recipients"] = list(notice.recipients)
@@ -56,6 +59,8 @@ def verify_notice(der: bytes, trust: TrustStore) -> Notice:
         )
     except KeyError as exc:
         raise DocexError("malformed_envelope", "the notice lacks a field") from exc
+    if notice.message_id:
+        check_message_id(notice.message_id)
     if hub_prefix_of(statement.signer) != notice.hub:
         raise DocexError("sender_mismatch", "a notice signed by another hub than it names")
     return notice

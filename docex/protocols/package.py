@@ -19,6 +19,7 @@ from pathlib import Path
 
 from docex.protocols.errors import DocexError
 from docex.protocols.manifest import FileEntry, Manifest
+from docex.protocols.safepath import inside
 
 MANIFEST_NAME = "manifest.json"
 MAX_FILES = 200
@@ -149,7 +150,7 @@ def extract_to(directory: str | os.PathLike[str], files: Mapping[str, bytes], *,
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     try:
         for name, data in {**files, **(extra or {})}.items():
-            path = tmp / check_filename(name) if name not in (extra or {}) else tmp / name
+            path = inside(tmp, check_filename(name) if name not in (extra or {}) else name)
             with open(path, "wb") as fh:
                 fh.write(data)
                 fh.flush()

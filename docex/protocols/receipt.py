@@ -13,6 +13,7 @@ from docex.pki.keys import PrivateKey
 from docex.pki.names import CertRole, address_of
 from docex.pki.trust import TrustStore
 from docex.protocols.errors import DocexError
+from docex.protocols.identifiers import check_message_id
 from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
@@ -33,6 +34,7 @@ class Receipt:
     error: str = ""  # for event "delivered" refused by the agent: the error code
 
     def validate(self) -> Receipt:
+        check_message_id(self.message_id)
         if self.event not in EVENTS:
             raise DocexError("receipt_invalid", f"unknown receipt event {self.event!r}")
         if self.event == "returned" and not self.reason.strip():

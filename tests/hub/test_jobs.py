@@ -19,6 +19,8 @@ from docex.protocols.notice import verify_notice
 
 XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
 
+OLD, NEW, LATE = (f"0a0a0a0a-0000-4000-8000-00000000000{n}" for n in (1, 2, 3))  # message ids are UUIDs
+
 
 class Recorder:
     """An in-memory stand-in for the hub's confirmed publisher."""
@@ -54,26 +56,26 @@ def _document(ctx: HubContext, message_id: str, accepted_hours_ago: float, deadl
 
 def test_undelivered_documents_expire_and_the_sender_is_told_once(keyed_ctx: HubContext) -> None:
     week = keyed_ctx.config.limits.expire_hours
-    _document(keyed_ctx, "old", week + 1, 4, {ZFB: states.ROUTED, FGJ: states.DELIVERED})
-    _document(keyed_ctx, "new", 1, 4, {ZFB: states.ROUTED})
+    _document(keyed_ctx, OLD, week + 1, 4, {ZFB: states.ROUTED, FGJ: states.DELIVERED})
+    _document(keyed_ctx, NEW, 1, 4, {ZFB: states.ROUTED})
     jobs, sent = _jobs(keyed_ctx)
     assert jobs.sweep_expired() == 1
     assert jobs.sweep_expired() == 0
     with keyed_ctx.db.read() as s:
         rows = {(d.message_id, d.recipient): d for d in s.execute(select(Delivery)).scalars()}
-        audited = s.execute(select(AuditEntry.action).where(AuditEntry.subject == "old")).scalars().all()
+        audited = s.execute(select(AuditEntry.action).where(AuditEntry.subject == OLD)).scalars().all()
         unpublished = s.execute(select(Outbox).where(Outbox.published_at.is_(None))).scalars().all()
-    assert rows[("old", ZFB)].state == states.EXPIRED and rows[("old", ZFB)].closed_at is not None
-    assert rows[("old", FGJ)].state == states.DELIVERED and rows[("new", ZFB)].state == states.ROUTED
+    assert rows[(OLD, ZFB)].state == states.EXPIRED and rows[(OLD, ZFB)].closed_at is not None
+    assert rows[(OLD, FGJ)].state == states.DELIVERED and rows[(NEW, ZFB)].state == states.ROUTED
     assert audited == ["delivery.expired"] and unpublished == []
     [item] = sent.items
     assert (item.routing_key, item.type) == (XXZX, messages.NOTICE)
     notice = verify_notice(item.body, keyed_ctx.identity.trust)
-    assert (notice.event, notice.message_id, notice.recipients) == ("expired", "old", (ZFB,))
+    assert (notice.event, notice.message_id, notice.recipients) == ("expired", OLD, (ZFB,))
 
 
 def test_overdue_recipients_are_reminded_once_per_period(keyed_ctx: HubContext) -> None:
-    _document(keyed_ctx, "late", 6, 4, {ZFB: states.DELIVERED, FGJ: states.SIGNED_FOR})
+    _document(keyed_ctx, LATE, 6, 4, {ZFB: states.DELIVERED, FGJ: states.SIGNED_FOR})
     jobs, sent = _jobs(keyed_ctx)
     assert jobs.sweep_deadlines() == 2  # the recipient, and the sender (escalation)
     assert jobs.sweep_deadlines() == 0  # the next reminder is due a period later

@@ -10,7 +10,7 @@ from docex.protocols.version import PROTOCOL_VERSION
 
 
 def test_round_trip_and_recipients() -> None:
-    header = RoutingHeader("id-1", "qingyuan.yangshan.xxzx", ("qingyuan.yangshan.zfb",),
+    header = RoutingHeader("3f2b8c1e-2d4a-4c6b-9e8f-0a1b2c3d4e5f", "qingyuan.yangshan.xxzx", ("qingyuan.yangshan.zfb",),
                            ("qingyuan.yangshan.fgj", "qingyuan.yangshan.zfb"), "特急", "", 1234,
                            "2011-08-25T01:00:00.000+00:00", "阳办发〔2011〕42号", "试点通知")
     assert RoutingHeader.from_json(header.to_json()) == header

@@ -13,13 +13,13 @@ from tests.protocols.conftest import A, B, Hub
 
 
 def test_notice_round_trip(county_hub: Hub, pki: Pki) -> None:
-    notice, der = make_notice(message_id="m", event="rejected", code="classified", message="涉密公文不得在本网传输",
+    notice, der = make_notice(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e60", event="rejected", code="classified", message="涉密公文不得在本网传输",
                               recipients=(B,), hub=county_hub.prefix, cert=county_hub.cert, key=county_hub.key)
     assert verify_notice(der, pki.trust()) == notice
 
 
 def test_notice_from_another_hub_than_named(other_hub: Hub, pki: Pki) -> None:
-    _, der = make_notice(message_id="m", event="paper_route", code="paper_route", message="纸质送达",
+    _, der = make_notice(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e60", event="paper_route", code="paper_route", message="纸质送达",
                          recipients=(), hub="qingyuan.yangshan", cert=other_hub.cert, key=other_hub.key)
     with pytest.raises(PkiError) as exc:
         verify_notice(der, pki.trust())

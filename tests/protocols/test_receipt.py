@@ -15,7 +15,7 @@ DIGEST = envelope_digest(b"the envelope as received")
 
 
 def test_delivered_receipt_round_trip(b: UnitCredentials, pki: Pki) -> None:
-    receipt, der = make_receipt(message_id="m-1", recipient=B, event="delivered", envelope_sha256=DIGEST,
+    receipt, der = make_receipt(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e61", recipient=B, event="delivered", envelope_sha256=DIGEST,
                                 cert=b.sign_cert, key=b.sign_key)
     verified, signer = verify_receipt(der, pki.trust())
     assert verified == receipt and signer == b.sign_cert
@@ -24,7 +24,7 @@ def test_delivered_receipt_round_trip(b: UnitCredentials, pki: Pki) -> None:
 
 def test_signed_for_by_a_person_and_returned_with_reason(pki: Pki) -> None:
     clerk = pki.person(B, "王秘书")
-    receipt, der = make_receipt(message_id="m-2", recipient=B, event="returned", envelope_sha256=DIGEST,
+    receipt, der = make_receipt(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e62", recipient=B, event="returned", envelope_sha256=DIGEST,
                                 cert=clerk.cert, key=clerk.key, reason="非本单位业务", person="王秘书")
     verified, signer = verify_receipt(der, pki.trust())
     assert (verified.event, verified.reason, verified.person) == ("returned", "非本单位业务", "王秘书")
@@ -34,13 +34,13 @@ def test_signed_for_by_a_person_and_returned_with_reason(pki: Pki) -> None:
 @pytest.mark.parametrize(("event", "reason"), [("returned", ""), ("lost", "")])
 def test_invalid_receipts_are_not_made(event: str, reason: str, b: UnitCredentials) -> None:
     with pytest.raises(PkiError) as exc:
-        make_receipt(message_id="m", recipient=B, event=event, envelope_sha256=DIGEST, cert=b.sign_cert,
+        make_receipt(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e60", recipient=B, event=event, envelope_sha256=DIGEST, cert=b.sign_cert,
                      key=b.sign_key, reason=reason)
     assert exc.value.code == "receipt_invalid"
 
 
 def test_receipt_signed_by_another_unit(c: UnitCredentials, pki: Pki) -> None:
-    _, der = make_receipt(message_id="m", recipient=B, event="delivered", envelope_sha256=DIGEST,
+    _, der = make_receipt(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e60", recipient=B, event="delivered", envelope_sha256=DIGEST,
                           cert=c.sign_cert, key=c.sign_key)
     with pytest.raises(PkiError) as exc:
         verify_receipt(der, pki.trust())
@@ -61,7 +61,7 @@ def test_other_statements_are_not_receipts(b: UnitCredentials, pki: Pki) -> None
 
 
 def test_tampered_or_untrusted_receipt(b: UnitCredentials, pki: Pki) -> None:
-    _, der = make_receipt(message_id="m", recipient=B, event="signed_for", envelope_sha256=DIGEST,
+    _, der = make_receipt(message_id="0b6c1f2e-9d7a-4e3b-8c5d-1a2b3c4d5e60", recipient=B, event="signed_for", envelope_sha256=DIGEST,
                           cert=b.sign_cert, key=b.sign_key)
     changed = der.replace(b"signed_for", b"signed_fox")
     with pytest.raises(PkiError) as exc:
