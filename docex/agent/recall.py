@@ -34,6 +34,7 @@ from docex.protocols import messages
 from docex.protocols.errors import DocexError
 from docex.protocols.notice import Notice
 from docex.protocols.recall import make_recall, verify_recall
+from docex.protocols.safepath import inside
 
 log = logging.getLogger(__name__)
 OPEN = ("queued", "sent", "routed", "waiting_for_link", "delivered")
@@ -68,8 +69,8 @@ def recall_document(ctx: AgentContext, message_id: str, reason: str, *, staff: P
 
 def _take_out(ctx: AgentContext, doc: Received) -> None:
     """Move the document's folder out of the inbox (kept, as everything is)."""
-    source = ctx.config.inbox / doc.message_id
-    target = ctx.config.home / "recalled" / doc.message_id
+    source = inside(ctx.config.inbox, doc.message_id)
+    target = inside(ctx.config.home / "recalled", doc.message_id)
     if source.exists():
         target.parent.mkdir(exist_ok=True)
         if target.exists():

@@ -12,6 +12,7 @@ from docex.pki.keys import PrivateKey
 from docex.pki.names import CertRole, address_of
 from docex.pki.trust import TrustStore
 from docex.protocols.errors import DocexError
+from docex.protocols.identifiers import check_message_id
 from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
@@ -30,6 +31,7 @@ class Recall:
     def validate(self) -> Recall:
         if not self.message_id or len(self.message_id) > 64:
             raise DocexError("recall_invalid", "a recall names the message id of the document")
+        check_message_id(self.message_id)
         if not self.reason.strip():
             raise DocexError("recall_invalid", "a recall needs a reason (撤销理由)")
         if len(self.reason) > MAX_REASON:
