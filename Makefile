@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 UNITS ?= 15
 LEVELS ?= 3
 
-.PHONY: demo test lint typecheck importlint install services bench clean
+.PHONY: demo test lint typecheck importlint install services bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,12 @@ importlint: install
 
 test: install services lint typecheck importlint
 	$(BIN)/pytest -q -ra
+
+# The parsers' fuzzers for FUZZ_SECONDS in all (default one hour), shared among the targets;
+# prints executions and crashers per target. `make test` runs them bounded.
+FUZZ_SECONDS ?= 3600
+fuzz: install
+	DOCEX_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 tests/security -k fuzz
 
 bench: install
 	$(BIN)/python -m bench

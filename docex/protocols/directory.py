@@ -34,13 +34,23 @@ class UnitEntry:
     seal_png: str = ""  # base64 of the registered seal impression (印模), if any
 
     def enc_certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.enc_cert.encode())
+        return _certificate(self.enc_cert, self.address)
 
     def sign_certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.sign_cert.encode())
+        return _certificate(self.sign_cert, self.address)
 
     def seal_image(self) -> bytes | None:
-        return base64.b64decode(self.seal_png) if self.seal_png else None
+        try:
+            return base64.b64decode(self.seal_png, validate=True) if self.seal_png else None
+        except ValueError as exc:
+            raise DocexError("directory_untrusted", f"the seal impression of {self.address} is not base64") from exc
+
+
+def _certificate(pem: str, address: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise DocexError("directory_untrusted", f"the directory's certificate for {address} cannot be read") from exc
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,13 @@ class DirectorySnapshot:
                 prefix=str(data["prefix"]),
                 version=int(data["version"]),
                 generated_at=str(data["generated_at"]),
-                units=tuple(UnitEntry(**u) for u in data.get("units", ())),
+                units=tuple(UnitEntry(**{k: "" if v is None else str(v) for k, v in u.items()}) for u in data.get("units", ())),
                 hub_cert=str(data.get("hub_cert", "")),
-                children=tuple(data.get("children", ())),
+                children=tuple(str(c) for c in data.get("children", ())),
                 crls=tuple(str(c) for c in data.get("crls", ())),
                 anchors=tuple(str(c) for c in data.get("anchors", ())),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DocexError("directory_untrusted", "the directory snapshot is not well formed") from exc
 
     def anchor_certificates(self) -> list[x509.Certificate]:

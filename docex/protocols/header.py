@@ -57,5 +57,5 @@ class RoutingHeader:
                 title=str(data.get("title", "")),
                 protocol_version=str(data["protocol_version"]),
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DocexError("malformed_envelope", "the routing header is not well formed") from exc

@@ -118,5 +118,5 @@ class Manifest:
                 fields=dict(data.get("fields", {})),
                 files=tuple(FileEntry.from_dict(f) for f in data.get("files", ())),
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DocexError("malformed_envelope", "manifest.json is not well formed") from exc

@@ -57,7 +57,7 @@ def verify_notice(der: bytes, trust: TrustStore) -> Notice:
             str(p["message_id"]), str(p["event"]), str(p["code"]), str(p["message"]),
             tuple(str(r) for r in p.get("recipients", ())), str(p["hub"]), str(p["at"]),
         )
-    except KeyError as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise DocexError("malformed_envelope", "the notice lacks a field") from exc
     if notice.message_id:
         check_message_id(notice.message_id)

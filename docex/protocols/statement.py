@@ -52,7 +52,7 @@ def verify_statement(
         raise DocexError(error_code, f"expected a signed {kind}, got {signed_kind or 'something else'}")
     try:
         payload = json.loads(verified.content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise DocexError(error_code, f"the {kind} is not valid JSON") from exc
     if not isinstance(payload, dict):
         raise DocexError(error_code, f"the {kind} is not a JSON object")
