@@ -49,4 +49,23 @@ for _ in $(seq 1 60); do
   curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && break
   sleep 1
 done
+
+# TLS with certificate logins (`docex broker tls`): units and bridges log in on 127.0.0.1:5671
+# with their client certificates; plain 5672 stays for the hubs' own localhost logins and
+# guest. The broker's server certificate comes from this machine's own broker CA; the tests'
+# hubs register their fresh CAs later without a restart. Restarts RabbitMQ only the first time.
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+py="${DOCEX_PYTHON:-$repo/.venv/bin/python}"
+if [ -x "$py" ] && [ "$(id -u)" = 0 ]; then
+  ca=/var/lib/docex/broker-ca
+  if [ ! -f "$ca/ca.crt" ]; then
+    mkdir -p /var/lib/docex && chmod 700 /var/lib/docex
+    # This machine's test broker only: its CA key is unencrypted, root-only.
+    "$py" -m docex.cli.main pki init --dir "$ca" --name "docex 本机消息服务器 broker" --insecure-no-passphrase >/dev/null
+  fi
+  flock /tmp/docex-broker.lock "$py" -m docex.cli.main broker tls --server-ca "$ca" --insecure-no-passphrase \
+    --listen 127.0.0.1:5671 | sed 's/^/setup: broker tls: /'
+else
+  echo "setup: broker TLS not configured (needs root and $py; run \`docex broker tls\` by hand)"
+fi
 exit 0
