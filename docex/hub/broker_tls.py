@@ -44,7 +44,7 @@ class TlsReport:
                 "port": self.port, "hubs": self.hubs}
 
 
-def _registry(node: BrokerNode) -> dict[str, dict[str, str]]:
+def _registry(node: BrokerNode) -> dict[str, Any]:
     """{"hubs": {home: {"prefix", "ca"}}, "server": {"ca_dir"}}"""
     path = node.tls_dir / REGISTRY_NAME
     if not path.exists():
@@ -60,13 +60,13 @@ def _save_registry(node: BrokerNode, registry: dict[str, dict[str, Any]]) -> Non
     tmp.replace(path)
 
 
-def _names(configs: Sequence[HubConfig], hostnames: Sequence[str]) -> tuple[list[str], list[str]]:
+def _names(agent_hosts: Sequence[str], hostnames: Sequence[str]) -> tuple[list[str], list[str]]:
     """DNS names and IP addresses the server certificate must carry: this machine, localhost,
     every registered hub's `agent_host`, and what the operator adds."""
     import ipaddress
 
     wanted = {"localhost", "127.0.0.1", socket.gethostname(), socket.getfqdn(), *hostnames}
-    wanted.update(c.broker.agent_host for c in configs)
+    wanted.update(agent_hosts)
     dns, ips = [], []
     for name in sorted(n for n in wanted if n):
         try:
@@ -114,33 +114,36 @@ def configure(
     report = TlsReport(port=node.port)
     with node.locked():
         registry = _registry(node)
-        hubs, server = registry["hubs"], registry["server"]
+        hubs: dict[str, dict[str, str]] = registry["hubs"]
+        server: dict[str, str] = registry["server"]
         for gone in [h for h in hubs if not (Path(h) / "docex.toml").exists()]:
             report.changes.append(f"forgot hub {hubs[gone].get('prefix', '?')} ({gone}): its home is gone")
             del hubs[gone]
         for config in configs:
             key = str(config.home.resolve())
             pem = (config.ca_dir / "ca.crt").read_bytes()
-            entry = {"prefix": config.prefix, "ca": ca_fingerprint(pem)}
+            entry = {"prefix": config.prefix, "ca": ca_fingerprint(pem), "ca_dir": str(config.ca_dir.resolve()),
+                     "agent_host": config.broker.agent_host}
             if hubs.get(key) != entry:
                 hubs[key] = entry
                 report.changes.append(f"registered hub {config.prefix} ({key})")
         if server_ca is not None:
             server["ca_dir"] = str(Path(server_ca).resolve())
         elif not (Path(server.get("ca_dir", "/nonexistent")) / "ca.crt").exists():
-            first = configs[0] if configs else (HubConfig.load(sorted(hubs)[0]) if hubs else None)
-            if first is None:
+            if not configs:
                 raise DocexError("no_hub", "name at least one hub home (--home) or the broker's CA (--server-ca)")
-            server["ca_dir"] = str(first.ca_dir.resolve())
-        known, cas = [], {}
+            server["ca_dir"] = str(configs[0].ca_dir.resolve())
+        # Other hubs are known by what the registry says (their code may be newer than ours).
+        known: list[dict[str, str]] = []
+        cas = {}
         for home in sorted(hubs):
+            entry = hubs[home]
             try:  # a hub's home may vanish while we look (test sessions sharing a broker)
-                config = HubConfig.load(home)
-                pem = (config.ca_dir / "ca.crt").read_bytes()
-            except (OSError, DocexError):
+                pem = (Path(entry.get("ca_dir") or Path(home) / "ca") / "ca.crt").read_bytes()
+            except OSError:
                 del hubs[home]
                 continue
-            known.append(config)
+            known.append({"home": home, **entry})
             cas[ca_fingerprint(pem)] = pem
         _save_registry(node, registry)
         # The broker's own CA too: the bundle is never empty, and it issues no logins.
@@ -149,7 +152,7 @@ def configure(
         added, removed = node.write_bundle(cas)
         report.changes += [f"CA bundle: added {fp}" for fp in added] + [f"CA bundle: removed {fp}" for fp in removed]
         crls = {}
-        for ca_dir in {*(c.ca_dir for c in known), Path(server["ca_dir"])}:
+        for ca_dir in {*(Path(e.get("ca_dir") or Path(e["home"]) / "ca") for e in known), Path(server["ca_dir"])}:
             try:  # crl_check: every CA of the bundle needs its CRL
                 pem = (ca_dir / "crl.pem").read_bytes()
             except OSError:
@@ -158,11 +161,11 @@ def configure(
         if node.write_crls(crls):
             report.changes.append(f"CRLs refreshed in {node.crl_dir}")
 
-        dns, ips = _names(known, hostnames)
+        dns, ips = _names([e.get("agent_host", "") for e in known], hostnames)
         ca_dir = Path(server["ca_dir"])
         why = _server_ok(node, (ca_dir / "ca.crt").read_bytes(), dns, ips)
         if why:
-            owner = next((c for c in known if c.ca_dir.resolve() == ca_dir.resolve()), None)
+            owner = next((c for c in configs if c.ca_dir.resolve() == ca_dir.resolve()), None)
             passphrase = owner.keys.passphrase() if owner is not None else server_ca_passphrase
             ca = CertificateAuthority.open(ca_dir, passphrase)
             # The broker reads its key unencrypted; the folder is the broker user's alone.
@@ -185,11 +188,14 @@ def configure(
         issuer_pem = node.server_issuer.read_bytes()
         # The hubs named here, and every registered hub when the broker's issuer changed.
         named = {str(c.home.resolve()) for c in configs}
-        for config in configs + ([c for c in known if str(c.home.resolve()) not in named] if why else []):
+        others = [e["home"] for e in known if e["home"] not in named] if why else []
+        for config in configs:
+            _point_hub_at(config, node, issuer_pem, report)
+        for home in others:
             try:
-                _point_hub_at(config, node, issuer_pem, report)
-            except OSError as exc:  # a registered hub's home vanished meanwhile (tests)
-                report.changes.append(f"hub {config.prefix}: not updated ({exc.strerror})")
+                _point_hub_at(HubConfig.load(home), node, issuer_pem, report)
+            except Exception as exc:  # noqa: BLE001 - a registered hub's home vanished or is not ours to read
+                report.changes.append(f"hub at {home}: not updated ({type(exc).__name__}); run this with its --home")
     return report
 
 
