@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # openssl: CMS by hand for operators; poppler-utils: pdfsig; Noto CJK: 公文 PDFs.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openssl poppler-utils fonts-noto-cjk \
+    && apt-get install -y --no-install-recommends openssl poppler-utils fonts-noto-cjk fonts-arphic-ukai \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin docex \

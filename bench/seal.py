@@ -46,7 +46,7 @@ def _pages(pdf: bytes) -> int:
 
 
 def run(quick: bool) -> list[Result]:
-    from docex.agent.compose import compose
+    from docex.documents.compose import compose
     from docex.pki.ca import CertificateAuthority
     from docex.pki.credentials import UnitCredentials
     from docex.pki.seal import apply_seal, verify_seals

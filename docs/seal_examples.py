@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from docex.agent.compose import compose
+from docex.documents.compose import compose
 from docex.pki.ca import CertificateAuthority
 from docex.pki.credentials import UnitCredentials
 from docex.pki.seal import apply_seal

@@ -185,8 +185,8 @@ def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expe
 @handles_errors
 def compose(meta_path: str, body_path: str, output: str, as_json: bool) -> None:
     """公文排版 Lay out a GB/T 9704 official document as PDF (seal field at 署名/成文日期)."""
-    from docex.agent.compose import ComposeError
-    from docex.agent.compose import compose as compose_pdf
+    from docex.documents.compose import ComposeError
+    from docex.documents.compose import compose as compose_pdf
     from docex.pki.seal import seal_position
 
     try:

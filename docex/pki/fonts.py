@@ -8,11 +8,12 @@ free 仿宋 or 小标宋, so the nearest installed faces stand in:
 | 仿宋/宋体 | Noto Serif CJK SC Regular                 | fonts-noto-cjk       |
 | 小标宋    | Noto Serif CJK SC Bold                    | fonts-noto-cjk       |
 | 黑体      | Noto Sans CJK SC Bold                     | fonts-noto-cjk       |
-| 楷体      | Noto Serif CJK SC Regular (as 仿宋)       | fonts-noto-cjk       |
+| 楷体      | AR PL UKai CN                             | fonts-arphic-ukai    |
 
 The Noto faces are OpenType/CFF collections; index 2 of each collection is the Simplified
 Chinese (SC) face, whose glyph shapes follow the mainland standard. (AR PL KaitiM GB was
-tried for 楷体: its metrics render small and uneven next to Noto, so it is not used.)
+tried for 楷体: its metrics render small and uneven next to Noto; UKai CN, index 0 of its
+collection, is a full-size Kaiti with mainland glyph shapes.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class FontRole(enum.Enum):
     SONG = "song"  # 仿宋/宋体 stand-in: body text
     XBS = "xbs"  # 小标宋 stand-in: issuing-authority mark, title, seal text
     HEI = "hei"  # 黑体: 份号, 密级, level-1 headings
-    KAI = "kai"  # 楷体: 签发人 name, level-2 headings (same face as SONG for now)
+    KAI = "kai"  # 楷体: 签发人 name, level-2 headings
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ _FACES: dict[FontRole, FontFace] = {
     FontRole.SONG: FontFace(NOTO_DIR / "NotoSerifCJK-Regular.ttc", _SC_FACE),
     FontRole.XBS: FontFace(NOTO_DIR / "NotoSerifCJK-Bold.ttc", _SC_FACE),
     FontRole.HEI: FontFace(NOTO_DIR / "NotoSansCJK-Bold.ttc", _SC_FACE),
-    FontRole.KAI: FontFace(NOTO_DIR / "NotoSerifCJK-Regular.ttc", _SC_FACE),
+    FontRole.KAI: FontFace(Path("/usr/share/fonts/truetype/arphic/ukai.ttc"), 0, "fonts-arphic-ukai"),
 }
 
 

@@ -47,7 +47,7 @@ def seal_image_png() -> bytes:
 @pytest.fixture(scope="session")
 def seal_doc() -> bytes:
     """A composed one-page 公文 with its empty seal field (composing costs seconds: once)."""
-    from docex.agent.compose import compose
+    from docex.documents.compose import compose
 
     return compose(GBT9704_META, SEAL_BODY)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from docex.agent.compose import (
+from docex.documents.compose import (
     BODY_H,
     TOP,
     DocumentMeta,
@@ -58,20 +58,27 @@ def test_head_of_the_document_follows_gbt9704(doc: tuple[bytes, Path], tmp_path:
     assert red_fraction(page1, (30.0, 82.0), 5) == 0  # left margin stays white
     fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
     rows = [line for line in fonts.splitlines()[2:] if line.strip()]
-    assert rows and all("Noto" in r and " yes yes " in r for r in rows)  # CJK faces embedded, subset
+    assert rows and all(("Noto" in r or "UKai" in r) and " yes yes " in r for r in rows)  # CJK faces embedded, subset
 
 
 def test_body_pages_signature_and_imprint(doc: tuple[bytes, Path]) -> None:
     pdf, path = doc
     pages = _pages(path)
-    assert pages >= 2
-    last = _text(path, pages)
-    assert "阳山县人民政府" in last and "2011年9月16日" in last and "（此件公开发布）" in last
-    assert "抄送：县委办公室、县人大常委会办公室、县政协办公室。" in last
-    assert re.search(r"阳山县人民政府办公室\s+2011年9月16日印发", last)
-    assert re.search(rf"—\s*{pages}\s*—", last)
-    # The imprint (版记) is the last thing on the page, under the signature.
-    assert last.index("2011年9月16日") < last.index("抄送") < last.index("印发")
+    assert pages >= 2 and pages % 2 == 0  # 版记 on the last page, an even one
+    record = _text(path, pages)
+    assert "抄送：县委办公室、县人大常委会办公室、县政协办公室。" in record
+    assert re.search(r"阳山县人民政府办公室\s+2011年9月16日印发", record)
+    assert record.index("抄送") < record.index("印发")
+    pos = seal_position(pdf)
+    assert pos is not None
+    signed = _text(path, pos.page)
+    assert "阳山县人民政府" in signed and "2011年9月16日" in signed and "（此件公开发布）" in signed
+    assert re.search(rf"—\s*{pos.page}\s*—", signed)
+    if pos.page == pages:  # 版记 under the signature on the same page
+        assert signed.index("2011年9月16日") < signed.index("抄送")
+    else:  # the text ended on an odd page: 版记 alone on the next (even) page
+        assert pos.page == pages - 1 and "2011年9月16日" not in record.split("印发")[0].split("抄送")[0]
+    pages = pos.page
 
     pos = seal_position(pdf)
     assert pos is not None and pos.page == pages
@@ -90,7 +97,7 @@ def test_paragraphs_are_indented_and_wrapped_at_28_characters(doc: tuple[bytes, 
     _pdf, path = doc
     text = _text(path, 2)
     lines = [line.strip() for line in text.splitlines() if line.strip() and "—" not in line]
-    assert lines and max(len(line.replace(" ", "")) for line in lines) <= 29  # 28 + a hanging mark
+    assert lines and max(len(line.replace(" ", "")) for line in lines) <= 28  # nothing hangs outside
     assert not any(line[0] in "，。、；：！？）" for line in lines)  # 避头: no line starts with these
 
 
@@ -121,3 +128,29 @@ def test_meta_from_a_manifest_uses_its_gbt9704_fields() -> None:
         "阳山县人民政府办公室", "关于开展电子公文试点的通知", "阳府办〔2011〕3号", "加急")
     assert meta.date == dt.date(2011, 8, 20) and meta.signer == "王五"
     assert meta.cc == []  # addresses are not 抄送机关 names
+
+
+def test_closing_punctuation_never_hangs_outside_the_type_area() -> None:
+    """28 characters then a full stop: the stop may not start the next line, nor hang past
+    156 mm; the 28th character goes down with it (推出)."""
+    from docex.documents.compose import CELL, _Doc, _wrap
+    from docex.pki.fonts import FontRole
+
+    doc = _Doc()
+    text = "各" * 28 + "。后文"
+    lines = _wrap(doc, text, FontRole.SONG, 16.0, 156.0, 156.0)
+    assert lines[0] == "各" * 27 and lines[1].startswith("各。")
+    assert all(doc.width(line, FontRole.SONG, 16.0) <= 156.0 + 0.01 for line in lines)
+    assert abs(doc.width("各" * 28, FontRole.SONG, 16.0) - 28 * CELL) < 0.01  # 28 fill the 版心
+    lines = _wrap(doc, "各" * 27 + "”。后", FontRole.SONG, 16.0, 156.0, 156.0)
+    assert lines[0] == "各" * 26 and lines[1].startswith("各”。")
+
+
+def test_titles_break_between_phrases() -> None:
+    from docex.documents.compose import _balanced_title
+
+    assert _balanced_title(None, "阳山县人民政府关于推行电子公文交换系统的通知") == [  # type: ignore[arg-type]
+        "阳山县人民政府关于推行", "电子公文交换系统的通知"]
+    assert _balanced_title(None, "阳山县信息中心关于印发县电子公文交换系统安全管理办法的通知") == [  # type: ignore[arg-type]
+        "阳山县信息中心关于印发", "县电子公文交换系统安全管理办法的通知"]
+    assert _balanced_title(None, "关于做好电子公文交换工作的通知") == ["关于做好电子公文交换工作的通知"]  # type: ignore[arg-type]
