@@ -162,6 +162,30 @@ class Network:
         """SIGKILL: no handler runs, nothing is flushed or acknowledged."""
         self.net.kill(name)
 
+    def pause(self, name: str) -> None:
+        """SIGSTOP the process group: the gate a fault test closes so that the fault lands
+        where it claims (mid-stream) instead of racing the stream."""
+        os.killpg(self.net.procs[name].pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        os.killpg(self.net.procs[name].pid, signal.SIGCONT)
+
+    def running(self, name: str) -> bool:
+        proc = self.net.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def recover(self, *, hub: bool = True) -> None:
+        """Leave the network as a test found it: every paused process resumed, every process
+        a failed fault test left dead started again (so the next test does not inherit it)."""
+        for proc in list(self.net.procs.values()):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGCONT)
+        if hub and not self.running("hub"):
+            self.start_hub()
+        dead = [address for address, name in self.hosts.items() if name == address and not self.running(name)]
+        if dead:
+            self.start_agents(dead)
+
     def log_text(self, name: str) -> str:
         return self.net.logs[name].read_text("utf-8", errors="replace")
 

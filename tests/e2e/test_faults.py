@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from docex.agent.store import Quarantined, Received, SentRecipient
+from docex.agent.store import Outgoing, Quarantined, Received, SentRecipient
 from docex.hub import audit
 from docex.hub.models import AuditEntry, Delivery, Document, Receipt, Rejection
 from tests.e2e.conftest import NetworkFactory
@@ -72,39 +72,89 @@ def assert_exactly_once(net: Network, ids: list[str]) -> None:
         assert len(rows) == total and {r.state for r in rows} == {"delivered"}
 
 
+def published(net: Network, ids: list[str]) -> bool:
+    """Every document of the stream has left the sender's outbox (confirmed by the broker)."""
+    with net.agent(SENDER).store.session() as s:
+        waiting = s.execute(select(func.count()).select_from(Outgoing).where(
+            Outgoing.message_id.in_(ids), Outgoing.sent_at.is_(None))).scalar_one()
+    return waiting == 0
+
+
+def accepted(net: Network, ids: list[str]) -> int:
+    return net.count(Document, Document.message_id.in_(ids))
+
+
+def received(net: Network, address: str, ids: list[str]) -> int:
+    with net.agent(address).store.session() as s:
+        return int(s.execute(select(func.count()).select_from(Received).where(Received.message_id.in_(ids))).scalar_one())
+
+
+def backlog_at_hub(net: Network, count: int, label: str) -> list[str]:
+    """Queue a stream while the hub is paused, so that all of it waits at the hub's ingress:
+    whatever the hub's speed, a fault after the first few documents lands mid-stream."""
+    net.pause("hub")
+    ids = queue_stream(net, count, label)
+    wait_until(lambda: published(net, ids), 120, "the whole stream published to the paused hub")
+    net.resume("hub")
+    return ids
+
+
 def test_sigkill_hub_and_agents_mid_stream_loses_and_duplicates_nothing(county: Network) -> None:
-    ids = queue_stream(county, 150, "SIGKILL")
-    total = len(ids) * len(RECIPIENTS)
+    try:
+        ids = backlog_at_hub(county, 150, "SIGKILL")
+        total = len(ids) * len(RECIPIENTS)
 
-    wait_until(lambda: county.documents() >= 15, 120, "the hub accepting documents")
-    county.kill("hub")
-    assert delivered(county, ids) < total  # it died mid-stream
-    county.start_hub()
+        # 1. The hub dies while it works through the backlog.
+        wait_until(lambda: accepted(county, ids) >= 15, 120, "the hub accepting documents", interval=0.02)
+        county.pause("hub")
+        assert accepted(county, ids) < len(ids)  # frozen mid-stream: the kill lands there
+        county.kill("hub")
+        county.pause(county.hosts[VICTIM])  # its inbox fills while it is frozen
+        county.start_hub()
 
-    # Early in the second leg, so that the kills land mid-stream however fast the hub is.
-    wait_until(lambda: county.received_count(VICTIM) >= 5, 120, f"{VICTIM} receiving")
-    county.kill(county.hosts[VICTIM])
-    county.kill(county.hosts[SENDER])
-    assert delivered(county, ids) < total
-    county.start_agents([VICTIM, SENDER])
+        # 2. A recipient (and the sender, collecting receipts) die while the recipient works
+        # through its inbox.
+        wait_until(lambda: county.queue_depth(f"unit.{VICTIM}") >= 30 or
+                   county.count(Delivery, Delivery.message_id.in_(ids), Delivery.recipient == VICTIM) == len(ids),
+                   120, f"a backlog for {VICTIM}")
+        county.resume(county.hosts[VICTIM])
+        wait_until(lambda: received(county, VICTIM, ids) >= 5, 120, f"{VICTIM} receiving", interval=0.02)
+        county.pause(county.hosts[VICTIM])
+        county.pause(county.hosts[SENDER])
+        assert received(county, VICTIM, ids) < len(ids)
+        county.kill(county.hosts[VICTIM])
+        county.kill(county.hosts[SENDER])
+        county.start_agents([VICTIM, SENDER])
 
-    wait_until(lambda: delivered(county, ids) >= total // 2, 120, "half delivered")
-    county.kill("hub")
-    county.start_hub()
+        # 3. The hub dies again while receipts and deliveries flow.
+        wait_until(lambda: delivered(county, ids) >= total // 2, 120, "half delivered", interval=0.02)
+        county.pause("hub")
+        assert delivered(county, ids) < total
+        county.kill("hub")
+        county.start_hub()
 
-    assert_exactly_once(county, ids)
-    # and each process really was restarted
-    assert county.log_text("hub").count(" running: ") == 3
+        assert_exactly_once(county, ids)
+        # and each process really was restarted
+        assert county.log_text("hub").count(" running: ") == 3
+    finally:
+        county.recover()
 
 
 def test_broker_connections_cut_mid_stream_everyone_reconnects(county: Network) -> None:
-    ids = queue_stream(county, 40, "断线")
-    wait_until(lambda: delivered(county, ids) >= 10, 120, "documents flowing")
-    vhost = county.config.broker.vhost
-    with county.management() as mgmt:
-        for conn in mgmt.list_connections(vhost):
-            mgmt.close_connection(conn.name, "docex test: simulated broker restart")
-    assert_exactly_once(county, ids)
+    try:
+        ids = backlog_at_hub(county, 40, "断线")
+        total = len(ids) * len(RECIPIENTS)
+        wait_until(lambda: delivered(county, ids) >= 10, 120, "documents flowing", interval=0.02)
+        county.pause("hub")
+        assert delivered(county, ids) < total  # the cut lands mid-stream
+        vhost = county.config.broker.vhost
+        with county.management() as mgmt:
+            for conn in mgmt.list_connections(vhost):
+                mgmt.close_connection(conn.name, "docex test: simulated broker restart")
+        county.resume("hub")
+        assert_exactly_once(county, ids)
+    finally:
+        county.recover()
 
 
 def test_inbox_holds_no_partial_extraction_as_a_document(county: Network) -> None:
