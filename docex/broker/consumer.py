@@ -10,6 +10,12 @@ Outcomes: handler returns -> ack; raises RejectMessage -> nack without requeue (
 lettered to docex.dlx at once); raises anything else -> nack with requeue, so the quorum
 queue's x-delivery-limit eventually dead-letters a poison message.
 
+Outages are not poison: when the failure says a dependency is down (`outage.classify`: the
+database, the disk), the worker keeps the delivery unacknowledged (so it does not count
+toward the dead-letter limit), retries it with capped backoff, and the other workers start
+nothing new until it succeeds: consuming pauses (prefetch bounds what is held) and resumes
+by itself. One log line when an outage starts, one when it ends.
+
 When the connection drops, the consumer reconnects with capped exponential backoff.
 Deliveries of the lost connection are never acked on the new one (delivery tags are per
 channel); RabbitMQ redelivers them, and consumers are idempotent on message id.
@@ -32,6 +38,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from docex.broker import outage as outages
 from docex.broker.errors import BrokerConnectionLost, BrokerError
 from docex.broker.publisher import (
     DEFAULT_CONFIRM_TIMEOUT,
@@ -97,6 +104,7 @@ class _Outcome(Enum):
 
 
 _STOP = object()
+_OUTAGE_WORDS = {"database": "数据库", "disk": "磁盘"}
 
 
 class Consumer:
@@ -122,6 +130,9 @@ class Consumer:
         reconnect_max: float = 30.0,
         stop_timeout: float = 30.0,
         confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
+        outage: outages.Classifier = outages.classify,
+        outage_initial: float = 0.5,
+        outage_max: float = 15.0,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
@@ -136,6 +147,18 @@ class Consumer:
         self.reconnect_max = reconnect_max
         self.stop_timeout = stop_timeout
         self.confirm_timeout = confirm_timeout
+        self.classify_outage = outage
+        self.outage_initial = outage_initial
+        self.outage_max = outage_max
+
+        # While a dependency is down: what it is, since when (monotonic), and the gate that
+        # holds back new deliveries. Read by health checks and metrics.
+        self.outage: str | None = None
+        self.outage_since: float | None = None
+        self.outages = 0
+        self._healthy = threading.Event()
+        self._healthy.set()
+        self._outage_lock = threading.Lock()
 
         # Counters for metrics and tests (written by the connection thread only).
         self.handled = 0
@@ -408,25 +431,76 @@ class Consumer:
                 self._complete(generation, delivery.delivery_tag, outcome)
 
     def _handle(self, delivery: Delivery) -> _Outcome:
-        try:
-            self.handler(delivery)
-        except RejectMessage as exc:
-            log.warning("消息 %s 被拒绝, 转入死信 (rejected): %s", delivery.message_id, exc)
-            return _Outcome.REJECT
-        except BrokerConnectionLost:
-            # Its connection dropped mid-publish; that is logged once where it happened.
-            log.debug("handler lost its connection", exc_info=True)
-            return _Outcome.REQUEUE
-        except Exception as exc:  # noqa: BLE001 - any handler failure means "try again later"
-            log.warning(
-                "处理消息 %s 失败, 退回队列重试 (requeued, delivery %d): %s",
-                delivery.message_id,
-                delivery.delivery_count + 1,
-                _describe(exc),
-            )
-            log.debug("handler traceback", exc_info=True)
-            return _Outcome.REQUEUE
-        return _Outcome.ACK
+        # While another worker waits out an outage, start nothing new.
+        while not self._healthy.wait(0.5):
+            if self._stopping.is_set():
+                return _Outcome.REQUEUE
+        delay = self.outage_initial
+        while True:
+            delivery.forwards.clear()  # a retry publishes what the successful try asks, once
+            delivery.forward_via = None
+            try:
+                self.handler(delivery)
+            except RejectMessage as exc:
+                log.warning("消息 %s 被拒绝, 转入死信 (rejected): %s", delivery.message_id, exc)
+                return _Outcome.REJECT
+            except BrokerConnectionLost:
+                # Its connection dropped mid-publish; that is logged once where it happened.
+                log.debug("handler lost its connection", exc_info=True)
+                return _Outcome.REQUEUE
+            except Exception as exc:  # noqa: BLE001 - any handler failure means "try again later"
+                what = self.classify_outage(exc)
+                if what is None:
+                    log.warning(
+                        "处理消息 %s 失败, 退回队列重试 (requeued, delivery %d): %s",
+                        delivery.message_id,
+                        delivery.delivery_count + 1,
+                        _describe(exc),
+                    )
+                    log.debug("handler traceback", exc_info=True)
+                    return _Outcome.REQUEUE
+                # A dependency is down: hold this delivery (unacked, so not counted toward
+                # the dead-letter limit) and try it again once the outage may be over.
+                self._outage_begins(what, exc)
+                if self._stopping.wait(delay):
+                    return _Outcome.REQUEUE
+                delay = min(delay * 2, self.outage_max)
+                continue
+            self._outage_ends()
+            return _Outcome.ACK
+
+    def _outage_begins(self, what: str, exc: BaseException) -> None:
+        with self._outage_lock:
+            if self.outage is not None:
+                return
+            self.outage, self.outage_since = what, time.monotonic()
+            self.outages += 1
+            self._healthy.clear()
+        log.error(
+            "消费者 %s: %s 不可用, 暂停消费, 消息保留待重试 (%s unavailable; consuming paused, "
+            "nothing is dead-lettered): %s",
+            self.queue,
+            _OUTAGE_WORDS.get(what, what),
+            what,
+            _describe(exc),
+        )
+
+    def _outage_ends(self) -> None:
+        if self.outage is None:
+            return
+        with self._outage_lock:
+            if self.outage is None:
+                return
+            what, since = self.outage, self.outage_since or time.monotonic()
+            self.outage, self.outage_since = None, None
+            self._healthy.set()
+        log.warning(
+            "消费者 %s: %s 已恢复, 继续消费 (%s back after %.1f s)",
+            self.queue,
+            _OUTAGE_WORDS.get(what, what),
+            what,
+            time.monotonic() - since,
+        )
 
     def _complete(
         self,
