@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 # sender-side states, from receipts and notices
 RECEIPT_STATE = {"delivered": "delivered", "signed_for": "signed_for", "returned": "returned", "refused": "rejected"}
-_RANK = {"queued": 0, "sent": 1, "routed": 2, "waiting_for_link": 2, "delivered": 3, "signed_for": 4,
+_RANK = {"queued": 0, "sent": 1, "routed": 2, "waiting_for_link": 2, "dead_letter": 2, "delivered": 3, "signed_for": 4,
          "returned": 4, "rejected": 4, "expired": 4, "paper_route": 4, "recalled": 4}
 
 
@@ -218,9 +218,11 @@ class Receiver:
                     _advance(row, "rejected", utcnow())
                     row.code = notice.code
                     row.reason = notice.message
-            elif notice.event in ("paper_route", "expired", "waiting_for_link"):
-                for row in s.execute(select(SentRecipient).where(SentRecipient.message_id == notice.message_id,
-                                                                 SentRecipient.recipient.in_(notice.recipients))).scalars():
+            elif notice.event in ("paper_route", "expired", "waiting_for_link", "dead_letter"):
+                concerns = select(SentRecipient).where(SentRecipient.message_id == notice.message_id)
+                if notice.recipients or notice.event != "dead_letter":  # a dead letter may concern them all
+                    concerns = concerns.where(SentRecipient.recipient.in_(notice.recipients))
+                for row in s.execute(concerns).scalars():
                     _advance(row, notice.event, utcnow())
                     row.code = notice.code
                     row.reason = notice.message

@@ -33,7 +33,12 @@ from docex.broker import (
     Delivery,
     PublishItem,
 )
-from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, unit_queue
+from docex.broker.topology import (
+    INGRESS_EXCHANGE,
+    INGRESS_ROUTING_KEY,
+    ingress_routing_key,
+    unit_queue,
+)
 from docex.pki.errors import PkiError
 from docex.protocols import messages
 from docex.protocols.safepath import inside
@@ -61,7 +66,7 @@ class OutboxPublisher:
         self.user = ctx.broker_user
 
     def _item(self, row: Outgoing) -> PublishItem:
-        return PublishItem(INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, row.body, row.message_id, user_id=self.user,
+        return PublishItem(INGRESS_EXCHANGE, ingress_routing_key(row.kind), row.body, row.message_id, user_id=self.user,
                            type=row.kind)
 
     def control(self, publisher: ConfirmedPublisher, kind: str) -> None:

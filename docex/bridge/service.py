@@ -38,7 +38,7 @@ from docex.broker import (
     Unroutable,
     connect,
 )
-from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY
+from docex.broker.topology import INGRESS_EXCHANGE, ingress_routing_key
 from docex.monitoring.observer import NullObserver, Observer
 from docex.monitoring.status import LinkStatus, StatusSnapshot
 from docex.protocols import localtime, messages
@@ -78,7 +78,7 @@ def forward_item(delivery: Delivery, user: str) -> PublishItem:
     headers = {k: v for k, v in (delivery.headers or {}).items() if not str(k).startswith("x-")}
     headers[messages.H_HOPS] = int(headers.get(messages.H_HOPS, 0) or 0) + 1
     return PublishItem(
-        INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, delivery.body,
+        INGRESS_EXCHANGE, ingress_routing_key(delivery.properties.type), delivery.body,
         delivery.message_id or f"bridged|{delivery.routing_key}|{delivery.delivery_tag}",
         headers=headers, user_id=user, type=delivery.properties.type,
         correlation_id=delivery.properties.correlation_id,

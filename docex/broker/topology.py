@@ -1,6 +1,8 @@
 """The hub's broker topology in one vhost: names, declarations and per-user permissions.
 
-    docex.ingress (direct) --> hub.ingress                 (quorum; competing hub workers)
+    docex.ingress (direct) --> hub.ingress   key=ingress   (quorum; competing hub workers)
+                           --> hub.receipts  key=receipt   (receipts and notices: never
+                                                            behind a backlog of documents)
     docex.deliver (direct) --> unit.<address>  key=<address>      (one inbox per unit)
                            --> link.<name>     key=link.<name>    (one per link/bridge)
     docex.dlx     (fanout) --> hub.dead                    (poison messages)
@@ -26,6 +28,10 @@ DEAD_LETTER_EXCHANGE = "docex.dlx"
 INGRESS_QUEUE = "hub.ingress"
 DEAD_QUEUE = "hub.dead"
 INGRESS_ROUTING_KEY = "ingress"
+RECEIPTS_QUEUE = "hub.receipts"
+RECEIPTS_ROUTING_KEY = "receipt"
+# Message types that travel in hub.receipts: small, and what a sender waits for.
+_RECEIPT_TYPES = frozenset({"receipt", "notice"})
 DEFAULT_DELIVERY_LIMIT = 10
 
 # Addresses are dotted lowercase labels (qingyuan.yangshan.xxzx); link names one label.
@@ -61,6 +67,12 @@ def link_queue(name: str) -> str:
 
 def link_routing_key(name: str) -> str:
     return f"link.{_check_link(name)}"
+
+
+def ingress_routing_key(message_type: str | None) -> str:
+    """The key a message is published to docex.ingress with: receipts and notices go to
+    their own queue, so that a backlog of documents never holds them up."""
+    return RECEIPTS_ROUTING_KEY if message_type in _RECEIPT_TYPES else INGRESS_ROUTING_KEY
 
 
 def work_queue_arguments(delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> dict[str, Any]:
@@ -130,6 +142,9 @@ def declare_hub_topology(
     channel.queue_bind(DEAD_QUEUE, DEAD_LETTER_EXCHANGE, routing_key="")
     _declare_work_queue(
         channel, INGRESS_QUEUE, INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, delivery_limit
+    )
+    _declare_work_queue(
+        channel, RECEIPTS_QUEUE, INGRESS_EXCHANGE, RECEIPTS_ROUTING_KEY, delivery_limit
     )
 
 

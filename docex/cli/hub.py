@@ -440,3 +440,8 @@ def documents(home: str, unit_address: str, state: str, query: str, limit: int, 
         summary = " ".join(f"{STATE_ZH.get(k, k)}{v}" for k, v in sorted(d["states"].items()))
         click.echo(f"{d['message_id']}  {localtime.show(d['accepted_at'])}  {d['doc_number']} 《{d['title']}》 {d['sender']}  {summary}")
     click.echo(f"{len(items)} document(s)")
+
+
+from docex.cli.dead_letters import dead_letters as _dead_letters  # noqa: E402 - registered last
+
+hub.add_command(_dead_letters)

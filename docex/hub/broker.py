@@ -25,6 +25,13 @@ def management(config: HubConfig) -> Management:
     return Management(b.management_url, b.management_user, b.management_password)
 
 
+def hub_user(config: HubConfig) -> str:
+    """The hub's own broker login (the user_id RabbitMQ lets it claim)."""
+    import pika
+
+    return str(pika.URLParameters(config.broker.url).credentials.username)
+
+
 def broker_user(config: HubConfig, address: str) -> str:
     """Unit addresses are broker user names (RabbitMQ checks user_id against them)."""
     return config.broker.user_prefix + address

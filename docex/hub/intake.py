@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from docex.broker import ConfirmedPublisher, Delivery, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE
-from docex.hub import audit, outbox, states
+from docex.hub import audit, broker, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.context import HubContext, Origin
 from docex.hub.models import Delivery as DeliveryRow
@@ -55,7 +55,7 @@ class Intake:
     # -- dispatch ---------------------------------------------------------------------------
     def __call__(self, delivery: Delivery) -> None:
         kind = delivery.properties.type or messages.DOCUMENT
-        origin = self.ctx.origin(delivery.user_id)
+        origin = self.ctx.origin(self._publisher_of(delivery))
         publisher = delivery.publisher
         assert publisher is not None
         if kind == messages.DOCUMENT:
@@ -82,6 +82,15 @@ class Intake:
             accept_remote_notice(self.ctx, delivery, origin, publisher)
         else:
             refuse(self.ctx, delivery, origin, "malformed_envelope", f"unexpected message type {kind!r}", publisher=publisher)
+
+    def _publisher_of(self, delivery: Delivery) -> str | None:
+        """Who published it, as RabbitMQ vouches (user_id). A dead letter the information
+        centre replays comes from the hub's own login naming the unit it first came from;
+        only the hub's login may say that."""
+        replay_of = (delivery.headers or {}).get(messages.H_REPLAY_OF)
+        if replay_of and delivery.user_id == broker.hub_user(self.ctx.config):
+            return replay_of.decode() if isinstance(replay_of, bytes) else str(replay_of)
+        return delivery.user_id
 
     # -- documents --------------------------------------------------------------------------
     def _check(self, delivery: Delivery, origin: Origin | None) -> tuple[OuterLayer, dict[str, Route]]:

@@ -17,6 +17,7 @@ from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
 from docex.hub import audit, broker, links, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.context import HubContext
+from docex.hub.job_outages import JobOutageLog
 from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
 from docex.protocols import localtime, messages
 from docex.protocols.notice import make_notice
@@ -261,6 +262,7 @@ class HubJobs:
 
 def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=localtime.zone(), job_defaults={"coalesce": True, "max_instances": 1})
+    JobOutageLog().install(scheduler)  # an outage: one line, not a traceback per job run
     scheduler.add_job(jobs.publish_directory, "interval", seconds=5, id="directory")
     scheduler.add_job(jobs.relay_outbox, "interval", seconds=5, id="outbox-relay")
     scheduler.add_job(jobs.link_housekeeping, "interval", seconds=5, id="links")

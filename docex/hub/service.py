@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 from dataclasses import dataclass, replace
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
 
-from docex.broker import Consumer, Delivery
-from docex.broker.topology import DEAD_QUEUE, INGRESS_QUEUE
-from docex.hub import audit, broker
+from docex.broker import Consumer
+from docex.broker.topology import DEAD_QUEUE, INGRESS_QUEUE, RECEIPTS_QUEUE
+from docex.hub import broker
 from docex.hub.config import HubConfig
 from docex.hub.context import HubContext
 from docex.hub.db import Database
+from docex.hub.dead_letters import DeadLetters
 from docex.hub.identity import HubIdentity
 from docex.hub.intake import Intake
 from docex.hub.jobs import HubJobs, Rollout, build_scheduler
-from docex.hub.models import Rejection
-from docex.hub.refusals import keep_bytes
 from docex.monitoring.observer import NullObserver, Observer
 
 log = logging.getLogger(__name__)
@@ -46,34 +46,22 @@ def make_context(config: HubConfig, passphrase: bytes | None, observer: Observer
                       observer or NullObserver(), stamper=load_stamper(config, passphrase))
 
 
-class DeadLetters:
-    """Poison messages: kept, recorded and audited, then acknowledged."""
-
-    def __init__(self, ctx: HubContext) -> None:
-        self.ctx = ctx
-
-    def __call__(self, delivery: Delivery) -> None:
-        kept = keep_bytes(self.ctx, delivery.body)
-        reason = ""
-        for death in (delivery.headers or {}).get("x-death", []) or []:
-            reason = f"{death.get('queue')}: {death.get('reason')}"
-            break
-        with self.ctx.db.session() as s:
-            s.add(Rejection(message_id=delivery.message_id or "", sender=delivery.user_id or "", code="dead_letter",
-                            message=reason, kept_at=kept))
-            audit.append(s, "hub", "message.dead_letter", delivery.message_id or "", reason=reason, kept_at=kept)
-        self.ctx.observer.document_rejected("dead_letter")
+def _ingress_consumers(ctx: HubContext, options: RunOptions, name: str) -> list[Consumer]:
+    """Documents, and receipts/notices in a queue of their own (one intake serves both)."""
+    intake = Intake(ctx)
+    return [
+        Consumer(broker.settings(ctx.config, prefetch=options.prefetch), INGRESS_QUEUE, intake,
+                 workers=options.consumer_threads, name=name),
+        Consumer(broker.settings(ctx.config, prefetch=options.prefetch), RECEIPTS_QUEUE, intake,
+                 workers=max(1, options.consumer_threads // 2), name=f"{name}-receipts"),
+    ]
 
 
-def _ingress_consumer(ctx: HubContext, options: RunOptions, name: str) -> Consumer:
-    return Consumer(broker.settings(ctx.config, prefetch=options.prefetch), INGRESS_QUEUE, Intake(ctx),
-                    workers=options.consumer_threads, name=name)
-
-
-def _worker_main(home: str, passphrase: bytes | None, options: RunOptions, index: int) -> None:
+def _worker_main(home: str, passphrase: bytes | None, options: RunOptions, index: int, parent: int) -> None:
     """Worker process `index` (1..N-1). With metrics on (options.metrics_port resolved by
     the main process) it serves its own intake counters on metrics_port + index: one
-    target per process, summed in PromQL; the status gauges come from the main process only."""
+    target per process, summed in PromQL; the status gauges come from the main process only.
+    It stops by itself when its main process is gone: a worker never outlives its hub."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s hub-worker-{index} %(levelname)s %(message)s")
     ctx = make_context(HubConfig.load(home), passphrase)
     metrics_server = None
@@ -83,23 +71,62 @@ def _worker_main(home: str, passphrase: bytes | None, options: RunOptions, index
         registry, ctx.observer = service_metrics("hub")
         metrics_server = serve_metrics(registry, *metrics_address("hub", port=options.metrics_port + index))
         log.info("hub worker %d metrics %s", index, metrics_server.url)
-    consumer = _ingress_consumer(ctx, options, f"docex-hub-worker-{index}")
+    consumers = _ingress_consumers(ctx, options, f"docex-hub-worker-{index}")
+    stopping = threading.Event()
 
     def stop(*_: object) -> None:
-        # A process-group SIGTERM and the parent's terminate() arrive together: a nested
-        # handler call in the main thread could wait on a pika lock that thread holds.
-        # Ignore the rest, and stop from another thread.
+        # A process-group SIGTERM and the parent's terminate() arrive together: ignore the
+        # rest, and let the main thread stop the consumers.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        threading.Thread(target=consumer.stop, name="docex-hub-worker-stop", daemon=True).start()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    for consumer in consumers:
+        consumer.start()
     try:
-        consumer.run()
+        while not stopping.wait(1.0):
+            if os.getppid() != parent:  # the main process died (SIGKILL): we were orphaned
+                log.warning("hub worker %d: 主进程已退出, 停止 (main process gone; stopping)", index)
+                break
     finally:
+        for consumer in consumers:
+            consumer.stop()
         if metrics_server is not None:
             metrics_server.stop()
+        ctx.db.dispose()
+
+
+class WorkerSupervisor:
+    """The hub's worker processes: started, watched, and restarted when one dies."""
+
+    def __init__(self, home: Path, passphrase: bytes | None, options: RunOptions) -> None:
+        self.home, self.passphrase, self.options = home, passphrase, options
+        self.procs: list[SpawnProcess] = []
+        self.restarts = 0
+        self._spawn = mp.get_context("spawn")
+
+    def _process(self, index: int) -> SpawnProcess:
+        proc = self._spawn.Process(target=_worker_main,
+                                   args=(str(self.home), self.passphrase, self.options, index, os.getpid()),
+                                   name=f"docex-hub-worker-{index}", daemon=True)
+        proc.start()
+        return proc
+
+    def start(self) -> None:
+        self.procs[:] = [self._process(index) for index in range(1, self.options.workers)]
+
+    def check(self) -> None:
+        """Restart every worker that is no longer alive (called about once a second)."""
+        for slot, proc in enumerate(self.procs):
+            if proc.is_alive():
+                continue
+            index = slot + 1
+            log.warning("hub worker %d 已退出 (exit code %s), 重新启动 (restarting)", index, proc.exitcode)
+            proc.join(0)
+            self.procs[slot] = self._process(index)
+            self.restarts += 1
 
 
 class HubService:
@@ -132,18 +159,14 @@ class HubService:
             self.metrics_url = metrics_server.url
         broker.declare(self.config, links=tuple(ctx.links()))
         consumers = [
-            _ingress_consumer(ctx, opts, "docex-hub-intake"),
+            *_ingress_consumers(ctx, opts, "docex-hub-intake"),
             Consumer(broker.settings(self.config), DEAD_QUEUE, DeadLetters(ctx), workers=1, name="docex-hub-dead"),
         ]
         for consumer in consumers:
             consumer.start()
-        procs: list[SpawnProcess] = []
-        spawn = mp.get_context("spawn")
-        for index in range(1, opts.workers):
-            proc = spawn.Process(target=_worker_main, args=(str(self.config.home), self.passphrase, opts, index),
-                                 name=f"docex-hub-worker-{index}", daemon=True)
-            proc.start()
-            procs.append(proc)
+        workers = WorkerSupervisor(self.config.home, self.passphrase, opts)
+        workers.start()
+        procs = workers.procs
         jobs = HubJobs(ctx, rollout=self.rollout)
         scheduler = build_scheduler(jobs) if opts.scheduler else None
         if scheduler is not None:
@@ -165,7 +188,8 @@ class HubService:
         if ready is not None:
             ready.set()
         try:
-            self._stop.wait()
+            while not self._stop.wait(1.0):
+                workers.check()
         finally:
             for proc in procs:
                 proc.terminate()

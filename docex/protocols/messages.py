@@ -27,6 +27,7 @@ TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEAR
 
 # AMQP headers
 H_RECIPIENT = "docex-recipient"  # the address a delivered copy is for
+H_REPLAY_OF = "docex-replay-of"  # a dead letter the hub's login replays into its ingress: the unit it came from
 H_HOPS = "docex-hops"  # hubs an envelope crossed, to stop routing loops
 MAX_HOPS = 8
 

@@ -16,7 +16,7 @@ from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
 KIND = "notice"
-EVENTS = ("rejected", "paper_route", "expired", "waiting_for_link", "reminder", "recalled")
+EVENTS = ("rejected", "paper_route", "expired", "waiting_for_link", "reminder", "recalled", "dead_letter")
 
 
 @dataclass(frozen=True)
