@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 HOME = click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
 STATE_ZH = {"queued": "待发送", "sent": "已发出", "routed": "已分发", "waiting_for_link": "等待链路",
             "delivered": "已送达", "signed_for": "已签收", "returned": "已退回", "rejected": "已拒收",
-            "expired": "已过期", "paper_route": "纸质传递", "recalled": "已撤销", "recalling": "撤销中"}
+            "expired": "已过期", "paper_route": "纸质传递", "recalled": "已撤销", "recalling": "撤销中",
+            "dead_letter": "死信"}
 
 
 def _ctx(home: str, passphrase: PassphraseSource | None = None) -> AgentContext:

@@ -21,7 +21,7 @@ from docex.protocols import localtime
 
 STATE_ZH = {
     "accepted": "已接收", "routed": "已分发", "delivered": "已送达", "signed_for": "已签收",
-    "returned": "已退回", "rejected": "已拒收", "expired": "已过期", "paper_route": "纸质传递",
+    "returned": "已退回", "rejected": "已拒收", "expired": "已过期", "paper_route": "纸质传递", "dead_letter": "死信",
 }
 HOME = click.option("--home", required=True, type=click.Path(file_okay=False), help="Hub home folder.")
 

@@ -24,6 +24,7 @@ DELIVERY_STATES: tuple[str, ...] = (
     "expired",
     "paper_route",
     "recalled",
+    "dead_letter",
 )
 
 # A label value looks like a code, an address or a link name, never like prose.

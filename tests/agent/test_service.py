@@ -21,7 +21,7 @@ from docex.agent.sending import Draft, queue_document
 from docex.agent.service import AgentService, OutboxPublisher, scan_outbox_folder
 from docex.agent.store import Outgoing, Received, Sent, SentRecipient
 from docex.broker import BrokerConnectionLost, BrokerSettings, PublishItem
-from docex.broker.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, INGRESS_QUEUE
+from docex.broker.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, INGRESS_QUEUE, RECEIPTS_QUEUE
 from docex.cli.localnet import LocalNetwork
 from docex.hub.units import CsvUnit
 from docex.protocols import messages
@@ -118,17 +118,19 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 
 def _ingress(net: LocalNetwork) -> list[tuple[str, str, str]]:
-    """Drain the hub's ingress (no hub runs here): (type, message id, user id) of each."""
+    """Drain the hub's ingress queues (no hub runs here): (type, message id, user id) of each."""
     admin = BrokerSettings(url=f"amqp://guest:guest@127.0.0.1:5672/{net.config.broker.vhost}")
     conn = pika.BlockingConnection(admin.parameters("docex-test-reader"))
     got = []
     try:
         channel = conn.channel()
-        while True:
-            method, props, _ = channel.basic_get(INGRESS_QUEUE, auto_ack=True)
-            if method is None:
-                return got
-            got.append((props.type, props.message_id, props.user_id))
+        for queue in (INGRESS_QUEUE, RECEIPTS_QUEUE):
+            while True:
+                method, props, _ = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    break
+                got.append((props.type, props.message_id, props.user_id))
+        return got
     finally:
         conn.close()
 

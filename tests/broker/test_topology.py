@@ -10,9 +10,11 @@ from docex.broker.settings import BrokerSettings
 from docex.broker.topology import (
     DEAD_QUEUE,
     INGRESS_QUEUE,
+    RECEIPTS_QUEUE,
     declare_hub_topology,
     declare_link_queue,
     declare_unit_queue,
+    ingress_routing_key,
     link_permissions,
     link_queue,
     unit_permissions,
@@ -66,8 +68,8 @@ def test_topology_declares_and_is_idempotent(
         assert declare_unit_queue(channel, XXZX) == "unit.qingyuan.yangshan.xxzx"
         assert declare_link_queue(channel, "parent") == "link.parent"
     queues = {q.name: q for q in management.list_queues(vhost)}
-    assert set(queues) == {INGRESS_QUEUE, DEAD_QUEUE, unit_queue(XXZX), "link.parent"}
-    for name in (INGRESS_QUEUE, unit_queue(XXZX), "link.parent"):
+    assert set(queues) == {INGRESS_QUEUE, RECEIPTS_QUEUE, DEAD_QUEUE, unit_queue(XXZX), "link.parent"}
+    for name in (INGRESS_QUEUE, RECEIPTS_QUEUE, unit_queue(XXZX), "link.parent"):
         assert queues[name].type == "quorum"
         assert queues[name].arguments["x-dead-letter-exchange"] == "docex.dlx"
         assert queues[name].arguments["x-delivery-limit"] == 10
@@ -77,10 +79,11 @@ def test_topology_declares_and_is_idempotent(
     channel.confirm_delivery()
     props = pika.BasicProperties(delivery_mode=2)
     channel.basic_publish("docex.ingress", "ingress", b"1", props, mandatory=True)
+    channel.basic_publish("docex.ingress", ingress_routing_key("receipt"), b"1r", props, mandatory=True)
     channel.basic_publish("docex.deliver", XXZX, b"2", props, mandatory=True)
     channel.basic_publish("docex.deliver", "link.parent", b"3", props, mandatory=True)
     channel.basic_publish("docex.dlx", "anything", b"4", props, mandatory=True)
-    for name in (INGRESS_QUEUE, unit_queue(XXZX), "link.parent", DEAD_QUEUE):
+    for name in (INGRESS_QUEUE, RECEIPTS_QUEUE, unit_queue(XXZX), "link.parent", DEAD_QUEUE):
         assert ready_count(channel, name) == 1
 
 

@@ -6,7 +6,7 @@
 (function () {
   const REFRESH_MS = 5000;
   const STATES = ["accepted", "routed", "delivered", "signed_for", "returned",
-    "rejected", "expired", "paper_route", "recalled"];
+    "rejected", "expired", "paper_route", "recalled", "dead_letter"];
   const REACHED = ["delivered", "signed_for", "returned"]; // the unit has it
   const WAITING = ["accepted", "routed", "delivered"]; // not finished yet
   const I18N = window.DOCEX_I18N || { "zh-CN": {} };
