@@ -18,8 +18,9 @@ from docex.broker.topology import DEAD_QUEUE
 from docex.hub import audit, broker, links, states
 from docex.hub.config import HubConfig
 from docex.hub.context import HubContext
+from docex.hub.dead_letters import CODE as DEAD_LETTER_CODE
 from docex.hub.links import LinkReport
-from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
+from docex.hub.models import Delivery, Document, Outbox, Rejection, Unit, utcnow
 from docex.hub.tracking import count_overdue
 from docex.monitoring.status import LinkStatus, StatusSnapshot
 
@@ -92,6 +93,10 @@ class HubStatus:
             outbox_pending = s.execute(
                 select(func.count()).select_from(Outbox).where(Outbox.published_at.is_(None))
             ).scalar_one()
+            # Dead letters the hub took in and keeps until someone replays them.
+            dead_pending = s.execute(
+                select(func.count()).select_from(Rejection).where(Rejection.code == DEAD_LETTER_CODE)
+            ).scalar_one()
             if self._audit_ok is None or time.monotonic() - self._audit_at > self.audit_every:
                 self._audit_ok = audit.verify_chain(s).ok
                 self._audit_at = time.monotonic()
@@ -114,7 +119,7 @@ class HubStatus:
             certificates_expiring_30d=expiring,
             audit_chain_ok=self._audit_ok,
             overdue=overdue,
-            dead_letters=depths.get(DEAD_QUEUE, 0) if depths is not None else None,
+            dead_letters=dead_pending + (depths.get(DEAD_QUEUE, 0) if depths is not None else 0),
             links=link_statuses(links.status(cfg, self.ctx.db)),
             outbox_pending=outbox_pending,
         )

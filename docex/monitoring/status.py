@@ -159,7 +159,7 @@ class StatusCollector(Collector):
              s.audit_chain_ok),
             ("docex_deliveries_overdue", "Deliveries past their deadline, not delivered.",
              s.overdue),
-            ("docex_dead_letters", "Messages in the dead-letter queue.", s.dead_letters),
+            ("docex_dead_letters", "Dead letters waiting for replay (docex hub dead-letters list).", s.dead_letters),
             ("docex_outbox_pending", "Outbox messages not yet confirmed by the broker.",
              s.outbox_pending),
             ("docex_inbox_unsigned", "Received documents not yet signed for or returned.",
