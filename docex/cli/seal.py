@@ -3,6 +3,7 @@ on PDF documents, GB/T 9704 layout, and the information centre's time-stamping s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -135,27 +136,53 @@ def apply(unit_dir: str, input_pdf: str, output: str, page: int | None, at: str 
     click.echo(f"已盖章 sealed by {creds.name} ({creds.address}) -> {output}")
 
 
+RENEWAL_DAYS = 60  # docex.pki.seal.RENEWAL_MARGIN, in days (imported lazily there)
+_CHANGES = {"form_filling": "表单填写 form filled", "annotations": "批注 annotations", "other": "其他 other"}
 _KINDS = {"seal": "印章", "person": "签发人", "document_timestamp": "文档时间戳", "other": "其他签名"}
 _REVOCATION = {"good": "正常", "revoked": "已吊销", "revoked_later": "盖章后吊销", "unknown": "未知"}
+
+
+def _parse_now(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("expected an ISO date or time, e.g. 2036-01-01") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 @seal.command()
 @click.argument("pdf", type=click.Path(exists=True, dir_okay=False))
 @click.option("--ca", "ca_paths", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False), help="Trusted CA certificate (county, city...); repeat.")
 @click.option("--crl", "crl_paths", multiple=True, type=click.Path(exists=True, dir_okay=False), help="A current CRL (newer than the embedded one); repeat.")
-@click.option("--expect", "expected", help="The unit address the document must be sealed by.")
+@click.option("--expect", "expected", multiple=True, help="Unit address the document must be sealed by; repeat for a joint issue (联合行文): every one must have sealed it.")
+@click.option("--renewal-days", default=RENEWAL_DAYS, show_default=True, type=click.IntRange(0, 3650),
+              help="Report INDETERMINATE when the newest timestamp's certificate expires within this many days.")
+@click.option("--at-time", "at_time", help="Evaluate at this time instead of now (ISO date/time; for audits and tests).")
 @json_option
 @handles_errors
-def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expected: str | None, as_json: bool) -> None:
-    """Verify every seal and signature of PDF, offline. Exit 0 if valid, 2 if not."""
+def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expected: tuple[str, ...],
+           renewal_days: int, at_time: str | None, as_json: bool) -> None:
+    """Verify every seal and signature of PDF, offline, at the current time with proofs of
+    existence (ETSI EN 319 102-1). Exit 0 if VALID, 2 if INVALID or INDETERMINATE (e.g. the
+    archive timestamp needs renewal: `docex seal renew`)."""
     from docex.pki.seal import verify_seals
 
     anchors = [c for p in ca_paths for c in load_certificates(p)]
-    report = verify_seals(Path(pdf).read_bytes(), anchors, [load_crl(p) for p in crl_paths], expected)
+    report = verify_seals(
+        Path(pdf).read_bytes(), anchors, [load_crl(p) for p in crl_paths], list(expected) or None,
+        long_term=True, now=_parse_now(at_time), renewal_margin=dt.timedelta(days=renewal_days),
+    )
     if as_json:
         echo_json(report.to_dict())
     else:
-        verdict = "有效 VALID" if report.ok else f"无效 INVALID [{report.error}]"
+        if report.ok:
+            verdict = "有效 VALID"
+        elif report.status == "INDETERMINATE":
+            verdict = f"待定 INDETERMINATE [{report.error}]"
+        else:
+            verdict = f"无效 INVALID [{report.error}]"
         click.echo(f"文件 {pdf}: {verdict} — {report.message}")
         for i, s in enumerate(report.signatures, 1):
             mark = "✓" if s.ok else "✗"
@@ -164,7 +191,7 @@ def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expe
             when = s.signed_at or "-"
             source = {"tsa": "可信时间戳", "signer": "签名者自称", "none": "无"}[s.time_source]
             click.echo(f"       时间 time: {when} ({source})")
-            changed = "否 no" if s.changed_after in ("none", "signatures_only", "form_filling") else f"是 yes ({s.changed_after})"
+            changed = "否 no" if s.changed_after in ("none", "signatures_only") else f"是 yes ({_CHANGES.get(s.changed_after, s.changed_after)})"
             click.echo(f"       盖章后修改 changed after: {changed}; 完整 intact: {'是' if s.intact else '否'}")
             chain = " ← ".join(s.chain) if s.chain else "-"
             click.echo(f"       证书链 chain: {chain}; 吊销 revocation: {_REVOCATION.get(s.revocation, s.revocation)}"
@@ -173,7 +200,79 @@ def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expe
                 click.echo(f"       PAdES: {s.pades_level}")
             if not s.ok:
                 click.echo(f"       错误 [{s.error}] {s.message}")
+        for warning in report.warnings:
+            click.echo(f"  注意 warning: {warning}")
+        if report.renew_by:
+            click.echo(f"  存证有效至 proofs valid until: {report.renew_by[:10]}（之前续期 renew before）")
     if not report.ok:
+        sys.exit(EXIT_REFUSED)
+
+
+@seal.command()
+@click.argument("input_pdf", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The renewed PDF (with IN.pdf).")
+@click.option("--folder", type=click.Path(exists=True, file_okay=False),
+              help="Renew, in place, every sealed PDF in this folder (recursively) that is due.")
+@click.option("--ca", "ca_paths", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False), help="Trusted CA certificate; repeat.")
+@click.option("--crl", "crl_paths", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False), help="The current CRL of every CA in the chains; repeat.")
+@click.option("--tsa", "tsa_url", envvar="DOCEX_TSA_URL", help="Time-stamping service URL [env DOCEX_TSA_URL].")
+@click.option("--tsa-dir", type=click.Path(exists=True, file_okay=False), help="Use a TSA folder in-process instead.")
+@click.option("--renewal-days", default=RENEWAL_DAYS, show_default=True, type=click.IntRange(0, 3650),
+              help="With --folder: renew files whose newest timestamp expires within this many days.")
+@passphrase_options
+@json_option
+@handles_errors
+def renew(input_pdf: str | None, output: str | None, folder: str | None, ca_paths: tuple[str, ...],
+          crl_paths: tuple[str, ...], tsa_url: str | None, tsa_dir: str | None, renewal_days: int,
+          passphrase: PassphraseSource, as_json: bool) -> None:
+    """存证续期 LTA renewal: add current validation data and a fresh document timestamp, so
+    that the seals stay verifiable after the last timestamp's certificate expires."""
+    from docex.pki.seal import renew_seal, verify_seals
+
+    if (input_pdf is None) == (folder is None) or (input_pdf is not None and not output):
+        raise click.UsageError("give IN.pdf -o OUT.pdf, or --folder DIR")
+    anchors = [c for p in ca_paths for c in load_certificates(p)]
+    crls = [load_crl(p) for p in crl_paths]
+    stamper = _timestamper(tsa_url, tsa_dir, passphrase)
+    if input_pdf is not None and output is not None:
+        renewed = renew_seal(Path(input_pdf).read_bytes(), anchors=anchors, crls=crls, timestamper=stamper)
+        tmp = Path(output).with_name(Path(output).name + ".part")
+        tmp.write_bytes(renewed)
+        tmp.replace(output)
+        report = verify_seals(renewed, anchors, crls, long_term=True)
+        if as_json:
+            echo_json({"ok": True, "output": output, "renew_by": report.renew_by})
+        else:
+            click.echo(f"已续期 renewed -> {output}; 存证有效至 proofs valid until {(report.renew_by or '-')[:10]}")
+        return
+    assert folder is not None
+    margin = dt.timedelta(days=renewal_days)
+    done, skipped, failed = [], [], []
+    for path in sorted(Path(folder).rglob("*.pdf")):
+        pdf = path.read_bytes()
+        report = verify_seals(pdf, anchors, crls, long_term=True, renewal_margin=margin, require_crl=False)
+        if report.error != "seal_renewal_needed":
+            skipped.append(str(path))
+            continue
+        try:
+            renewed = renew_seal(pdf, anchors=anchors, crls=crls, timestamper=stamper)
+        except PkiError as exc:
+            failed.append({"file": str(path), "error": exc.code, "message": exc.message})
+            continue
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(renewed)
+        tmp.replace(path)  # atomic: a crash leaves the old file or the new one, never half
+        done.append(str(path))
+        if not as_json:
+            click.echo(f"已续期 renewed {path}")
+    if as_json:
+        echo_json({"ok": not failed, "renewed": done, "not_due": len(skipped), "failed": failed})
+    else:
+        click.echo(f"续期 {len(done)} 份，未到期 {len(skipped)} 份，失败 {len(failed)} 份 "
+                   f"(renewed {len(done)}, not due {len(skipped)}, failed {len(failed)})")
+        for f in failed:
+            click.echo(f"  ✗ {f['file']}: [{f['error']}] {f['message']}", err=True)
+    if failed:
         sys.exit(EXIT_REFUSED)
 
 

@@ -314,6 +314,9 @@ class CertificateAuthority:
         save_certificate(out / "enc.crt", enc_cert)
         save_certificate(out / "ca.crt", self.certificate)
         self._record(sign_cert, CertRole.SEAL, address, name, out / "sign.crt")
+        # The current CRL goes with the keys: the unit's first seal is B-LT already (the
+        # agent then keeps it fresh from the hub's directory snapshots).
+        (out / "crl.pem").write_bytes(self.crl().public_bytes(serialization.Encoding.PEM))
         self._record(enc_cert, CertRole.ENCRYPTION, address, name, out / "enc.crt")
         return IssuedUnit(sign_cert, enc_cert, out)
 

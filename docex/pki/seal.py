@@ -89,7 +89,11 @@ ERROR_ORDER = (
     "seal_address_mismatch",
     "crl_missing",
     "seal_missing",
+    "seal_renewal_needed",
 )
+# Changes after sealing that leave the seal valid but must be shown (pyHanko's levels).
+REPORTED_CHANGES = ("form_filling", "annotations")
+RENEWAL_MARGIN = dt.timedelta(days=60)  # renew the archive timestamp this long before it expires
 MESSAGES = {
     None: "印章有效 (seal valid)",
     "seal_modified": "盖章后文件被修改 (document changed after sealing)",
@@ -101,6 +105,8 @@ MESSAGES = {
     "seal_address_mismatch": "印章证书不属于所声称的单位 (seal certificate of another unit)",
     "crl_missing": "无法检查证书吊销状态 (no CRL to check revocation)",
     "seal_missing": "文件没有电子印章 (document carries no seal)",
+    "seal_renewal_needed": "存证时间戳即将或已经过期，需续期 (archive timestamp expiring: renew, `docex seal renew`)",
+    "crl_stale": "证书吊销列表已过期 (CRL past its next update)",
 }
 
 
@@ -343,6 +349,16 @@ def apply_seal(
     if role_of(cert) is not CertRole.SEAL or address is None:
         raise SealError("wrong_certificate_role", f"{common_name(cert)} 的证书不是单位印章证书 (not a seal certificate)")
     anchors = [c for c in chain if _is_self_signed(c)]
+    now = dt.datetime.now(dt.UTC)
+    for crl in _newest_crls(crls):
+        # B-LT from the start means current revocation data: a CRL past its nextUpdate
+        # would be embedded as proof of a status nobody vouches for any more.
+        if crl.issuer == cert.issuer and crl.next_update_utc is not None and crl.next_update_utc < now:
+            raise SealError(
+                "crl_stale",
+                f"证书吊销列表已于 {crl.next_update_utc:%Y-%m-%d %H:%M} UTC 过期，请先更新 "
+                "(the CRL is past its next update: refresh it, e.g. from the directory snapshot)",
+            )
     if anchors:  # refuse to seal with a certificate we already know to be bad
         store = TrustStore(anchors, intermediates=[c for c in chain if c not in anchors])
         for crl in _newest_crls(crls):
@@ -440,6 +456,9 @@ class SignatureResult:
     revocation: str = "unknown"  # good | revoked | revoked_later | unknown
     revoked_at: str | None = None
     pades_level: str | None = None  # B-B | B-T | B-LT | B-LTA (None: not PAdES)
+    page: int | None = None  # 1-based page of a visible signature's widget
+    rect: list[float] | None = None  # its rectangle (PDF points), None when invisible
+    revision: int = 0  # the file revision it signs
     ok: bool = False
     error: str | None = None
     message: str = ""
@@ -451,6 +470,10 @@ class SealReport:
     error: str | None
     message: str
     signatures: list[SignatureResult]
+    # VALID | INDETERMINATE (e.g. the archive timestamp needs renewal) | INVALID
+    status: str = ""
+    renew_by: str | None = None  # when the newest timestamp's certificate (chain) expires
+    warnings: list[str] = field(default_factory=list)  # changes after sealing worth a look
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -526,7 +549,7 @@ def _verify_one(
     dss_certs: Sequence[x509.Certificate],
     has_dss_crl: set[bytes],
     doc_ts_revisions: Sequence[int],
-    expected_address: str | None,
+    expected_address: Sequence[str] | None,
     require_crl: bool,
 ) -> SignatureResult:
     is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
@@ -560,6 +583,9 @@ def _verify_one(
         changed_after="other",
         coverage="unclear",
     )
+
+    result.revision = int(emb.signed_revision)
+    result.page, result.rect = _widget(emb)
 
     def fail(code: str, detail: str = "") -> SignatureResult:
         result.ok = False
@@ -644,13 +670,13 @@ def _verify_one(
     elif kind == "other":
         problems.append(("wrong_certificate_role", f"{result.signer} ({result.role or '未知角色'})"))
     elif kind == "person":
-        if expected_address is not None and address != expected_address:
-            problems.append(("seal_address_mismatch", f"签发人属于 {address}，而非 {expected_address}"))
+        if expected_address is not None and address not in expected_address:
+            problems.append(("seal_address_mismatch", f"签发人属于 {address}，而非 {'、'.join(expected_address)}"))
     else:
         if claimed_address is not None and claimed_address != address:
             problems.append(("seal_address_mismatch", f"印章声称属于 {claimed_address}，证书属于 {address}"))
-        if expected_address is not None and address != expected_address:
-            problems.append(("seal_address_mismatch", f"印章属于 {address}，而非发文单位 {expected_address}"))
+        if expected_address is not None and address not in expected_address:
+            problems.append(("seal_address_mismatch", f"印章属于 {address}，而非发文单位 {'、'.join(expected_address)}"))
     if problems:
         rank = {code: i for i, code in enumerate(ERROR_ORDER)}
         code, detail = min(problems, key=lambda p: rank.get(p[0], len(rank)))
@@ -672,30 +698,121 @@ def _token_time_doc(emb: Any) -> dt.datetime | None:
     return None
 
 
+def _widget(emb: Any) -> tuple[int | None, list[float] | None]:
+    """(1-based page, rectangle) of a signature's widget; (None, None) when invisible."""
+    try:
+        field_obj = emb.sig_field
+        rect = [float(v) for v in field_obj.get("/Rect", [])]
+        if len(rect) != 4 or rect[2] - rect[0] < 1 or rect[3] - rect[1] < 1:
+            return None, None
+        reader = emb.reader
+        page_ref = field_obj.raw_get("/P") if "/P" in field_obj else None
+        for ix in range(int(reader.root["/Pages"]["/Count"])):
+            page_obj, _ = reader.find_page_for_modification(ix)
+            if page_ref is not None and page_obj == page_ref:
+                return ix + 1, rect
+            annots = page_obj.get_object().get("/Annots")
+            if isinstance(annots, ArrayObject) and any(a.get_object() is field_obj for a in annots):
+                return ix + 1, rect
+        return None, rect
+    except (KeyError, ValueError, TypeError, AttributeError, PdfError):
+        return None, None
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    ax0, ax1 = sorted((a[0], a[2]))
+    ay0, ay1 = sorted((a[1], a[3]))
+    bx0, bx1 = sorted((b[0], b[2]))
+    by0, by1 = sorted((b[1], b[3]))
+    return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
+
+
+def _token_certificate(token: asn1_cms.ContentInfo) -> x509.Certificate | None:
+    """The signer's certificate inside a time-stamp token (the TSA's)."""
+    signed = token["content"]
+    sid = signed["signer_infos"][0]["sid"]
+    for choice in signed["certificates"] or []:
+        cert = choice.chosen
+        if sid.name == "issuer_and_serial_number":
+            wanted = sid.chosen
+            if cert.serial_number == wanted["serial_number"].native and cert.issuer == wanted["issuer"]:
+                return _crypto_cert(cert)
+        elif cert.key_identifier == sid.chosen.native:
+            return _crypto_cert(cert)
+    return None
+
+
+def _newest_timestamp(sigs: Sequence[Any]) -> tuple[dt.datetime, x509.Certificate] | None:
+    """(genTime, TSA certificate) of the newest proof of existence in the file: the newest
+    document (archive) timestamp, else the newest signature timestamp."""
+    found: list[tuple[int, dt.datetime, x509.Certificate]] = []
+    for emb in sigs:
+        try:
+            if emb.sig_object_type == "/DocTimeStamp":
+                when = _token_time_doc(emb)
+                if when is not None:
+                    found.append((2, when, _crypto_cert(emb.signer_cert)))
+                continue
+            attrs = emb.signer_info["unsigned_attrs"]
+            if isinstance(attrs, asn1_core.Void):
+                continue
+            for attr in attrs:
+                if attr["type"].native == "signature_time_stamp_token":
+                    token = attr["values"][0]
+                    when = _token_time(emb.signer_info)
+                    cert = _token_certificate(token)
+                    if when is not None and cert is not None:
+                        found.append((1, when, cert))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue
+    if not found:
+        return None
+    _, when, cert = max(found, key=lambda f: (f[0], f[1]))
+    return when, cert
+
+
 def verify_seals(
     pdf: bytes,
     anchors: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList] = (),
-    expected_address: str | None = None,
+    expected_address: str | Sequence[str] | None = None,
     *,
     require_crl: bool = True,
+    long_term: bool = False,
+    now: dt.datetime | None = None,
+    renewal_margin: dt.timedelta = RENEWAL_MARGIN,
 ) -> SealReport:
     """Verify every signature of ``pdf`` offline and give a verdict.
 
     ``anchors``: trusted CA certificates (the county CA, the city CA...); ``crls``: the
     newest CRLs the verifier has (embedded ones are used too; the newest per issuer
     wins); ``expected_address``: the unit the document must be sealed by (the envelope's
-    sender). ``require_crl``: no revocation information at all is ``crl_missing``.
+    sender), or several for a joint issue (联合行文: every one must have sealed it, no
+    seal of anyone else). ``require_crl``: no revocation information at all is
+    ``crl_missing``.
+
+    ``long_term``: also judge the proofs of existence at ``now`` (default: the current
+    time), as ETSI EN 319 102-1 does: the newest archive (document) timestamp, else the
+    newest signature timestamp, must itself still be verifiable - its TSA certificate and
+    CA valid beyond ``now + renewal_margin``. If not, the report is INDETERMINATE with
+    ``seal_renewal_needed`` (``docex seal renew`` adds a fresh timestamp), not VALID.
+
+    Changes after sealing that pyHanko allows (form filling, annotations) and a later
+    signature whose visible widget covers an earlier seal are listed in ``warnings``.
     The report's ``error`` is None only if there is at least one seal and every
     signature is valid. Never raises on bad input: an unreadable PDF is ``seal_invalid``.
     """
+    expected: list[str] | None = (
+        None if expected_address is None
+        else [expected_address] if isinstance(expected_address, str) else list(expected_address)
+    )
     try:
         reader = _reader(pdf)
         sigs = list(reader.embedded_signatures)
     except SealError as exc:
-        return SealReport(False, "seal_invalid", exc.message, [])
+        return SealReport(False, "seal_invalid", exc.message, [], status="INVALID")
     except (PdfError, ValueError, KeyError, TypeError) as exc:
-        return SealReport(False, "seal_invalid", f"不是可读的 PDF 文件 ({exc})", [])
+        return SealReport(False, "seal_invalid", f"不是可读的 PDF 文件 ({exc})", [], status="INVALID")
 
     dss_certs: list[x509.Certificate] = []
     dss_crls: list[x509.CertificateRevocationList] = []
@@ -719,17 +836,91 @@ def verify_seals(
             dss_certs=dss_certs,
             has_dss_crl=has_dss_crl,
             doc_ts_revisions=doc_ts_revisions,
-            expected_address=expected_address,
+            expected_address=expected,
             require_crl=require_crl,
         )
         for emb in sigs
     ]
     errors = {r.error for r in results if r.error}
-    if not any(r.kind == "seal" for r in results):
+    seals = [r for r in results if r.kind == "seal"]
+    missing_units: list[str] = []
+    if not seals:
         errors.add("seal_missing")
+    elif expected is not None and len(expected) > 1:
+        missing_units = [a for a in expected if not any(r.address == a and r.ok for r in seals)]
+        if missing_units:
+            errors.add("seal_missing")
+
+    warnings: list[str] = []
+    for r in results:
+        if r.kind != "document_timestamp" and r.changed_after in REPORTED_CHANGES:
+            what = "表单填写 form filled" if r.changed_after == "form_filling" else "添加批注 annotations added"
+            warnings.append(f"{r.signer} [{r.field_name}] 盖章后有修改：{what} (changed after sealing)")
+    visible = [r for r in results if r.rect is not None and r.page is not None]
+    for later in visible:
+        for earlier in visible:
+            if earlier.revision < later.revision and earlier.page == later.page and earlier.rect and later.rect \
+                    and _overlap(earlier.rect, later.rect):
+                warnings.append(
+                    f"后加的签名 {later.signer} [{later.field_name}] 的外观盖住了 {earlier.signer} [{earlier.field_name}] "
+                    f"的印章 (a later signature's appearance covers an earlier seal)"
+                )
+
     error = next((code for code in ERROR_ORDER if code in errors), None)
     if error is None and errors:
         error = sorted(e for e in errors if e)[0]
     message = MESSAGES.get(error, error or "")
-    return SealReport(ok=error is None, error=error, message=message, signatures=results)
+    if error == "seal_missing" and missing_units:
+        message += "：" + "、".join(missing_units) + " 未盖章 (no valid seal of these units)"
+    status = "VALID" if error is None else "INVALID"
+    renew_by: str | None = None
+    if long_term and sigs:
+        moment = now or dt.datetime.now(dt.UTC)
+        newest = _newest_timestamp(sigs)
+        if newest is not None:
+            _, tsa_cert = newest
+            chain = [tsa_cert, *(a for a in anchors if a.subject == tsa_cert.issuer)]
+            expires = min(c.not_valid_after_utc for c in chain)
+            renew_by = expires.isoformat()
+            if moment + renewal_margin >= expires and error is None:
+                status, error = "INDETERMINATE", "seal_renewal_needed"
+                state = "已于" if moment >= expires else "将于"
+                message = (
+                    f"{MESSAGES[error]}：最新时间戳的证书{state} {expires:%Y-%m-%d} 过期 "
+                    f"(the newest timestamp's certificate {'expired' if moment >= expires else 'expires'} on {expires:%Y-%m-%d})"
+                )
+    return SealReport(
+        ok=error is None, error=error, message=message, signatures=results,
+        status=status, renew_by=renew_by, warnings=warnings,
+    )
 
+
+def renew_seal(
+    pdf: bytes,
+    *,
+    anchors: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+    timestamper: TimeStamper,
+    others: Sequence[x509.Certificate] = (),
+) -> bytes:
+    """PAdES LTA renewal: validation data for the newest timestamp (certificates and the
+    current CRLs) into the DSS, then a fresh document timestamp over everything
+    (pyHanko's ``PdfTimeStamper.update_archival_timestamp_chain``). Do it before the newest
+    timestamp's certificate expires (see :data:`RENEWAL_MARGIN`)."""
+    reader = _reader(pdf)
+    if not list(reader.embedded_signatures):
+        raise SealError("seal_missing", MESSAGES["seal_missing"])
+    if not crls:
+        raise SealError("crl_missing", "续期需要当前的证书吊销列表 (renewal needs the current CRLs)")
+    vc = _validation_context(anchors, others, crls)
+    try:
+        out = signers.PdfTimeStamper(timestamper).update_archival_timestamp_chain(
+            reader, vc, in_place=False, output=io.BytesIO()
+        )
+        return bytes(out.getvalue())
+    except TimestampRequestError as exc:
+        raise SealError("timestamp_unavailable", f"时间戳服务不可用 (TSA refused or unreachable: {exc})") from exc
+    except (SigningError, PathError, ValidationError, SignatureValidationError) as exc:
+        raise SealError("seal_invalid", f"无法续期：最新时间戳已无法验证 (cannot renew: {exc})") from exc
+    except (PdfError, ValueError, KeyError) as exc:
+        raise SealError("pdf_unreadable", f"无法在此 PDF 上续期 ({exc})") from exc

@@ -50,6 +50,8 @@ CODES: dict[str, tuple[str, str]] = {
     "seal_modified": ("盖章后文件被改动", "the document was changed after it was sealed"),
     "seal_address_mismatch": ("印章不属于发文单位", "the seal is not the sending unit's"),
     "seal_missing": ("文件没有电子印章", "the document carries no electronic seal"),
+    "crl_stale": ("证书吊销列表已过期，请先更新", "the CRL is past its next update: refresh it first"),
+    "seal_renewal_needed": ("印章的存证时间戳即将或已经过期，需要续期", "the seal's archive timestamp expires soon or has expired: renew it"),
     "seal_image_invalid": ("印模图像无效", "the seal impression image is not usable"),
     "seal_position_invalid": ("盖章位置无效", "the seal position is not on the page"),
     "pdf_unreadable": ("无法读取 PDF 文件", "the PDF cannot be read"),
