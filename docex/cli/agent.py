@@ -16,17 +16,15 @@ from docex.cli.options import (
     json_option,
     passphrase_options,
 )
-from docex.protocols import localtime
+from docex.protocols import glossary, localtime
 from docex.protocols.manifest import PRIORITIES
 
 if TYPE_CHECKING:
     from docex.agent.context import AgentContext
 
 HOME = click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
-STATE_ZH = {"queued": "待发送", "sent": "已发出", "routed": "已分发", "waiting_for_link": "等待链路",
-            "delivered": "已送达", "signed_for": "已签收", "returned": "已退回", "rejected": "已拒收",
-            "expired": "已过期", "paper_route": "纸质传递", "recalled": "已撤销", "recalling": "撤销中",
-            "dead_letter": "死信"}
+STATE_ZH = glossary.zh(glossary.STATES) | glossary.zh(glossary.SENDER_STATES)  # the sender's view
+INBOX_ZH = glossary.zh(glossary.INBOX_STATES)  # the recipient's own inbox
 
 
 def _ctx(home: str, passphrase: PassphraseSource | None = None) -> AgentContext:
@@ -165,7 +163,7 @@ def inbox(home: str, state: str, as_json: bool) -> None:
         return
     for i in items:
         click.echo(f"{i['message_id']}  {localtime.show(i['received_at'], seconds=False)}  "
-                   f"{STATE_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
+                   f"{INBOX_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
                    f"《{i['title']}》 来自 {i['sender_name']}  {i['path']}")
     click.echo(f"{len(items)} document(s)")
 

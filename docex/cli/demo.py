@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from docex.cli.logs import setup as setup_logging
+from docex.protocols import glossary
 
 if TYPE_CHECKING:
     from docex.hub.db import Database
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
 
 PREFIX = "qingyuan.yangshan"
 CORE = ("qingyuan.yangshan.xxzx", "qingyuan.yangshan.xwb", "qingyuan.yangshan.zfb")
-STATE_ZH = {"accepted": "已接收", "routed": "已分发", "delivered": "已送达", "signed_for": "已签收",
-            "returned": "已退回", "rejected": "已拒收", "expired": "已过期", "paper_route": "纸质"}
+STATE_ZH = {k: v for k, v in glossary.zh(glossary.STATES).items() if k != "recalled"}
 FINAL = {"signed_for", "returned", "rejected", "expired", "paper_route"}
 
 

@@ -17,12 +17,9 @@ from docex.cli.options import (
     json_option,
     passphrase_options,
 )
-from docex.protocols import localtime
+from docex.protocols import glossary, localtime
 
-STATE_ZH = {
-    "accepted": "已接收", "routed": "已分发", "delivered": "已送达", "signed_for": "已签收",
-    "returned": "已退回", "rejected": "已拒收", "expired": "已过期", "paper_route": "纸质传递", "dead_letter": "死信",
-}
+STATE_ZH = glossary.zh(glossary.STATES)
 HOME = click.option("--home", required=True, type=click.Path(file_okay=False), help="Hub home folder.")
 
 
@@ -284,9 +281,9 @@ def unit_list(home: str, as_json: bool) -> None:
     if as_json:
         echo_json(stats)
         return
-    phase = {"pilot": "试点", "dual_track": "双轨", "electronic": "电子"}
+    phase = glossary.zh(glossary.PHASES)
     for u in stats:
-        state = "启用" if u["state"] == "enabled" else "停用"
+        state = glossary.label(glossary.UNIT_STATES, u["state"])
         online = "在线" if u["online"] else "离线"
         click.echo(f"{u['address']:32} {state} {online} {phase.get(u['phase'], u['phase'])}  {u['name']}")
     click.echo(f"{len(stats)} unit(s)")

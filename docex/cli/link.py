@@ -16,10 +16,11 @@ from docex.cli.options import (
     json_option,
     passphrase_options,
 )
+from docex.protocols import glossary
 
 HOME = click.option("--home", required=True, type=click.Path(file_okay=False), help="Hub home folder.")
 LINK = click.option("--link", "name", help="Link name (default: the only link of this hub).")
-STATE_ZH = {"active": "运行", "paused": "已暂停", "draining": "排空中"}
+STATE_ZH = glossary.zh(glossary.LINK_STATES)
 
 
 def _open(home: str) -> tuple[Any, Any]:

@@ -127,7 +127,9 @@ def list_(directory: str, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    labels = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
+    from docex.protocols import glossary
+
+    labels = glossary.zh(glossary.CERT_STATES)
     click.echo(f"{'serial':34} {'role':10} {'status':8} {'expires':10}  holder")
     for row in rows:
         click.echo(

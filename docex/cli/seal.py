@@ -23,6 +23,7 @@ from docex.cli.options import (
 )
 from docex.pki.errors import PkiError
 from docex.pki.keys import load_certificates, load_crl
+from docex.protocols import localtime
 
 if TYPE_CHECKING:
     from pyhanko.sign.timestamps import TimeStamper
@@ -60,6 +61,21 @@ def draw(name: str, bottom_text: str, size_px: int, output: str) -> None:
     click.echo(f"印模已生成 seal image written: {output}")
 
 
+def _agent_tsa_url(unit: Path) -> str | None:
+    """An agent home's docex.toml names the hub's TSA (`[seal] tsa_url`, written by `unit add`)."""
+    import tomllib
+
+    config = unit / "docex.toml"
+    if not config.exists():
+        return None
+    try:
+        seal_conf = tomllib.loads(config.read_text("utf-8")).get("seal", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    url = seal_conf.get("tsa_url") if isinstance(seal_conf, dict) else None
+    return str(url) if url else None
+
+
 def _timestamper(tsa_url: str | None, tsa_dir: str | None, passphrase: PassphraseSource) -> TimeStamper:
     from docex.pki.tsa import TimeStampAuthority, http_timestamper
 
@@ -81,7 +97,7 @@ def _timestamper(tsa_url: str | None, tsa_dir: str | None, passphrase: Passphras
 @click.option("--at", "at", help="Seal centre X,Y in mm from the page's top-left corner.")
 @click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False), help="签发人 folder (person.crt, person.key): adds the officer's signature.")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Seal impression PNG (default: UNIT/seal.png, else one drawn from the unit's name).")
-@click.option("--tsa", "tsa_url", envvar="DOCEX_TSA_URL", help="Time-stamping service URL (docex tsa run) [env DOCEX_TSA_URL].")
+@click.option("--tsa", "tsa_url", envvar="DOCEX_TSA_URL", help="Time-stamping service URL (docex tsa run) [env DOCEX_TSA_URL; default: [seal] tsa_url of UNIT/docex.toml].")
 @click.option("--tsa-dir", type=click.Path(exists=True, file_okay=False), help="Use a TSA folder in-process instead (information centre).")
 @click.option("--crl", "crl_paths", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Current CRL to embed (default: UNIT/crl.pem if present).")
 @passphrase_options
@@ -96,6 +112,7 @@ def apply(unit_dir: str, input_pdf: str, output: str, page: int | None, at: str 
     from docex.pki.seal_image import draw_seal
 
     unit = Path(unit_dir)
+    tsa_url = tsa_url or (None if tsa_dir else _agent_tsa_url(unit))
     secret = passphrase.get()
     creds = UnitCredentials.load(unit, secret)
     chain = load_certificates(unit / "ca.crt") if (unit / "ca.crt").exists() else []
@@ -188,7 +205,7 @@ def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expe
             mark = "✓" if s.ok else "✗"
             who = f"{s.signer}" + (f" ({s.address})" if s.address else "")
             click.echo(f"  {mark} {i}. {_KINDS.get(s.kind, s.kind)}: {who}  [{s.field_name}]")
-            when = s.signed_at or "-"
+            when = localtime.show(s.signed_at) or "-"
             source = {"tsa": "可信时间戳", "signer": "签名者自称", "none": "无"}[s.time_source]
             click.echo(f"       时间 time: {when} ({source})")
             changed = "否 no" if s.changed_after in ("none", "signatures_only") else f"是 yes ({_CHANGES.get(s.changed_after, s.changed_after)})"

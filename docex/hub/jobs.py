@@ -11,6 +11,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from docex.broker import ConfirmedPublisher, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
@@ -102,6 +103,11 @@ class HubJobs:
                              hub=self.ctx.config.prefix, cert=self.ctx.identity.cert, key=self.ctx.identity.key)
         return der
 
+    @staticmethod
+    def _unit_name(s: Session, address: str) -> str:
+        unit = s.get(Unit, address)
+        return f"{unit.name}（{address}）" if unit is not None and unit.name else address
+
     def sweep_deadlines(self) -> int:
         """Remind recipients who have not signed for a document by its deadline (and tell
         the sender: escalation), once per deadline period."""
@@ -121,12 +127,19 @@ class HubJobs:
                 if now < due:
                     continue
                 delivery.reminders += 1
-                text = f"《{doc.title}》{doc.doc_number} 已超过签收时限，请尽快签收 (reminder {delivery.reminders})"
-                der = self._notice(doc.message_id, "reminder", "overdue", text, (delivery.recipient,))
+                deadline = localtime.show(doc.deadline, seconds=False)
+                # the recipient is asked to sign; the sender is told who has not (escalation)
+                to_recipient = (f"《{doc.title}》{doc.doc_number} 已超过签收时限（{deadline}），请尽快签收 "
+                                f"(overdue since {deadline}: please sign for it; reminder {delivery.reminders})")
+                name = self._unit_name(s, delivery.recipient)
+                to_sender = (f"收文单位 {name} 未在签收时限（{deadline}）内签收《{doc.title}》{doc.doc_number}，"
+                             f"已第 {delivery.reminders} 次催办 (recipient {name} has not signed for it by the deadline; "
+                             f"reminder {delivery.reminders} sent)")
                 key = messages.notice_key(doc.message_id, "reminder", f"{delivery.recipient}|{delivery.reminders}")
-                for address in (delivery.recipient, doc.sender):
+                for address, text in ((delivery.recipient, to_recipient), (doc.sender, to_sender)):
                     route = self.ctx.route(address)
                     if route.kind != "paper":
+                        der = self._notice(doc.message_id, "reminder", "overdue", text, (delivery.recipient,))
                         outbox.add(s, key=key, kind=messages.NOTICE, route=route, address=address, body=der)
                 audit.append(s, "hub", "delivery.reminder", doc.message_id, recipient=delivery.recipient,
                              reminders=delivery.reminders)
@@ -146,8 +159,10 @@ class HubJobs:
             for delivery, doc in rows:
                 delivery.state = states.EXPIRED
                 delivery.closed_at = utcnow()
+                name = self._unit_name(s, delivery.recipient)
                 der = self._notice(doc.message_id, "expired", "expired",
-                                   f"{delivery.recipient} 未在时限内接收《{doc.title}》", (delivery.recipient,))
+                                   f"收文单位 {name} 未在时限内接收《{doc.title}》{doc.doc_number}，投递已过期 "
+                                   f"(recipient {name} did not take delivery in time: expired)", (delivery.recipient,))
                 key = messages.notice_key(doc.message_id, "expired", delivery.recipient)
                 route = self.ctx.route(doc.sender)
                 if route.kind != "paper":

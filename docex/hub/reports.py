@@ -13,9 +13,9 @@ from pathlib import Path
 
 from docex.hub.context import HubContext
 from docex.hub.tracking import UnitStats, unit_stats
-from docex.protocols import localtime
+from docex.protocols import glossary, localtime
 
-PHASE_ZH = {"pilot": "试点", "dual_track": "双轨运行", "electronic": "全面电子化"}
+PHASE_ZH = glossary.zh(glossary.PHASES)
 COLUMNS = [
     ("address", "单位地址"), ("name", "单位名称"), ("phase", "推行阶段"), ("sent", "发文数"),
     ("received", "收文数"), ("signed_for", "签收数"), ("signed_for_on_time", "按时签收数"),

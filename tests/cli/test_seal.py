@@ -104,3 +104,27 @@ def test_agent_reaches_tsa_run_over_http(files: dict[str, Path], tsa_process: st
     assert code == 0, out
     code, out = _run("seal", "verify", str(root / "http.pdf"), "--ca", str(files["ca"]))
     assert code == 0 and "有效 VALID" in out and "可信时间戳" in out
+
+
+def test_apply_on_an_agent_home_uses_its_tsa_url(files: dict[str, Path], tsa_process: str, tmp_path: Path) -> None:
+    """`docex seal apply --unit AGENTDIR` as the README writes it: no --tsa, the agent's
+    docex.toml names the hub's TSA."""
+    import shutil
+
+    unit = tmp_path / "agent"
+    shutil.copytree(files["unit"], unit)
+    (unit / "docex.toml").write_text(f'address = "{UNIT}"\n[seal]\ntsa_url = "{tsa_process}"\n', "utf-8")
+    plain = files["root"] / "plain-agent.pdf"
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.text(20, 20, "agent home")
+    plain.write_bytes(bytes(pdf.output()))
+    result = CliRunner().invoke(cli, ["seal", "apply", "--unit", str(unit), str(plain), "-o", str(tmp_path / "a.pdf"),
+                                      "--crl", str(files["crl"]), "--insecure-no-passphrase"],
+                                env={"DOCEX_TSA_URL": None})
+    assert result.exit_code == 0, result.output
+    code, out = _run("seal", "verify", str(tmp_path / "a.pdf"), "--ca", str(files["ca"]))
+    assert code == 0 and "可信时间戳" in out

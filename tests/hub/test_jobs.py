@@ -80,8 +80,12 @@ def test_overdue_recipients_are_reminded_once_per_period(keyed_ctx: HubContext) 
     assert jobs.sweep_deadlines() == 2  # the recipient, and the sender (escalation)
     assert jobs.sweep_deadlines() == 0  # the next reminder is due a period later
     assert sorted(i.routing_key for i in sent.items) == [XXZX, ZFB]
-    notice = verify_notice(sent.items[0].body, keyed_ctx.identity.trust)
-    assert notice.event == "reminder" and notice.code == "overdue" and "请尽快签收" in notice.message
+    by_address = {i.routing_key: verify_notice(i.body, keyed_ctx.identity.trust) for i in sent.items}
+    to_recipient, to_sender = by_address[ZFB], by_address[XXZX]
+    assert to_recipient.event == "reminder" and to_recipient.code == "overdue" and "请尽快签收" in to_recipient.message
+    # the sender hears who has not signed, not "please sign for it"
+    assert to_sender.event == "reminder" and "请尽快签收" not in to_sender.message
+    assert f"收文单位 {ZFB} 未在签收时限" in to_sender.message and to_sender.recipients == (ZFB,)
     with keyed_ctx.db.read() as s:
         reminders = {d.recipient: d.reminders for d in s.execute(select(Delivery)).scalars()}
     assert reminders == {ZFB: 1, FGJ: 0}

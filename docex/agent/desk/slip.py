@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 
 from docex.pki.fonts import FontRole, font_face
+from docex.protocols import glossary
 
-STATE_ZH = {"delivered": "未签收", "signed_for": "已签收", "returned": "已退回", "recalled": "已撤销"}
+STATE_ZH = glossary.zh(glossary.INBOX_STATES)
 
 
 def _local(value: str | None, zone: ZoneInfo) -> str:
@@ -54,7 +55,7 @@ def receipt_slip(doc: dict[str, Any], *, unit_name: str, envelope_sha256: str, s
         rows.append(("退回理由", doc["reason"]))
     rows += [
         ("附件", "；".join(f["name"] for f in doc["files"])),
-        ("印章核验", {"valid": "有效", "none": "无电子印章", "unchecked": "未核验"}.get(doc["seal"], doc["seal"])),
+        ("印章核验", glossary.label(glossary.SEAL_STATES, doc["seal"])),
         ("公文编号", doc["message_id"]),
         ("封包摘要", f"SHA-256 {envelope_sha256}"),
     ]
