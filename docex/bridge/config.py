@@ -29,10 +29,29 @@ class Side:
     user: str = ""
     queue: str = ""  # link.<child> at the parent, link.parent at the child
     hub_home: str = ""  # the child hub's home, when the bridge runs beside it
+    # amqps:// logins by certificate: files relative to the bridge home (tls/<side>-...)
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def ready(self) -> bool:
         return bool(self.url and self.user and self.queue)
+
+    def with_tls(self, home: Path, side: str, *, cert_pem: bytes, key_pem: bytes, broker_ca_pem: bytes) -> Side:
+        """Write this side's certificate login into HOME/tls/ (the key 0600) and point at it.
+        Nothing to write (a broker without TLS): the side is unchanged."""
+        if not cert_pem:
+            return replace(self, tls_ca="", tls_cert="", tls_key="")
+        folder = home / "tls"
+        folder.mkdir(parents=True, exist_ok=True)
+        names = {"tls_cert": f"{side}-client.crt", "tls_key": f"{side}-client.key", "tls_ca": f"{side}-broker-ca.crt"}
+        for field_name, data in (("tls_cert", cert_pem), ("tls_key", key_pem), ("tls_ca", broker_ca_pem)):
+            path = folder / names[field_name]
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if field_name == "tls_key" else 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        return replace(self, **{k: f"tls/{v}" for k, v in names.items()})
 
 
 @dataclass(frozen=True)

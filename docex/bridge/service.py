@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from docex.bridge.config import BridgeConfig, Side
@@ -269,7 +270,11 @@ class _DepthProbe:
                 pass
 
 
-def settings_for(side: Side, prefetch: int) -> BrokerSettings:
+def settings_for(side: Side, prefetch: int, home: Path | None = None) -> BrokerSettings:
+    """One side's login: by the bridge's certificate over TLS when it has one there."""
+    if side.tls_cert and home is not None:
+        return BrokerSettings(url=side.url, prefetch=prefetch, tls_ca=str(home / side.tls_ca),
+                              tls_cert=str(home / side.tls_cert), tls_key=str(home / side.tls_key))
     return BrokerSettings(url=side.url, prefetch=prefetch)
 
 
@@ -284,8 +289,8 @@ class Bridge:
         self.config = config
         self.observer: Observer = observer or NullObserver()
         self.status_seconds = status_seconds
-        parent = settings_for(config.parent, config.prefetch)
-        child = settings_for(config.child, config.prefetch)
+        parent = settings_for(config.parent, config.prefetch, config.home)
+        child = settings_for(config.child, config.prefetch, config.home)
         kw: dict[str, Any] = {"workers": config.workers, "prefetch": config.prefetch,
                               "reconnect_max": config.reconnect_max}
         self.up = Pump(OUT, config.link, child, config.child.queue, parent, observer=self.observer, **kw)

@@ -3,6 +3,7 @@ service that runs beside the child hub)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,14 @@ def create(home: str, child_prefix: str, out: str, name: str | None, child_ca: s
                     queue=link_queue(kit.link)),
         ca_pem=kit.ca_pem, hub_cert_pem=kit.hub_cert_pem, crl_pem=kit.crl_pem,
     )
+    bridge = replace(bridge, parent=bridge.parent.with_tls(bridge.home, "parent", cert_pem=kit.tls_cert_pem,
+                                                          key_pem=kit.tls_key_pem, broker_ca_pem=kit.broker_ca_pem))
     bridge = bridge.with_child(Side(prefix=child_prefix))
     bridge.save()
     cert_note = _issue_bridge_cert(config, passphrase, child_prefix, bridge.tls_dir)
     click.echo(f"链路 {kit.link} 已建立 (link created): {child_prefix} <-> {config.prefix}")
-    click.echo(f"  bridge home  {bridge.home}  (holds a broker password: hand it over like a key)")
+    login = "a TLS certificate login" if kit.tls_cert_pem else "a broker password"
+    click.echo(f"  bridge home  {bridge.home}  (holds {login}: hand it over like a key)")
     click.echo(f"  broker user  {kit.broker_user}: publish to docex.ingress, read {link_queue(kit.link)} only")
     click.echo(f"  certificate  {cert_note}")
     click.echo(f"  trust        {'child CA trusted: ' + child_ca if child_ca else 'child CA NOT trusted (add --child-ca)'}")
@@ -224,7 +228,7 @@ def bridge() -> None:
 def run(home: str, hub_home: str | None, trust_parent_ca: bool, metrics_port: int | None, workers: int | None) -> None:
     """Run the bridge in the foreground: moves envelopes both ways, acknowledging only what
     the other hub confirmed; writes BRIDGEDIR/status.json for `docex link status`."""
-    from dataclasses import replace
+
 
     from docex.bridge.config import BridgeConfig
     from docex.bridge.service import run_forever
@@ -262,8 +266,10 @@ def attach(config: Any, hub_home: str, *, trust_parent_ca: bool = False) -> Any:
     kit = links.attach_parent(hub_config, db, parent_ca=parent_ca, rotate=row is not None, bridge_dir=config.home)
     from docex.broker.topology import link_queue
 
-    config = config.with_child(Side(prefix=hub_config.prefix, name=hub_config.name, url=kit.broker_url,
-                                    user=kit.broker_user, queue=link_queue(kit.link), hub_home=str(Path(hub_home).resolve())))
+    child = Side(prefix=hub_config.prefix, name=hub_config.name, url=kit.broker_url, user=kit.broker_user,
+                 queue=link_queue(kit.link), hub_home=str(Path(hub_home).resolve()))
+    config = config.with_child(child.with_tls(config.home, "child", cert_pem=kit.tls_cert_pem, key_pem=kit.tls_key_pem,
+                                              broker_ca_pem=kit.broker_ca_pem))
     config.save()
     return config
 

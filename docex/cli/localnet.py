@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from docex.agent.config import AgentKeys, SealConfig, write_home
@@ -268,6 +268,8 @@ class CityCounty:
                         queue=link_queue(kit.link)),
             ca_pem=kit.ca_pem, hub_cert_pem=kit.hub_cert_pem, crl_pem=kit.crl_pem,
         ).with_child(Side(prefix=COUNTY_PREFIX))
+        bridge = replace(bridge, parent=bridge.parent.with_tls(bridge.home, "parent", cert_pem=kit.tls_cert_pem,
+                                                              key_pem=kit.tls_key_pem, broker_ca_pem=kit.broker_ca_pem))
         bridge.save()
         attach(bridge, str(county.hub_home))
         city.add_units(list(city_units), progress=progress)

@@ -71,6 +71,12 @@ class LinkKit:
     ca_pem: bytes  # this hub's CA: the other side adds it to its trust only if configured
     hub_cert_pem: bytes
     crl_pem: bytes
+    # A broker with TLS (`docex broker tls`): the bridge's certificate login at this hub
+    # (CN = its broker user, from this hub's CA; the key unencrypted, for a service) and the
+    # CA of the broker's server certificate. Empty: a password login in broker_url.
+    tls_cert_pem: bytes = b""
+    tls_key_pem: bytes = b""
+    broker_ca_pem: bytes = b""
 
 
 def link_user(config: HubConfig, name: str) -> str:
@@ -81,10 +87,8 @@ def child_link_name(child_prefix: str) -> str:
     return child_prefix.rsplit(".", 1)[-1]
 
 
-def _kit(config: HubConfig, link: Link, password: str) -> LinkKit:
-    b = config.broker
-    url = (f"amqp://{quote(link.broker_user, safe='')}:{quote(password, safe='')}@{b.agent_host}:{b.agent_port}/"
-           f"{quote(b.vhost, safe='')}")
+def _kit(config: HubConfig, link: Link, password: str | None, tls: tuple[bytes, bytes] = (b"", b"")) -> LinkKit:
+    url = broker.login_url(config, link.broker_user, password)
     ca = config.ca_dir / "ca.crt"
     crl = config.ca_dir / "crl.pem"
     return LinkKit(
@@ -92,7 +96,31 @@ def _kit(config: HubConfig, link: Link, password: str) -> LinkKit:
         broker_url=url, broker_user=link.broker_user, ca_pem=ca.read_bytes(),
         hub_cert_pem=(config.hub_dir / "server.crt").read_bytes(),
         crl_pem=crl.read_bytes() if crl.exists() else b"",
+        tls_cert_pem=tls[0], tls_key_pem=tls[1], broker_ca_pem=config.broker_ca_pem if tls[0] else b"",
     )
+
+
+def _issue_link_login(config: HubConfig, user: str, name: str, *, rotate: bool) -> tuple[bytes, bytes]:
+    """The bridge's TLS client certificate and key (PEM). A rotation revokes the previous
+    certificates of this login: the CRL reaches the broker and the hub closes them out."""
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+
+    from docex.pki.ca import CertificateAuthority
+    from docex.pki.keys import generate_rsa_key
+
+    ca = CertificateAuthority.open(config.ca_dir, config.keys.passphrase())
+    if rotate:
+        for record in ca.records():
+            if record.role == "client" and record.holder == user and record.status == "valid":
+                ca.revoke(record.serial, "superseded")
+    key = generate_rsa_key(2048)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert = ca.issue_client(user, tmp, None, link=name, public_key=key.public_key())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 def _open_link(config: HubConfig, db: Database, *, name: str, prefix: str, role: str, actor: str,
@@ -107,7 +135,12 @@ def _open_link(config: HubConfig, db: Database, *, name: str, prefix: str, role:
             for other in s.execute(select(Link).where(Link.role == "child")).scalars():
                 if other.name != name and (is_under(prefix, other.prefix) or is_under(other.prefix, prefix)):
                     raise DocexError("link_exists", f"{prefix} overlaps link {other.name} ({other.prefix})")
-    password = secrets.token_urlsafe(24)
+    tls = (b"", b"")
+    password: str | None = None
+    if config.broker.tls_port:
+        tls = _issue_link_login(config, user, name, rotate=rotate)
+    else:
+        password = secrets.token_urlsafe(24)
     with broker.management(config) as mgmt:
         mgmt.create_user(user, password)  # PUT: a rotation replaces the old password
         mgmt.set_permissions(config.broker.vhost, user, *link_permissions(name))
@@ -127,7 +160,7 @@ def _open_link(config: HubConfig, db: Database, *, name: str, prefix: str, role:
                      role=role, broker_user=user)
         s.flush()
         s.expunge(link)
-    return _kit(config, link, password)
+    return _kit(config, link, password, tls)
 
 
 def create_child_link(config: HubConfig, db: Database, *, child_prefix: str, name: str | None = None,

@@ -320,3 +320,26 @@ def test_link_status_reports_the_bridge(levels: Levels) -> None:
     assert result.exit_code == 0 and "上行" in result.output, result.output
     with county.db.read() as s:
         assert s.execute(select(func.count()).select_from(Outbox).where(Outbox.published_at.is_(None))).scalar_one() == 0
+
+
+def test_the_bridge_logs_in_to_both_brokers_by_certificate_over_tls(levels: Levels) -> None:
+    """With the broker's TLS (`docex broker tls`), the bridge holds no password: at the
+    parent (the far side) and at the child it logs in with a certificate of that hub's CA."""
+    import tomllib
+
+    import requests
+
+    config = tomllib.loads((levels.cc.bridge_home / "bridge.toml").read_text("utf-8"))
+    for side in ("parent", "child"):
+        assert config[side]["url"].startswith(f"amqps://{config[side]['user']}@"), side
+        assert config[side]["tls_cert"] and (levels.cc.bridge_home / config[side]["tls_key"]).stat().st_mode & 0o077 == 0
+    for net, side in ((levels.city, "parent"), (levels.county, "child")):
+        b = net.config.broker
+        path = f"/api/vhosts/{requests.utils.quote(b.vhost, safe='')}/connections"
+
+        def bridge_connections(b=b, path=path, side=side) -> list[dict]:  # type: ignore[type-arg]
+            data = requests.get(b.management_url + path, auth=(b.management_user, b.management_password), timeout=10).json()
+            return [c for c in data if c["user"] == config[side]["user"]]
+
+        conns = wait_until(bridge_connections, 30, f"the bridge connected at the {side}")
+        assert all(c["ssl"] and c["auth_mechanism"] == "EXTERNAL" for c in conns), conns
