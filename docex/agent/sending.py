@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from docex.agent.context import AgentContext
 from docex.agent.store import Outgoing, Sent, SentRecipient
+from docex.pki.recipients import usable_for_encryption
 from docex.protocols import envelope, messages
 from docex.protocols.address import check_address, is_under
+from docex.protocols.directory import UnitEntry
 from docex.protocols.errors import DocexError
 from docex.protocols.manifest import Manifest, new_message_id
 
@@ -36,6 +40,20 @@ class Draft:
 
 def _main_document(files: Mapping[str, bytes]) -> str | None:
     return next((name for name in files if name.lower().endswith(".pdf")), None)
+
+
+def _encryption_certificate(ctx: AgentContext, address: str, entry: UnitEntry) -> x509.Certificate:
+    """The recipient's encryption certificate, if one may still be encrypted to: the hub
+    lists none for a revoked or expired one, and our current CRLs may know of it sooner."""
+    if not entry.enc_cert:
+        raise DocexError("certificate_revoked", f"{address} ({entry.name}) has no valid encryption certificate "
+                                                "(revoked or expired): ask the information centre")
+    cert = entry.enc_certificate()
+    code = usable_for_encryption(cert, ctx.trust)
+    if code is not None:
+        raise DocexError(code, f"the encryption certificate of {address} ({entry.name}) is "
+                               f"{'revoked' if code == 'certificate_revoked' else 'expired'}")
+    return cert
 
 
 def seal_if_configured(ctx: AgentContext, name: str | None, files: dict[str, bytes]) -> None:
@@ -62,7 +80,7 @@ def queue_document(ctx: AgentContext, draft: Draft) -> str:
             continue
         if entry.state != "enabled":
             raise DocexError("recipient_disabled", f"{address} ({entry.name}) is disabled")
-        certs.append(entry.enc_certificate())
+        certs.append(_encryption_certificate(ctx, address, entry))
     files = dict(draft.files)
     main = _main_document(files)
     seal_if_configured(ctx, main, files)

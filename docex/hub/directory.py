@@ -4,12 +4,15 @@ running hub notices and publishes the new snapshot to every unit within seconds.
 
 from __future__ import annotations
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from docex.hub.identity import HubIdentity
 from docex.hub.models import Setting, Unit
+from docex.pki.recipients import usable_for_encryption
+from docex.pki.trust import TrustStore
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, cert_pem, sign_directory
 from docex.protocols.manifest import utcnow_iso
 
@@ -94,6 +97,7 @@ def bump(session: Session) -> int:
 
 def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...] = ()) -> DirectorySnapshot:
     units = session.execute(select(Unit).order_by(Unit.address)).scalars().all()
+    trust = identity.trust
     return DirectorySnapshot(
         prefix=prefix,
         version=version(session),
@@ -106,7 +110,7 @@ def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tup
                 state=u.state,
                 phase=u.phase,
                 sign_cert="",  # signers prove themselves in every envelope; keep snapshots small
-                enc_cert=u.enc_cert,
+                enc_cert=_listable(u.enc_cert, trust),
             )
             for u in units
         ),
@@ -115,6 +119,18 @@ def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tup
         crls=tuple(p.read_text() for p in identity.crl_files if p.exists()),
         anchors=anchor_pems(identity),
     )
+
+
+def _listable(pem: str, trust: TrustStore) -> str:
+    """The unit's encryption certificate, or "" when revoked or expired: nobody should
+    encrypt to it any more (senders then refuse at source, `certificate_revoked`)."""
+    if not pem:
+        return ""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return ""
+    return pem if usable_for_encryption(cert, trust) is None else ""
 
 
 def signed_snapshot(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...] = ()) -> tuple[int, bytes]:

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from cryptography import x509
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from docex.hub.models import Delivery as DeliveryRow
 from docex.hub.models import Document, Envelope, Outbox, Receipt, Unit, utcnow
 from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
+from docex.pki.recipients import check_recipients
 from docex.protocols import messages
 from docex.protocols.address import Route, is_under
 from docex.protocols.envelope import OuterLayer, verify_outer
@@ -113,6 +115,7 @@ class Intake:
         if hops > messages.MAX_HOPS:
             raise DocexError("malformed_envelope", "the envelope went round too many hubs")
         routes: dict[str, Route] = {}
+        enc_certs: list[x509.Certificate] = []
         with self.ctx.db.read() as s:
             if is_under(h.sender, cfg.prefix) and origin.kind == "unit":
                 unit = s.get(Unit, h.sender)
@@ -131,11 +134,16 @@ class Intake:
                         raise DocexError("unknown_recipient", f"no unit {address} in the directory")
                     if unit.state != "enabled":
                         raise DocexError("recipient_disabled", f"{address} ({unit.name}) is disabled")
+                    if unit.enc_cert:
+                        enc_certs.append(x509.load_pem_x509_certificate(unit.enc_cert.encode()))
                 elif origin.kind == "link" and route.link == origin.name:
                     continue  # the hub it came from delivers those itself (one copy per link)
                 routes[address] = route
         if not routes:
             raise DocexError("unknown_recipient", "no recipient of this envelope is reachable from this hub")
+        # Encrypted to a revoked or expired key: refused before it travels (issuer and serial
+        # of every RecipientInfo, held against our CRLs and the certificates on record).
+        check_recipients(outer.encrypted, self.ctx.identity.trust, enc_certs)
         return outer, routes
 
     def document(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:

@@ -538,3 +538,24 @@ def as_content_info(kind: str, content_der: bytes) -> bytes:
     except (ValueError, TypeError) as exc:
         raise PkiError("malformed_envelope", f"not a well-formed CMS {kind}") from exc
     return bytes(asn1_cms.ContentInfo({"content_type": kind, "content": value}).dump())
+
+
+def recipient_ids(der: bytes) -> list[tuple[bytes, int]]:
+    """(issuer name DER, serial) of every key-transport recipient of an AuthEnvelopedData:
+    whom it is encrypted to, readable without any key."""
+    info = _load_content_info(der, "authenticated_enveloped_data")
+    out: list[tuple[bytes, int]] = []
+    try:
+        for ri in info["content"]["recipient_infos"]:
+            if ri.name != "ktri" or ri.chosen["rid"].name != "issuer_and_serial_number":
+                raise PkiError("malformed_envelope", "recipients must be named by issuer and serial number")
+            ias = ri.chosen["rid"].chosen
+            out.append((ias["issuer"].dump(), int(ias["serial_number"].native)))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise PkiError("malformed_envelope", "the recipient infos are not well formed") from exc
+    return out
+
+
+def same_issuer(name_der: bytes, name: x509.Name) -> bool:
+    """Whether an issuer name (DER, as in a RecipientInfo) is `name` (RFC 5280 matching)."""
+    return _same_name(asn1_x509.Name.load(name_der), asn1_x509.Name.load(name.public_bytes()))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from docex.pki.errors import PkiError
+from tests.cli.runner import run
 from tests.e2e.conftest import NetworkFactory, network  # noqa: F401 - the module's network fixture
 from tests.e2e.support import SENDER, Network, wait_until
 from tests.security.hostile import envelope_with_id, tree
@@ -58,3 +60,36 @@ def test_a_path_like_message_id_is_refused_at_the_hub_and_written_nowhere(county
     inbox = county.home(ZFB) / "inbox"
     for bad in ids:
         assert not (inbox / bad).resolve().exists() and not Path(bad).exists()
+
+
+def test_a_revoked_encryption_certificate_is_refused_by_hub_directory_and_sender(county: Network) -> None:
+    victim = next(a for a in county.addresses if a not in (SENDER, XWB, ZFB, JW))
+    cert = county.enc_cert(victim)
+    before = county.agent(SENDER).lookup(victim)
+    assert before is not None and before.enc_cert
+    assert run("pki", "revoke", "--dir", county.hub_home / "ca", "--serial", f"{cert.serial_number:x}",
+               "--reason", "key_compromise", "--insecure-no-passphrase").exit_code == 0
+    # The hub: an envelope encrypted to the revoked key (packed past the agent's checks).
+    mid, body = county.pack(SENDER, [victim])
+    county.queue_raw(SENDER, mid, body, [victim])
+    rows = wait_until(lambda: county.rejections(mid, "certificate_revoked"), 60, "certificate_revoked at the hub")
+    assert rows[0].sender == SENDER and county.hub_states(mid) == {}
+    county.wait_notice(SENDER, mid, "certificate_revoked")
+    # The directory: the next snapshot no longer lists the key; the sender refuses at source.
+    wait_until(lambda: _listed_key(county, victim) == "", 60, "the snapshot without the revoked key")
+    with pytest.raises(PkiError) as exc:
+        county.send(SENDER, [victim])
+    assert exc.value.code == "certificate_revoked"
+    other_traffic_flows(county)
+    assert county.received(victim, mid) is None
+
+
+def _listed_key(county: Network, address: str) -> str | None:
+    from docex.agent.context import AgentContext
+
+    ctx = AgentContext.open(county.home(SENDER))
+    try:
+        entry = ctx.lookup(address)
+        return entry.enc_cert if entry is not None else None
+    finally:
+        ctx.store.dispose()
