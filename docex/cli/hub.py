@@ -51,6 +51,13 @@ def _write_agent_home(prov: Any, config: Any) -> None:
     )
 
 
+def _warn_network(config: Any) -> None:
+    from docex.hub import network
+
+    for warning in network.warnings(config)[:1]:  # the agent-home one
+        click.echo(f"注意 warning: {warning}", err=True)
+
+
 # --- docex hub ------------------------------------------------------------------------------
 @click.group()
 def hub() -> None:
@@ -69,26 +76,70 @@ def hub() -> None:
 @click.option("--import-ca", type=click.Path(exists=True, file_okay=False), help="Use an existing CA folder instead of creating one.")
 @click.option("--trust", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Another CA to trust (e.g. the city's ca.crt); repeat.")
 @click.option("--user-prefix", default="", help="Prefix for broker user names (several hubs on one test broker).")
+@click.option("--public-host", help="本机在县电子政务网上的地址 The hub machine's address on the county network: "
+              "agents reach the broker and TSA there, the dashboard listens on all interfaces. Without it: loopback only.")
 @passphrase_options
 @handles_errors
 def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url: str, vhost: str | None,
-         db_url: str | None, import_ca: str | None, trust: tuple[str, ...], user_prefix: str,
+         db_url: str | None, import_ca: str | None, trust: tuple[str, ...], user_prefix: str, public_host: str | None,
          passphrase: PassphraseSource) -> None:
-    """Create a hub home: config, CA, server certificate, database, broker vhost and topology."""
+    """创建交换中心 Create a hub home: config, CA, server certificate, database, broker vhost and
+    topology. Nothing is left behind if it fails (e.g. RabbitMQ down): fix the cause, run it again."""
+    from docex.broker.errors import BrokerError
+    from docex.hub import network
     from docex.hub.config import KeyConfig
     from docex.hub.setup import init_hub
+    from docex.protocols.errors import DocexError
 
     keys = KeyConfig(passphrase_env=passphrase.env or "DOCEX_PASSPHRASE", passphrase_file=passphrase.file or "",
                      insecure_no_passphrase=passphrase.insecure)
-    config = init_hub(home, prefix, name=name, amqp_url=amqp_url, management_url=management_url, vhost=vhost,
-                      database_url=db_url, passphrase=passphrase.get(), keys=keys, import_ca=import_ca,
-                      trust=trust, user_prefix=user_prefix)
+    try:
+        config = init_hub(home, prefix, name=name, amqp_url=amqp_url, management_url=management_url, vhost=vhost,
+                          database_url=db_url, passphrase=passphrase.get(), keys=keys, import_ca=import_ca,
+                          trust=trust, user_prefix=user_prefix, public_host=public_host)
+    except BrokerError as exc:
+        raise DocexError("broker_unavailable", f"{exc}. 未创建任何文件 nothing was written to {home}: start RabbitMQ "
+                                               "(systemctl start rabbitmq-server) and run the same command again") from None
     click.echo(f"hub {config.prefix} ready in {config.home}")
     click.echo(f"  config   {config.home / 'docex.toml'}")
     click.echo(f"  CA       {config.ca_dir / 'ca.crt'}")
     click.echo(f"  broker   vhost {config.broker.vhost}")
     click.echo(f"  database {config.database_url.split('@')[-1]}")
+    click.echo(f"  agents   broker {config.broker.agent_host}:{config.broker.agent_port}, TSA {network.tsa_url(config)}")
+    click.echo(f"  dashboard http://{config.api.host}:{config.api.port}/")
+    for warning in network.warnings(config):
+        click.echo(f"注意 warning: {warning}", err=True)
     click.echo("next: docex hub user add (dashboard login), docex unit import / unit add, docex hub run")
+
+
+@hub.command("network")
+@HOME
+@click.option("--public-host", help="Set the hub machine's address on the county network (agents, dashboard, TSA).")
+@json_option
+@handles_errors
+def network_command(home: str, public_host: str | None, as_json: bool) -> None:
+    """网络设置检查 Show (or set) where agents and browsers reach this hub, and warn about
+    loopback addresses. Agent homes written before a change keep the old address."""
+    from docex.hub import network
+    from docex.hub.config import HubConfig
+
+    config = HubConfig.load(home)
+    if public_host:
+        config = network.with_public_host(config, public_host)
+        config.save()
+    warnings = network.warnings(config)
+    if as_json:
+        echo_json({"ok": not warnings, "broker_for_agents": f"{config.broker.agent_host}:{config.broker.agent_port}",
+                   "tsa_url": network.tsa_url(config), "api_listen": f"{config.api.host}:{config.api.port}",
+                   "warnings": warnings})
+        return
+    click.echo(f"单位终端连接 agents reach the broker at {config.broker.agent_host}:{config.broker.agent_port}")
+    click.echo(f"时间戳服务 TSA {network.tsa_url(config)}")
+    click.echo(f"监控页面 dashboard/API listens on {config.api.host}:{config.api.port}")
+    for warning in warnings:
+        click.echo(f"注意 warning: {warning}", err=True)
+    if not warnings:
+        click.echo("网络设置正常 network settings reachable from other machines")
 
 
 @hub.command()
@@ -188,6 +239,7 @@ def unit_add(home: str, address: str, name: str, kind: str, building: str, phase
                     building=building, phase=phase, existing_keys=existing_keys)
     _write_agent_home(prov, config)
     click.echo(f"{address} ({name}) registered; agent home: {Path(out).resolve()}")
+    _warn_network(config)
 
 
 SKIP_ZH = {
@@ -240,6 +292,7 @@ def unit_import(home: str, csv_file: str, out: str, existing_keys_root: str | No
         for prov in done:
             _write_agent_home(prov, config)
         refresh_agent_directories(config, db, identity, [p.keys_dir for p in done])
+        _warn_network(config)
     skipped.sort(key=lambda r: r.line)
     refused = [r for r in skipped if r.refused]
     if as_json:

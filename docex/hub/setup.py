@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from docex.broker import Management
 from docex.broker.topology import hub_permissions
-from docex.hub import broker
+from docex.hub import broker, network
 from docex.hub.config import BrokerConfig, HubConfig, KeyConfig
 from docex.hub.db import migrate
 from docex.pki.ca import CertificateAuthority
@@ -36,11 +37,48 @@ def init_hub(
     import_ca: str | Path | None = None,
     trust: tuple[str | Path, ...] = (),
     user_prefix: str = "",
+    public_host: str | None = None,
 ) -> HubConfig:
+    """Everything or nothing: a failure (the broker down, a bad CA) removes what this
+    call made, so the same command can simply be run again."""
     root = Path(home).resolve()
     check_address(prefix)
     if (root / "docex.toml").exists():
         raise DocexError("hub_exists", f"{root} is already a hub home")
+    created_root = not root.exists()
+    before = set(root.iterdir()) if root.exists() else set()
+    try:
+        return _init(root, prefix, name=name, amqp_url=amqp_url, management_url=management_url, vhost=vhost,
+                     database_url=database_url, passphrase=passphrase, keys=keys, import_ca=import_ca, trust=trust,
+                     user_prefix=user_prefix, public_host=public_host)
+    except BaseException:
+        if created_root:
+            shutil.rmtree(root, ignore_errors=True)
+        elif root.exists():
+            for made in set(root.iterdir()) - before:
+                shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
+        raise
+
+
+def _init(
+    root: Path,
+    prefix: str,
+    *,
+    name: str | None,
+    amqp_url: str,
+    management_url: str,
+    vhost: str | None,
+    database_url: str | None,
+    passphrase: bytes | None,
+    keys: KeyConfig,
+    import_ca: str | Path | None,
+    trust: tuple[str | Path, ...],
+    user_prefix: str,
+    public_host: str | None,
+) -> HubConfig:
+    admin_user0, admin_password0, _, _ = _split_admin_url(amqp_url)
+    with Management(management_url, admin_user0, admin_password0) as probe:
+        probe.vhost_exists("/")  # the broker first: nothing is written if it cannot be reached
     root.mkdir(parents=True, exist_ok=True)
     admin_user, admin_password, host, port = _split_admin_url(amqp_url)
     vhost = vhost or f"docex-{prefix}"
@@ -63,6 +101,8 @@ def init_hub(
         ),
         keys=keys,
     )
+    if public_host:
+        config = network.with_public_host(config, public_host)
     # The CA: the information centre's own, or an existing one imported.
     if import_ca:
         shutil.copytree(import_ca, config.ca_dir)
