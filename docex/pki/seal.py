@@ -456,6 +456,7 @@ class SignatureResult:
     revocation: str = "unknown"  # good | revoked | revoked_later | unknown
     revoked_at: str | None = None
     pades_level: str | None = None  # B-B | B-T | B-LT | B-LTA (None: not PAdES)
+    changed_fields: list[str] = field(default_factory=list)  # form fields filled in after it
     page: int | None = None  # 1-based page of a visible signature's widget
     rect: list[float] | None = None  # its rectangle (PDF points), None when invisible
     revision: int = 0  # the file revision it signs
@@ -551,6 +552,7 @@ def _verify_one(
     doc_ts_revisions: Sequence[int],
     expected_address: Sequence[str] | None,
     require_crl: bool,
+    signature_fields: Sequence[str] = (),
 ) -> SignatureResult:
     is_doc_ts = emb.sig_object_type == "/DocTimeStamp"
     cert = _crypto_cert(emb.signer_cert)
@@ -608,6 +610,13 @@ def _verify_one(
     result.changed_after = _CHANGES.get(level, "none" if level is None else "other") if level is not None else (
         "none" if status.coverage == SignatureCoverageLevel.ENTIRE_FILE else "other"
     )
+    if level == ModificationLevel.FORM_FILLING:
+        # pyHanko files new signatures (fields and their appearance) under form filling
+        # too; only a changed field that is not a signature is a filled-in form.
+        changed = {str(n) for n in (getattr(diff, "changed_form_fields", None) or ())}
+        result.changed_fields = sorted(changed - set(signature_fields))
+        if not result.changed_fields:
+            result.changed_after = "signatures_only"
     result.coverage = status.coverage.name.lower() if status.coverage is not None else "unclear"
     if is_doc_ts:
         result.signed_at = status.timestamp.isoformat()
@@ -838,6 +847,7 @@ def verify_seals(
             doc_ts_revisions=doc_ts_revisions,
             expected_address=expected,
             require_crl=require_crl,
+            signature_fields=[str(e.field_name) for e in sigs],
         )
         for emb in sigs
     ]
@@ -854,7 +864,10 @@ def verify_seals(
     warnings: list[str] = []
     for r in results:
         if r.kind != "document_timestamp" and r.changed_after in REPORTED_CHANGES:
-            what = "表单填写 form filled" if r.changed_after == "form_filling" else "添加批注 annotations added"
+            what = (
+                f"表单填写 form filled ({'、'.join(r.changed_fields) or '?'})" if r.changed_after == "form_filling"
+                else "添加批注 annotations added"
+            )
             warnings.append(f"{r.signer} [{r.field_name}] 盖章后有修改：{what} (changed after sealing)")
     visible = [r for r in results if r.rect is not None and r.page is not None]
     for later in visible:

@@ -60,6 +60,27 @@ def test_draw_compose_apply_verify(files: dict[str, Path]) -> None:
     code, out = _run("seal", "verify", str(root / "sealed.pdf"), "--ca", str(files["ca"]), "--expect", "qingyuan.yangshan.jyj")
     assert code == 2 and "seal_address_mismatch" in out and "印章" in out
 
+    # Years later (a controlled clock): the archive timestamp's certificate has expired.
+    later = "2040-01-01"
+    code, out = _run("seal", "verify", str(root / "sealed.pdf"), "--ca", str(files["ca"]), "--at-time", later)
+    assert code == 2 and "INDETERMINATE" in out and "seal_renewal_needed" in out, out
+    # Renewal, one file and a folder (only files that are due are touched).
+    code, out = _run("seal", "renew", str(root / "sealed.pdf"), "-o", str(root / "renewed.pdf"), "--ca", str(files["ca"]),
+                     "--crl", str(files["crl"]), "--tsa-dir", str(files["tsa"]), "--insecure-no-passphrase")
+    assert code == 0 and "已续期" in out, out
+    code, out = _run("seal", "verify", str(root / "renewed.pdf"), "--ca", str(files["ca"]), "--json")
+    assert code == 0 and json.loads(out)["status"] == "VALID"
+    archive = root / "archive"
+    archive.mkdir()
+    (archive / "a.pdf").write_bytes((root / "sealed.pdf").read_bytes())
+    code, out = _run("seal", "renew", "--folder", str(archive), "--ca", str(files["ca"]), "--crl", str(files["crl"]),
+                     "--tsa-dir", str(files["tsa"]), "--insecure-no-passphrase", "--json")
+    assert code == 0 and json.loads(out) == {"ok": True, "renewed": [], "not_due": 1, "failed": []}, out
+    code, out = _run("seal", "renew", "--folder", str(archive), "--ca", str(files["ca"]), "--crl", str(files["crl"]),
+                     "--tsa-dir", str(files["tsa"]), "--renewal-days", "3650", "--insecure-no-passphrase", "--json")
+    assert code == 0 and json.loads(out)["renewed"] == [str(archive / "a.pdf")], out
+    assert len((archive / "a.pdf").read_bytes()) > len((root / "sealed.pdf").read_bytes())
+
 
 def test_apply_without_timestamp_service_is_refused(files: dict[str, Path]) -> None:
     code, out = _run("seal", "apply", "--unit", str(files["unit"]), str(files["meta"]), "-o", str(files["root"] / "x.pdf"),
