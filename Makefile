@@ -40,7 +40,7 @@ test: install services lint typecheck importlint
 # prints executions and crashers per target. `make test` runs them bounded.
 FUZZ_SECONDS ?= 3600
 fuzz: install
-	DOCEX_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 tests/security -k fuzz
+	DOCEX_FUZZ_SECONDS=$(FUZZ_SECONDS) DOCEX_FUZZ_CRASH_LOG=fuzz-crashers.log $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 tests/security -k fuzz
 
 bench: install
 	$(BIN)/python -m bench

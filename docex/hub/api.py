@@ -2,8 +2,10 @@
 dashboard and any script read the hub through it, never through its tables.
 
 Read-only, behind a login: staff accounts live in the hub config as PBKDF2 hashes
-(`docex hub user add`). The browser gets an HMAC-signed session cookie from POST /login;
-scripts may use HTTP Basic."""
+(`docex hub user add`). The browser gets a session cookie from POST /login (a random
+token, the session kept on the server and ended by POST /logout); scripts may use HTTP
+Basic. Logins are throttled and locked out, forms refuse cross-site posts, and every
+answer carries CSP and the other security headers (see `api_security`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from docex.hub.api_security import LoginGuard, SessionStore, same_origin, security_headers
 from docex.hub.context import HubContext
 from docex.hub.links import status as link_status
 from docex.hub.status import dashboard_links
@@ -32,6 +36,8 @@ from docex.hub.tracking import (
     stats_dicts,
     unit_stats,
 )
+from docex.pki.ratelimit import RateLimiter
+from docex.pki.tsa import BURST_PER_CLIENT, RATE_PER_CLIENT
 
 SESSION_COOKIE = "docex_session"
 SESSION_SECONDS = 12 * 3600
@@ -54,30 +60,18 @@ def check_password(password: str, stored: str) -> bool:
         return False
 
 
-def _secret(ctx: HubContext) -> bytes:
-    path = ctx.config.home / "api.secret"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
-    return path.read_bytes()
+def _dummy_hash(users: dict[str, str]) -> str:
+    """A hash of a random password with the rounds most users have: checking an unknown
+    name against it costs what checking a known one costs."""
+    rounds = [stored.split("$")[1] for stored in users.values() if stored.count("$") == 3]
+    common = max(set(rounds), key=rounds.count) if rounds else str(PBKDF2_ROUNDS)
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", secrets.token_bytes(16), salt, int(common) if common.isdigit() else PBKDF2_ROUNDS)
+    return f"pbkdf2_sha256${common}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def _sign(secret: bytes, user: str, expires: int) -> str:
-    payload = f"{user}|{expires}"
-    mac = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
-    return base64.urlsafe_b64encode(f"{payload}|{mac}".encode()).decode()
-
-
-def _verify(secret: bytes, token: str) -> str | None:
-    try:
-        user, expires, mac = base64.urlsafe_b64decode(token.encode()).decode().split("|")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    good = hmac.new(secret, f"{user}|{expires}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(good, mac) or int(expires) < time.time():
-        return None
-    return user
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _load_tsa(ctx: HubContext) -> Any:
@@ -89,39 +83,80 @@ def _load_tsa(ctx: HubContext) -> Any:
     return TimeStampAuthority.load(folder, ctx.config.keys.passphrase())
 
 
-def create_app(ctx: HubContext) -> FastAPI:
+def create_app(ctx: HubContext, *, guard: LoginGuard | None = None, tsa_limiter: RateLimiter | None = None) -> FastAPI:
     app = FastAPI(title="docex hub read API", version="1", description="电子公文交换 · 信息中心只读接口")
-    secret = _secret(ctx)
     users = ctx.config.api.users
     online = ctx.config.limits.heartbeat_online_seconds
+    guard = guard or LoginGuard()
+    sessions = SessionStore(SESSION_SECONDS)
+    dummy = _dummy_hash(users)
+    tsa_limit = tsa_limiter or RateLimiter(RATE_PER_CLIENT, BURST_PER_CLIENT)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in security_headers(request.url.path).items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def authenticate(name: str, password: str, address: str) -> str | None:
+        """The user when the password is right; raises 429 while the name or the address
+        is locked. Unknown names are checked against a dummy hash (same cost)."""
+        wait = guard.retry_after(name, address)
+        if wait:
+            raise HTTPException(status_code=429, detail="too many failed logins, try later / 登录失败次数过多，请稍后再试",
+                                headers={"Retry-After": str(wait)})
+        ok = check_password(password, users.get(name, dummy)) and name in users
+        if not ok:
+            guard.failed(name, address)
+            return None
+        guard.succeeded(name)
+        return name
 
     def current_user(request: Request) -> str:
         token = request.cookies.get(SESSION_COOKIE)
-        if token and (user := _verify(secret, token)):
+        if token and (user := sessions.user(token)) and user in users:
             return user
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("basic "):
             try:
-                name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                name, _, password = base64.b64decode(auth[6:], validate=True).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 name, password = "", ""
-            if name in users and check_password(password, users[name]):
-                return name
+            if user := authenticate(name, password, _client(request)):
+                return user
         raise HTTPException(status_code=401, detail="login required / 请先登录")
 
+    def refuse_cross_site(request: Request) -> None:
+        host = request.headers.get("host")
+        if not same_origin(request.headers.get("origin"), request.headers.get("referer"), host, request.url.scheme):
+            raise HTTPException(status_code=403, detail="cross-site request refused / 拒绝跨站请求")
+
     @app.post("/login", include_in_schema=False)
-    def login(username: str = Form(...), password: str = Form(...)) -> RedirectResponse:
-        if username not in users or not check_password(password, users[username]):
+    def login(request: Request, username: str = Form(...), password: str = Form(...)) -> RedirectResponse:
+        refuse_cross_site(request)
+        try:
+            user = authenticate(username, password, _client(request))
+        except HTTPException as exc:
+            if exc.status_code != 429:
+                raise
+            # the browser's form: back to the page, which says to wait (the status says 429)
+            return RedirectResponse("/?login_locked=1", status_code=303, headers=exc.headers)
+        if user is None:
             return RedirectResponse("/?login_failed=1", status_code=303)
         response = RedirectResponse("/", status_code=303)
-        token = _sign(secret, username, int(time.time()) + SESSION_SECONDS)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", max_age=SESSION_SECONDS)
+        response.set_cookie(SESSION_COOKIE, sessions.create(user), httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", max_age=SESSION_SECONDS, path="/")
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout() -> RedirectResponse:
+    def logout(request: Request) -> RedirectResponse:
+        refuse_cross_site(request)
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            sessions.end(token)
         response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(SESSION_COOKIE)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
     @app.get("/api/overview")
@@ -164,9 +199,13 @@ def create_app(ctx: HubContext) -> FastAPI:
 
     @app.post("/tsa", include_in_schema=False)
     async def timestamp(request: Request) -> Response:
-        """RFC 3161 over HTTP for the agents' seals (no login: a public service of the intranet)."""
+        """RFC 3161 over HTTP for the agents' seals (no login: a public service of the intranet,
+        rate-limited per client address)."""
         if tsa is None:
             raise HTTPException(status_code=404, detail="no time-stamping authority at this hub")
+        if not tsa_limit.allow(_client(request)):
+            raise HTTPException(status_code=429, detail="too many time-stamp requests / 时间戳请求过于频繁",
+                                headers={"Retry-After": str(tsa_limit.retry_after(_client(request)))})
         body = await request.body()
         if len(body) > 64 * 1024:
             raise HTTPException(status_code=413, detail="request too large")

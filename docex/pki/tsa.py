@@ -40,6 +40,7 @@ from pyhanko.sign.timestamps.requests_client import RequestsHTTPTimeStamper
 from docex.pki.errors import PkiError
 from docex.pki.keys import PrivateKey, load_certificate, load_private_key
 from docex.pki.names import DOCEX_ARC, CertRole, role_of
+from docex.pki.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ TSA_POLICY_OID = f"{DOCEX_ARC}.5.1"  # docex TSA policy: county intranet, 1 s ac
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 MAX_REQUEST_BYTES = 16 * 1024  # a TimeStampReq is a few hundred bytes
+# Per client address: sealing asks one stamp a PDF, a busy unit a few a second at most.
+RATE_PER_CLIENT, BURST_PER_CLIENT = 20.0, 40
 LEDGER_NAME = "issued.jsonl"  # one JSON line per token issued (TimeStampAuthority.load)
 _DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64}  # SHA-1 and MD5 are refused
 
@@ -340,6 +343,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found\n", "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:  # noqa: N802
+        client = str(self.client_address[0])
+        if not self.server.limiter.allow(client):
+            self.close_connection = True
+            self.send_response(429)
+            self.send_header("Retry-After", str(self.server.limiter.retry_after(client)))
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            body = b"too many requests: rate_limited\n"
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -369,9 +383,10 @@ class _Handler(BaseHTTPRequestHandler):
 class TsaHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], tsa: TimeStampAuthority) -> None:
+    def __init__(self, address: tuple[str, int], tsa: TimeStampAuthority, limiter: RateLimiter | None = None) -> None:
         super().__init__(address, _Handler)
         self.tsa = tsa
+        self.limiter = limiter or RateLimiter(RATE_PER_CLIENT, BURST_PER_CLIENT)
 
     @property
     def url(self) -> str:
@@ -379,10 +394,12 @@ class TsaHttpServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}/"
 
 
-def serve(tsa: TimeStampAuthority, host: str = "127.0.0.1", port: int = 3161) -> TsaHttpServer:
+def serve(tsa: TimeStampAuthority, host: str = "127.0.0.1", port: int = 3161, *,
+          limiter: RateLimiter | None = None) -> TsaHttpServer:
     """A started HTTP TSA (background thread); ``port=0`` picks a free port. Call
-    ``shutdown()`` and ``server_close()`` to stop it."""
-    server = TsaHttpServer((host, port), tsa)
+    ``shutdown()`` and ``server_close()`` to stop it. Each client address gets
+    RATE_PER_CLIENT stamps a second (BURST_PER_CLIENT at once); beyond, 429."""
+    server = TsaHttpServer((host, port), tsa, limiter)
     threading.Thread(target=server.serve_forever, name="docex-tsa", daemon=True).start()
     return server
 

@@ -25,7 +25,10 @@ from docex.protocols.errors import CODES
 
 FUZZ_SECONDS = float(os.environ.get("DOCEX_FUZZ_SECONDS", "0") or 0)
 BOUNDED_EXAMPLES = int(os.environ.get("DOCEX_FUZZ_EXAMPLES", "100"))
-DEADLINE_MS = 5000  # one input taking longer than this is a hang
+# One input taking longer than this is a hang. The long run is niced on a shared machine,
+# where a process may wait seconds for a core: there, a hang is a minute.
+DEADLINE_MS = 60_000 if FUZZ_SECONDS > 0 else 5000
+CRASH_LOG = os.environ.get("DOCEX_FUZZ_CRASH_LOG", "")  # each crasher appended as found
 
 
 @dataclass
@@ -92,6 +95,9 @@ def fuzz(name: str, target: Callable[..., None]) -> None:
             except Exception as exc:  # noqa: BLE001 - a crasher: keep it and go on searching
                 notes = "\n".join(getattr(exc, "__notes__", []))
                 tally.crashers.append(f"{type(exc).__name__}: {exc}\n{notes}"[:4000])
+                if CRASH_LOG:
+                    with open(CRASH_LOG, "a", encoding="utf-8") as fh:
+                        fh.write(f"== {name}\n{tally.crashers[-1]}\n")
         assert not tally.crashers, f"{len(tally.crashers)} crasher(s) in {name}:\n" + "\n---\n".join(tally.crashers[:5])
     finally:
         tally.seconds += time.monotonic() - start

@@ -180,11 +180,12 @@
     $("auto-refresh-label").hidden = true;
     $("logout-form").hidden = true;
     $("login-view").hidden = false;
-    const failed = new URLSearchParams(location.search).has("login_failed") ||
-      new URLSearchParams(location.search).get("login") === "failed";
+    const query = new URLSearchParams(location.search);
+    const failed = query.has("login_failed") || query.get("login") === "failed";
+    const locked = query.has("login_locked");  // too many failures: the hub says to wait
     const msg = $("login-error");
-    msg.hidden = !(failed || expired);
-    msg.textContent = t(failed ? "login.failed" : "login.expired");
+    msg.hidden = !(failed || locked || expired);
+    msg.textContent = t(locked ? "login.locked" : failed ? "login.failed" : "login.expired");
     $("login-username").focus();
   }
   function showApp() {
