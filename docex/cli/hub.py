@@ -160,6 +160,62 @@ def run(home: str, workers: int, api_port: int | None, metrics_port: int | None,
                 RunOptions(workers=workers, api_port=api_port, metrics_port=metrics_port))
 
 
+@hub.command("backup")
+@HOME
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The archive to write (.tar.gz).")
+@json_option
+@handles_errors
+def backup_command(home: str, output: str, as_json: bool) -> None:
+    """备份交换中心 Back up the hub: configuration, CA and keys, audit checkpoints and the whole
+    tracking database, in one archive (keep it as safe as the CA key: it holds it)."""
+    from docex.hub.backup import backup
+    from docex.hub.config import HubConfig
+
+    config = HubConfig.load(home)
+    info = backup(config, output, progress=None if as_json else lambda t: click.echo(f"  {t}", err=True))
+    if as_json:
+        echo_json({"ok": True, "output": str(info.path), "revision": info.revision, "rows": info.rows})
+        return
+    click.echo(f"备份完成 backup written: {info.path} (schema {info.revision}, {sum(info.rows.values())} rows)")
+
+
+@hub.command("restore")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.option("--home", required=True, type=click.Path(file_okay=False), help="A new hub home to restore into.")
+@click.option("--db", "db_url", help="The new database (default SQLite in HOME; required if the backup came from PostgreSQL).")
+@click.option("--no-broker", is_flag=True, help="Do not touch RabbitMQ (restore the files and database only).")
+@json_option
+@handles_errors
+def restore_command(archive: str, home: str, db_url: str | None, no_broker: bool, as_json: bool) -> None:
+    """恢复交换中心 Restore a backup into a new hub home (and a new, empty database), upgrade its
+    schema to this release, and re-create the vhost, the hub's login and the queues."""
+    from docex.hub import audit as hub_audit
+    from docex.hub.backup import ensure_broker, restore
+    from docex.hub.db import Database
+    from docex.hub.models import Link, Unit
+
+    config, counts = restore(archive, home, database_url=db_url)
+    db = Database(config.database_url)
+    with db.read() as s:
+        units = [(u.address, u.broker_user) for u in s.query(Unit).all()]
+        links = [link.name for link in s.query(Link).all()]
+        chain = hub_audit.verify_chain(s)
+    missing = [] if no_broker else ensure_broker(config, units, links)
+    with db.session() as s:
+        hub_audit.append(s, "information-centre", "hub.restore", str(Path(archive).name), rows=sum(counts.values()))
+    db.dispose()
+    if as_json:
+        echo_json({"ok": chain.ok, "home": str(config.home), "rows": counts, "audit_entries": chain.entries,
+                   "audit_ok": chain.ok, "units_without_broker_login": missing})
+        return
+    click.echo(f"恢复完成 restored into {config.home}: {sum(counts.values())} rows, "
+               f"{len(units)} unit(s), {len(links)} link(s)")
+    click.echo(f"审计链 audit chain: {'完整 intact' if chain.ok else '损坏 BROKEN'} ({chain.entries} entries)")
+    for address in missing:
+        click.echo(f"注意 warning: {address} has no broker login on this broker: re-issue its agent home", err=True)
+    click.echo("next: docex hub run --home " + str(config.home))
+
+
 @hub.group()
 def user() -> None:
     """Dashboard logins of the information centre's staff."""
