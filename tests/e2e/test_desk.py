@@ -1,0 +1,283 @@
+"""The clerks' desk against a real network (hub and agents as processes, the local
+RabbitMQ), first through the API from a test client, then in real headless Chromium:
+log in with a personal certificate, receive documents from another unit, see the
+deadline, sign for one, return another with a reason, print the 签收单, send a document
+with two attachments to three units chosen by name, recall it, and watch the sender's view
+change without reloading. The browser test keeps the guide's screenshots
+(docs/guide-clerk.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium.webdriver.support.ui import Select
+
+from docex.agent.actions import sign_for
+from docex.agent.compose import compose
+from docex.agent.config import AgentConfig, DeskConfig
+from docex.agent.desk.auth import add_person
+from docex.agent.store import Received
+from docex.pki.ca import CertificateAuthority
+from tests.e2e.conftest import NetworkFactory
+from tests.e2e.support import SENDER, Network, wait_until
+from tests.monitoring.browser import (
+    chromium,
+    css,
+    keep_screenshot,
+    missing_browser,
+    text_of,
+    visible,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+ME = "qingyuan.yangshan.zfb"  # 阳山县人民政府办公室: the desk under test
+PASSPHRASE = "Zhang-San 2011"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Desk:
+    net: Network
+    url: str
+    person: str
+    names: dict[str, str]
+
+    def others(self) -> list[str]:
+        return [a for a in self.net.addresses if a not in (ME, SENDER)]
+
+
+@pytest.fixture(scope="module")
+def desk(network: NetworkFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    net = network(8)
+    home = net.home(ME)
+    config = AgentConfig.load(home)
+    port = _free_port()
+    dataclasses.replace(config, desk=DeskConfig(port=port)).save()
+    person_dir = tmp_path_factory.mktemp("zhangsan")
+    CertificateAuthority.open(net.hub_home / "ca", None).issue_person(ME, "张三", person_dir, PASSPHRASE.encode())
+    ident, _ = add_person(net.agent(ME), person_dir)
+    net.start_hub()
+    net.start_agents([a for a in net.addresses if a != ME], per_process=7)
+    net.start_agents([ME])
+    names = {u.address: u.name for u in net.agent(ME).units()}
+    yield Desk(net, f"http://127.0.0.1:{port}", ident, names)
+
+
+def _main_pdf(title: str) -> bytes:
+    return compose({"issuer": "阳山县信息中心", "title": title, "date": "2011-09-26", "doc_number": "阳信发〔2011〕40号",
+                    "main_recipients": ["县府办"]}, "请认真贯彻落实。")
+
+
+def _incoming(desk: Desk, title: str, priority: str = "加急") -> str:
+    mid, _ = desk.net.send(SENDER, [ME], title=title, priority=priority,
+                           files={"正文.pdf": _main_pdf(title), "附件.txt": "附件内容".encode()})
+    desk.net.wait_hub(mid, "delivered", [ME])
+    return mid
+
+
+def test_the_flows_through_the_api(desk: Desk, tmp_path: Path) -> None:
+    net = desk.net
+    a = _incoming(desk, "关于API签收测试的通知")
+    b = _incoming(desk, "关于API退回测试的通知", priority="平急")
+    with httpx.Client(base_url=desk.url, timeout=30) as api:
+        assert api.post("/api/login", json={"person": desk.person, "passphrase": "nope"}).status_code == 401
+        r = api.post("/api/login", json={"person": desk.person, "passphrase": PASSPHRASE})
+        assert r.status_code == 200
+        h = {"X-CSRF-Token": r.json()["csrf"]}
+        inbox = {d["message_id"]: d for d in api.get("/api/inbox").json()}
+        assert inbox[a]["sender_name"] == desk.names[SENDER] and inbox[a]["deadline"]
+        assert api.get(f"/api/inbox/{a}/files/正文.pdf", params={"inline": 1}).content.startswith(b"%PDF")
+
+        assert api.post(f"/api/inbox/{a}/sign-for", headers=h).json()["state"] == "signed_for"
+        assert api.post(f"/api/inbox/{b}/return", json={"reason": "请补充附件"}, headers=h).json()["state"] == "returned"
+        net.wait_hub(a, "signed_for", [ME])
+        net.wait_hub(b, "returned", [ME])
+        slip = api.get(f"/api/inbox/{a}/receipt.pdf")
+        assert slip.headers["content-type"] == "application/pdf" and slip.content.startswith(b"%PDF")
+
+        three = desk.others()[:3]
+        meta = {"to": three[:2], "cc": three[2:], "title": "关于API发文测试的通知", "doc_number": "阳府办发〔2011〕7号",
+                "priority": "平急", "classification": ""}
+        files = [("files", ("正文.pdf", _main_pdf("API发文"), "application/pdf")),
+                 ("files", ("附件1.txt", b"one", "text/plain")), ("files", ("附件2.txt", b"two", "text/plain"))]
+        sent = api.post("/api/send", data={"meta": json.dumps(meta, ensure_ascii=False)}, files=files, headers=h)
+        assert sent.status_code == 200, sent.text
+        mid = sent.json()["message_id"]
+        net.wait_hub(mid, "delivered", three)
+        sign_for(net.agent(three[0]), mid)
+        wait_until(lambda: net.hub_states(mid)[three[0]] == "signed_for", 60, "signed_for at the hub")
+        wait_until(lambda: _states(api, mid)[three[0]] == "signed_for", 60, "signed_for in the API's sent view")
+
+        assert api.post(f"/api/sent/{mid}/recall", json={"reason": "文号有误"}, headers=h).status_code == 200
+        wait_until(lambda: _states(api, mid) == {three[0]: "signed_for", three[1]: "recalled", three[2]: "recalled"},
+                   60, "the recall in the API's sent view")
+        assert net.hub_states(mid) == {three[0]: "signed_for", three[1]: "recalled", three[2]: "recalled"}
+        classified = api.post("/api/send", data={"meta": json.dumps({**meta, "classification": "机密"})},
+                              files=files[:1], headers=h)
+        assert classified.status_code == 422 and classified.json()["code"] == "classified"
+
+
+def _states(api: httpx.Client, mid: str) -> dict[str, str]:
+    doc = api.get(f"/api/sent/{mid}").json()
+    return {r["address"]: r["state"] for r in doc["recipients"]}
+
+
+def _state_of_row(driver: object, selector: str) -> str:
+    found = css(driver, f"{selector} .state")  # type: ignore[arg-type]
+    return (found[0].get_attribute("data-state") or "") if found else ""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
+def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
+    net = desk.net
+    urgent = _incoming(desk, "关于做好国庆节期间值班工作的通知", priority="特急")
+    other = _incoming(desk, "关于报送2011年工作总结的通知", priority="平急")
+    attachments = [tmp_path / "附件1 名单.txt", tmp_path / "附件2 日程.txt"]
+    for i, path in enumerate(attachments):
+        path.write_text(f"附件{i + 1}", "utf-8")
+
+    with chromium(1280, 900) as driver:
+        driver.get(desk.url)
+        wait_for(driver, lambda d: visible(d, "login-form"))
+        assert driver.execute_script("return document.documentElement.lang") == "zh-CN"
+        css(driver, "#login-passphrase")[0].send_keys("wrong")
+        css(driver, "#login-submit")[0].click()
+        wait_for(driver, lambda d: visible(d, "login-error"))
+        assert "证书或口令错误" in text_of(driver, "#login-error")
+        css(driver, "#login-passphrase")[0].clear()
+        css(driver, "#login-passphrase")[0].send_keys(PASSPHRASE)
+        keep_screenshot(driver, tmp_path, "desk-login.png", docs=True)
+        css(driver, "#login-submit")[0].click()
+
+        # 收文: the documents, by unit name, with their deadlines.
+        row = f'#inbox-table tr[data-message-id="{urgent}"]'
+        wait_for(driver, lambda d: css(d, row))
+        assert desk.names[SENDER] in text_of(driver, row) and "特急" in text_of(driver, row)
+        assert "剩余" in text_of(driver, f'{row} [data-testid="deadline"]')
+        assert text_of(driver, "#me") == "张三"
+        css(driver, row)[0].click()
+        wait_for(driver, lambda d: visible(d, "doc-detail") and text_of(d, "#detail-title") == "关于做好国庆节期间值班工作的通知")
+        assert text_of(driver, "#detail-seal") == "无电子印章"
+        assert "正文.pdf" in text_of(driver, "#detail-files")
+        keep_screenshot(driver, tmp_path, "desk-inbox.png", docs=True)
+
+        # 签收 in one click: the hub and the sender see it.
+        css(driver, "#btn-sign-for")[0].click()
+        wait_for(driver, lambda d: css(d, "#doc-detail")[0].get_attribute("data-state") == "signed_for")
+        assert not css(driver, row)  # no longer waiting: off the 待签收 list
+        net.wait_hub(urgent, "signed_for", [ME])
+        received = net.received(ME, urgent)
+        assert received is not None and received.person == "张三"
+
+        # The printable 签收单.
+        wait_for(driver, lambda d: visible(d, "btn-slip"))
+        href = css(driver, "#btn-slip")[0].get_attribute("href")
+        got = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[0]).then(r => r.arrayBuffer().then(b => done([r.headers.get('content-type'), "
+            "String.fromCharCode(...new Uint8Array(b.slice(0, 4))), b.byteLength])));", href)
+        assert got[0] == "application/pdf" and got[1] == "%PDF" and got[2] > 5000
+
+        # 退回 another, with a reason: the sender sees the reason.
+        other_row = f'#inbox-table tr[data-message-id="{other}"]'
+        css(driver, other_row)[0].click()
+        wait_for(driver, lambda d: text_of(d, "#detail-title") == "关于报送2011年工作总结的通知")
+        css(driver, "#return-reason")[0].send_keys("请补充附件2")
+        css(driver, "#btn-return")[0].click()
+        net.wait_hub(other, "returned", [ME])
+        wait_until(lambda: net.sent(SENDER, other)[ME].reason == "请补充附件2", 60, "the reason at the sender")
+
+        # A new urgent document announces itself, no reload.
+        Select(css(driver, "#inbox-filter")[0]).select_by_value("delivered")
+        new = _incoming(desk, "关于紧急防汛工作的通知", priority="特急")
+        wait_for(driver, lambda d: css(d, f'#inbox-table tr[data-message-id="{new}"]'), timeout=30)
+        wait_for(driver, lambda d: visible(d, "toast") and "关于紧急防汛工作的通知" in text_of(d, "#toast"), timeout=30)
+
+        # 发文: three units chosen by name, two attachments, preview, send.
+        three = desk.others()[:3]
+        css(driver, "#nav-send")[0].click()
+        wait_for(driver, lambda d: css(d, 'li[data-testid="recipient-option"]'))
+        css(driver, "#send-title")[0].send_keys("关于开展安全生产大检查的通知")
+        css(driver, "#send-docnum")[0].send_keys("阳府办发〔2011〕52号")
+        for i, address in enumerate(three):
+            search = css(driver, "#recipient-search")[0]
+            search.clear()
+            search.send_keys(desk.names[address])
+            option = f'li[data-address="{address}"]'
+            wait_for(driver, lambda d, option=option: css(d, option))
+            css(driver, f"{option} {'.add-cc' if i == 2 else '.add-to'}")[0].click()
+        css(driver, "#send-files")[0].send_keys("\n".join(str(p) for p in attachments))
+        # Classification is refused before anything leaves the page.
+        classification = Select(css(driver, "#send-classification")[0])
+        classification.select_by_visible_text("机密")
+        wait_for(driver, lambda d: visible(d, "classified-warning"))
+        css(driver, "#btn-preview")[0].click()
+        wait_for(driver, lambda d: visible(d, "send-error"))
+        classification.select_by_value("")
+        css(driver, "#btn-preview")[0].click()
+        wait_for(driver, lambda d: visible(d, "send-preview"))
+        assert text_of(driver, "#preview-to") == "、".join(desk.names[a] for a in three[:2])
+        assert "附件1 名单.txt" in text_of(driver, "#preview-files") and "附件2 日程.txt" in text_of(driver, "#preview-files")
+        keep_screenshot(driver, tmp_path, "desk-send.png", docs=True)
+        css(driver, "#btn-send")[0].click()
+        wait_for(driver, lambda d: visible(d, "send-result"), timeout=30)
+        mid = css(driver, "#send-result")[0].get_attribute("data-message-id")
+        assert mid
+        net.wait_hub(mid, "delivered", three)
+        for address in three:
+            got_files = net.inbox_files(address, mid)
+            assert got_files["附件1 名单.txt"] == "附件1".encode() and got_files["附件2 日程.txt"] == "附件2".encode()
+
+        # 已发: the recipients by name; one signs for it, the page follows without a reload.
+        css(driver, "#nav-sent")[0].click()
+        doc = f'div[data-message-id="{mid}"]'
+        wait_for(driver, lambda d: all(_state_of_row(d, f'{doc} tr[data-address="{a}"]') == "delivered" for a in three),
+                 timeout=60)
+        driver.execute_script("window.__marker = 'no reload';")
+        sign_for(net.agent(three[0]), mid)
+        wait_for(driver, lambda d: _state_of_row(d, f'{doc} tr[data-address="{three[0]}"]') == "signed_for", timeout=60)
+        assert driver.execute_script("return window.__marker") == "no reload"
+        assert desk.names[three[0]] in text_of(driver, f'{doc} tr[data-address="{three[0]}"]')
+
+        # 撤销: the others lose it; the one that signed keeps it, and the page shows who.
+        css(driver, f"{doc} .recall-reason")[0].send_keys("文号有误，重新发文")
+        css(driver, f"{doc} .btn-recall")[0].click()
+        wait_for(driver, lambda d: all(_state_of_row(d, f'{doc} tr[data-address="{a}"]') == "recalled" for a in three[1:]),
+                 timeout=60)
+        assert _state_of_row(driver, f'{doc} tr[data-address="{three[0]}"]') == "signed_for"
+        assert desk.names[three[0]] in text_of(driver, f'{doc} [data-testid="recall-kept"]')
+        assert driver.execute_script("return window.__marker") == "no reload"
+        keep_screenshot(driver, tmp_path, "desk-sent.png", docs=True)
+        for address in three[1:]:
+            wait_until(lambda address=address: (r := net.received(address, mid)) is not None and r.state == "recalled",
+                       60, f"recalled at {address}")
+        kept = net.received(three[0], mid)
+        assert isinstance(kept, Received) and kept.state == "signed_for"
+
+        # 通讯录 and English, at 800 px.
+        css(driver, "#nav-directory")[0].click()
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="directory-row"]')) == len(net.addresses))
+        css(driver, "#dir-search")[0].send_keys("镇")
+        wait_for(driver, lambda d: 0 < len(css(d, 'tr[data-testid="directory-row"]')) < len(net.addresses))
+        keep_screenshot(driver, tmp_path, "desk-directory.png", docs=True)
+        driver.set_window_size(800, 900)
+        css(driver, "#lang-toggle")[0].click()
+        css(driver, "#nav-inbox")[0].click()
+        wait_for(driver, lambda d: text_of(d, "#nav-inbox") == "Inbox" and css(d, "#inbox-table tbody tr"))
+        assert driver.execute_script("return document.documentElement.lang") == "en"
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 820
