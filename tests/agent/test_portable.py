@@ -1,6 +1,8 @@
-"""Unit terminals in a county run Windows: the agent and the desk (and what they import
-from below: protocols, pki, broker) must stay pure Python with no POSIX-only calls on their
-paths. A scan of the source, so a new one is caught where it is written."""
+"""Unit terminals in a county run Windows: the agent and the desk, and every docex module
+they import (followed transitively: protocols, pki, broker, documents, monitoring helpers),
+must stay pure Python with no POSIX-only calls on their paths. A scan of the source, so a
+new one is caught where it is written. (Server-side modules the agent never imports, such
+as the broker's TLS registry, may use POSIX calls.)"""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "docex"
-PACKAGES = ("agent", "protocols", "pki", "broker")
 POSIX_MODULES = {"fcntl", "termios", "pwd", "grp", "resource", "posix", "tty", "pty", "syslog", "crypt"}
 POSIX_OS = {"fork", "forkpty", "getuid", "geteuid", "getgid", "getegid", "setuid", "setgid", "setsid", "killpg",
             "chown", "lchown", "fchown", "getpgid", "setpgid", "uname", "mkfifo", "nice", "getloadavg", "sync",
@@ -34,9 +35,46 @@ def _offences(path: Path, root: Path = ROOT.parent) -> list[str]:
     return [f"{path.relative_to(root)}:{item}" for item in found]
 
 
-def test_agent_desk_and_their_foundations_are_portable() -> None:
-    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] != "docex":
+        return None
+    base = ROOT.parent.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _agent_path() -> list[Path]:
+    """docex/agent/** and every docex module reachable from it by import (also imports
+    inside functions, and the packages on the way)."""
+    todo = list((ROOT / "agent").rglob("*.py"))
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            for name in names:
+                parts = name.split(".")
+                for i in range(2, len(parts) + 1):  # the packages on the way run their __init__
+                    found = _module_file(".".join(parts[:i]))
+                    if found is not None and found not in seen:
+                        todo.append(found)
+    return sorted(seen)
+
+
+def test_agent_desk_and_what_they_import_are_portable() -> None:
+    files = _agent_path()
     assert any(p.parent.name == "desk" for p in files)  # the desk is scanned too
+    assert any(p.parent.name == "pki" for p in files) and any(p.parent.name == "broker" for p in files)
     offences = [o for p in files for o in _offences(p)]
     assert offences == []
 

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from selenium.webdriver.support.ui import Select
 
 from docex.agent.actions import sign_for
-from docex.agent.compose import compose
 from docex.agent.config import AgentConfig, DeskConfig
 from docex.agent.desk.auth import add_person
 from docex.agent.store import Received
+from docex.documents.compose import compose
 from docex.pki.ca import CertificateAuthority
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, wait_until
@@ -143,6 +142,8 @@ def _state_of_row(driver: object, selector: str) -> str:
 @pytest.mark.browser
 @pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
 def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
     net = desk.net
     urgent = _incoming(desk, "关于做好国庆节期间值班工作的通知", priority="特急")
     other = _incoming(desk, "关于报送2011年工作总结的通知", priority="平急")

@@ -308,7 +308,7 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
             text = str(data.pop("body"))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DocexError("bad_metadata", "JSON with the document fields and `body` is required") from exc
-        from docex.agent.compose import compose as lay_out
+        from docex.documents.compose import compose as lay_out
 
         data.setdefault("issuer", ctx.config.name)
         data.setdefault("date", dt.date.today().isoformat())
