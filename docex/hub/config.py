@@ -79,6 +79,10 @@ class HubConfig:
     metrics_port: int = 0  # 0: no metrics endpoint
     parent: str = ""  # name of the parent link, if any (the bridge to the city)
     timezone: str = ""  # zone for displayed times and calendar days ("": DOCEX_TIMEZONE or Asia/Shanghai)
+    # Folder (absolute, or under HUBDIR) of sealed PDFs the hub keeps verifiable: a daily job
+    # adds a fresh archive timestamp to each one whose newest timestamp is about to expire.
+    # The hub cannot read documents in transit; this is for what the county archives. "": none.
+    seal_archive: str = ""
 
     @property
     def ca_dir(self) -> Path:
@@ -146,6 +150,7 @@ class HubConfig:
             metrics_port=int(data.get("metrics_port", 0)),
             parent=str(data.get("parent", "")),
             timezone=str(data.get("timezone", "")),
+            seal_archive=str(data.get("seal_archive", "")),
         )
 
     def with_changes(self, **changes: Any) -> HubConfig:

@@ -268,6 +268,54 @@ class HubJobs:
         return checkpoints.make(self.ctx.config, self.ctx.db, identity.cert, identity.key, self.ctx.stamper,
                                 "interval", only_if_changed=True) is not None
 
+    def renew_seal_archive(self, margin_days: int = 60) -> list[str]:
+        """PAdES LTA renewal of every sealed PDF under ``[hub] seal_archive`` whose newest
+        timestamp's certificate expires within ``margin_days`` (``docex seal renew``, with
+        the hub's own TSA and trust). Each file is replaced atomically; every renewal and
+        failure is audited. Returns the renewed files (relative to the folder)."""
+        import os
+
+        from docex.pki.errors import PkiError
+        from docex.pki.seal import renew_seal, verify_seals
+        from docex.pki.tsa import TimeStampAuthority
+
+        config = self.ctx.config
+        if not config.seal_archive:
+            return []
+        root = Path(config.seal_archive)
+        root = root if root.is_absolute() else config.home / root
+        if not root.is_dir():
+            log.warning("seal archive %s does not exist: nothing renewed", root)
+            return []
+        trust = self.ctx.identity.trust
+        stamper = None
+        margin = dt.timedelta(days=margin_days)
+        renewed: list[str] = []
+        for path in sorted(root.rglob("*.pdf")):
+            name = str(path.relative_to(root))
+            pdf = path.read_bytes()
+            report = verify_seals(pdf, trust.anchors, trust.crls, long_term=True, renewal_margin=margin, require_crl=False)
+            if report.error != "seal_renewal_needed":
+                continue
+            try:
+                if stamper is None:
+                    stamper = TimeStampAuthority.load(config.home / "tsa", config.keys.passphrase()).timestamper()
+                out = renew_seal(pdf, anchors=trust.anchors, crls=trust.crls, timestamper=stamper)
+            except PkiError as exc:
+                log.warning("seal archive: %s not renewed: [%s] %s", name, exc.code, exc.message)
+                with self.ctx.db.session() as s:
+                    audit.append(s, "hub", "seal.renew_failed", f"{name} [{exc.code}]")
+                continue
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(out)
+            os.replace(tmp, path)  # a crash leaves the old file or the new one, never half
+            with self.ctx.db.session() as s:
+                audit.append(s, "hub", "seal.renewed", name)
+            renewed.append(name)
+        if renewed:
+            log.info("seal archive: renewed %d file(s)", len(renewed))
+        return renewed
+
     def monthly_report(self) -> Path:
         from docex.hub.reports import write_report
 
@@ -289,4 +337,5 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.warn_expiring_certificates, "cron", hour=8, id="cert-expiry")
     scheduler.add_job(jobs.apply_rollout, "cron", hour=0, minute=5, id="rollout")
     scheduler.add_job(jobs.monthly_report, "cron", day=1, hour=1, id="report")
+    scheduler.add_job(jobs.renew_seal_archive, "cron", hour=2, minute=30, id="seal-archive")
     return scheduler

@@ -16,6 +16,7 @@ from docex.hub.jobs import HubJobs, Rollout
 from docex.hub.models import AuditEntry, Delivery, Document, Outbox, Unit, utcnow
 from docex.protocols import messages
 from docex.protocols.notice import verify_notice
+from tests.conftest import Pki
 
 XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
 
@@ -112,3 +113,42 @@ def test_the_rollout_plan_moves_units_through_its_phases(keyed_ctx: HubContext) 
     jobs.apply_rollout(dt.date(2011, 10, 1))
     assert set(phases().values()) == {"electronic"}
     assert jobs.apply_rollout(dt.date(2011, 10, 2)) == 0
+
+
+def test_the_seal_archive_is_renewed_when_due(keyed_ctx: HubContext, pki: Pki) -> None:
+    """[hub] seal_archive: a sealed PDF whose newest timestamp expires within the margin
+    gets a fresh archive timestamp from the hub's TSA; one not due is left alone."""
+    import dataclasses
+
+    from fpdf import FPDF
+
+    from docex.pki.seal import apply_seal, verify_seals
+    from docex.pki.seal_image import draw_seal
+    from docex.pki.tsa import TimeStampAuthority
+
+    config = keyed_ctx.config
+    pki.county.issue_tsa("阳山县信息中心时间戳服务", config.home / "tsa", None)
+    doc = FPDF(format="A4", unit="mm")
+    doc.add_page()
+    doc.set_font("Helvetica", size=14)
+    doc.text(30, 40, "archived")
+    unit = pki.creds(XXZX)
+    sealed = apply_seal(bytes(doc.output()), cert=unit.sign_cert, key=unit.sign_key, image_png=draw_seal("阳山县信息中心"),
+                        chain=[pki.county.certificate], crls=[pki.county.crl()],
+                        timestamper=TimeStampAuthority.load(config.home / "tsa", None).timestamper(), page=1, at=(150, 200))
+    archive = config.home / "archive" / "2011"
+    archive.mkdir(parents=True)
+    (archive / "阳府〔2011〕12号.pdf").write_bytes(sealed)
+    from docex.hub.config import KeyConfig
+
+    keyed_ctx.config = dataclasses.replace(config, seal_archive="archive", keys=KeyConfig(insecure_no_passphrase=True))
+    jobs, _ = _jobs(keyed_ctx)
+    assert jobs.renew_seal_archive() == []  # the TSA certificate has years left: not due
+    assert jobs.renew_seal_archive(margin_days=3650) == ["2011/阳府〔2011〕12号.pdf"]
+    renewed = (archive / "阳府〔2011〕12号.pdf").read_bytes()
+    assert renewed.startswith(sealed) and len(renewed) > len(sealed)
+    report = verify_seals(renewed, [pki.county.certificate], expected_address=XXZX, long_term=True)
+    assert report.ok and [s.kind for s in report.signatures].count("document_timestamp") == 2
+    with keyed_ctx.db.session() as s:
+        actions = s.execute(select(AuditEntry.action, AuditEntry.subject)).all()
+    assert ("seal.renewed", "2011/阳府〔2011〕12号.pdf") in [tuple(a) for a in actions]
