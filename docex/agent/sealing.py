@@ -34,7 +34,7 @@ def seal_pdf(ctx: AgentContext, pdf: bytes, *, person: tuple[x509.Certificate, P
     if ctx.config.seal.tsa_url:
         from docex.pki.tsa import http_timestamper
 
-        timestamper = http_timestamper(ctx.config.seal.tsa_url)
+        timestamper = http_timestamper(ctx.config.seal.tsa_url, ca_file=str(ctx.config.home / "ca.crt"))
     chain = load_certificates(ctx.config.home / "ca.crt")
     return apply_seal(
         pdf, cert=ctx.creds.sign_cert, key=ctx.creds.sign_key, image_png=seal_image(ctx), chain=chain,

@@ -4,6 +4,7 @@ information centre's commands."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ def user_add(home: str, name: str, password_file: str | None) -> None:
     password = Path(password_file).read_text().strip() if password_file else click.prompt("password", hide_input=True, confirmation_prompt=True)
     users = dict(config.api.users)
     users[name] = hash_password(password)
-    config.with_changes(api=type(config.api)(host=config.api.host, port=config.api.port, users=users)).save()
+    config.with_changes(api=replace(config.api, users=users)).save()
     click.echo(f"login {name} saved")
 
 

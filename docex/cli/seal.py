@@ -333,15 +333,22 @@ def tsa() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=3161, show_default=True, type=int)
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (default $DOCEX_METRICS_PORT or 9474; 0 off).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
+              help="Serve HTTPS with this server certificate (the hub's HUBDIR/hub/server.crt); required off localhost.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its key (same passphrase as the TSA's).")
 @passphrase_options
 @handles_errors
-def run(tsa_dir: str, host: str, port: int, metrics_port: int | None, passphrase: PassphraseSource) -> None:
-    """Serve RFC 3161 time-stamps over HTTP (POST application/timestamp-query)."""
+def run(tsa_dir: str, host: str, port: int, metrics_port: int | None, tls_cert: str | None, tls_key: str | None,
+        passphrase: PassphraseSource) -> None:
+    """Serve RFC 3161 time-stamps over HTTP(S) (POST application/timestamp-query); plain HTTP
+    only on localhost."""
     from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
-    from docex.pki.tsa import TimeStampAuthority, serve
+    from docex.pki.tsa import TimeStampAuthority, serve, server_tls_context
 
-    authority = TimeStampAuthority.load(tsa_dir, passphrase.get())
-    server = serve(authority, host, port)
+    pw = passphrase.get()
+    authority = TimeStampAuthority.load(tsa_dir, pw)
+    context = server_tls_context(tls_cert, tls_key or tls_cert, pw) if tls_cert else None
+    server = serve(authority, host, port, context)
     metrics_host, resolved = metrics_address("tsa", port=metrics_port)
     if resolved:
         registry, _ = service_metrics("tsa")

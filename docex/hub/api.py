@@ -37,7 +37,7 @@ from docex.hub.tracking import (
     unit_stats,
 )
 from docex.pki.ratelimit import RateLimiter
-from docex.pki.tsa import BURST_PER_CLIENT, RATE_PER_CLIENT
+from docex.pki.tsa import BURST_PER_CLIENT, RATE_PER_CLIENT, is_loopback
 
 SESSION_COOKIE = "docex_session"
 SESSION_SECONDS = 12 * 3600
@@ -227,7 +227,15 @@ class ApiServer:
 
         import uvicorn
 
-        self.config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off")
+        # Plain HTTP only on a loopback address; anywhere else HTTPS with the hub's server certificate.
+        tls: dict[str, Any] = {}
+        if not is_loopback(host) or ctx.config.api.tls:
+            passphrase = ctx.config.keys.passphrase()
+            tls = {"ssl_certfile": str(ctx.config.hub_dir / "server.crt"),
+                   "ssl_keyfile": str(ctx.config.hub_dir / "server.key"),
+                   "ssl_keyfile_password": passphrase.decode() if passphrase else None}
+        self.tls = bool(tls)
+        self.config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off", **tls)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="docex-api", daemon=True)
 

@@ -64,6 +64,7 @@ class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8470
     users: dict[str, str] = field(default_factory=dict)  # username -> pbkdf2 hash
+    tls: bool = False  # HTTPS even on localhost (it always is on any other address)
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ class HubService:
         if self.metrics_url and opts.workers > 1:
             metrics += f" (worker processes on ports {metrics_port + 1}-{metrics_port + opts.workers - 1})"
         log.info("hub %s running: %d worker process(es), API %s, metrics %s", self.config.prefix, opts.workers,
-                 f"http://{self.config.api.host}:{self.api_port}/" if api else "off", metrics)
+                 f"{'https' if api.tls else 'http'}://{self.config.api.host}:{self.api_port}/" if api else "off", metrics)
         if ready is not None:
             ready.set()
         try:

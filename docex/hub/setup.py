@@ -23,6 +23,19 @@ def _split_admin_url(url: str) -> tuple[str, str, str, int]:
     return (unquote(parts.username or "guest"), unquote(parts.password or "guest"), parts.hostname or "127.0.0.1", parts.port or 5672)
 
 
+def _server_names(*hosts: str) -> dict[str, list[str]]:
+    import ipaddress
+    import socket
+
+    dns, ips = [], []
+    for name in dict.fromkeys(("localhost", "127.0.0.1", socket.gethostname(), *hosts)):
+        try:
+            ips.append(str(ipaddress.ip_address(name)))
+        except ValueError:
+            dns.append(name)
+    return {"dns_names": dns, "ip_addresses": ips}
+
+
 def init_hub(
     home: str | Path,
     prefix: str,
@@ -109,7 +122,8 @@ def _init(
         ca = CertificateAuthority.open(config.ca_dir, passphrase)
     else:
         ca = CertificateAuthority.init(config.ca_dir, config.name, passphrase)
-    ca.issue_server(f"{config.name} hub", config.hub_dir, passphrase, hub_prefix=prefix)
+    # The hub's certificate also serves its read API and TSA over HTTPS: it names this machine.
+    ca.issue_server(f"{config.name} hub", config.hub_dir, passphrase, hub_prefix=prefix, **_server_names(host))
     # The information centre's own time-stamping authority (RFC 3161), served at /tsa.
     ca.issue_tsa(f"{config.name} 时间戳服务", config.home / "tsa", passphrase)
     config.trust_dir.mkdir(exist_ok=True)

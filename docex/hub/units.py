@@ -142,9 +142,16 @@ def add_unit(
         anchors_pem=[p.read_bytes() for p in sorted(config.trust_dir.glob("*.crt"))],
         crl_pem=_pem(config.ca_dir / "crl.pem"),
         directory_der=directory_der,
-        tsa_url=f"http://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
+        tsa_url=f"{api_scheme(config)}://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
         broker_ca_pem=config.broker_ca_pem,
     )
+
+
+def api_scheme(config: HubConfig) -> str:
+    """How units reach the hub's read API and TSA: HTTPS unless it listens on localhost only."""
+    from docex.pki.tsa import is_loopback
+
+    return "https" if config.api.tls or not is_loopback(config.api.host) else "http"
 
 
 def set_state(config: HubConfig, db: Database, address: str, state: str, *, actor: str = "information-centre") -> None:

@@ -17,12 +17,15 @@ failure bit, never an exception or a crash of the server.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import secrets
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -309,19 +312,41 @@ class LocalTimeStamper(TimeStamper):
 
 class HttpTimeStamper(RequestsHTTPTimeStamper):
     """pyHanko's HTTP client, plus a clear error when the TSA answers with a rejection
-    (asn1crypto cannot parse a TimeStampResp without a token by itself)."""
+    (asn1crypto cannot parse a TimeStampResp without a token by itself), and HTTPS checked
+    against the information centre's CA (`ca_file`) rather than the system's."""
+
+    ca_file: str | None = None
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        resp = await super().async_request_tsa_response(req)
+        if self.ca_file and str(self.url).startswith("https:"):
+            resp = await asyncio.to_thread(self._post_verified, req)
+        else:
+            resp = await super().async_request_tsa_response(req)
         status, failures, text = response_status(resp.dump())
         if status not in ("granted", "granted_with_mods"):
             raise TimestampRequestError(f"TSA refused the request: {status} {sorted(failures)} {text}")
         return resp
 
 
-def http_timestamper(url: str, *, timeout: float = 10.0) -> TimeStamper:
-    """The client side for agents: RFC 3161 over HTTP to ``docex tsa run``."""
-    return HttpTimeStamper(url, timeout=timeout)  # type: ignore[no-untyped-call]
+    def _post_verified(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        import requests
+
+        try:
+            raw = requests.post(self.url, req.dump(), headers=self.request_headers(), timeout=self.timeout,
+                                verify=self.ca_file)
+        except OSError as exc:
+            raise TimestampRequestError("Error in communication with timestamp server") from exc
+        if raw.headers.get("Content-Type") != "application/timestamp-reply":
+            raise TimestampRequestError("Timestamp server response is malformed.")
+        return tsp.TimeStampResp.load(raw.content)
+
+
+def http_timestamper(url: str, *, timeout: float = 10.0, ca_file: str | None = None) -> TimeStamper:
+    """The client side for agents: RFC 3161 over HTTP(S) to ``docex tsa run`` or the hub's
+    ``/tsa``; with `ca_file`, an https:// server must hold a certificate of that CA."""
+    stamper = HttpTimeStamper(url, timeout=timeout)  # type: ignore[no-untyped-call]
+    stamper.ca_file = ca_file
+    return stamper
 
 
 # -- HTTP server ---------------------------------------------------------------------------
@@ -383,23 +408,45 @@ class _Handler(BaseHTTPRequestHandler):
 class TsaHttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], tsa: TimeStampAuthority, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, address: tuple[str, int], tsa: TimeStampAuthority, limiter: RateLimiter | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(address, _Handler)
         self.tsa = tsa
         self.limiter = limiter or RateLimiter(RATE_PER_CLIENT, BURST_PER_CLIENT)
+        self.tls = ssl_context is not None
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}/"
 
 
-def serve(tsa: TimeStampAuthority, host: str = "127.0.0.1", port: int = 3161, *,
-          limiter: RateLimiter | None = None) -> TsaHttpServer:
-    """A started HTTP TSA (background thread); ``port=0`` picks a free port. Call
-    ``shutdown()`` and ``server_close()`` to stop it. Each client address gets
-    RATE_PER_CLIENT stamps a second (BURST_PER_CLIENT at once); beyond, 429."""
-    server = TsaHttpServer((host, port), tsa, limiter)
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def server_tls_context(certfile: str, keyfile: str, password: bytes | None = None) -> ssl.SSLContext:
+    """TLS 1.2+ for a docex HTTP service with a server certificate from the hub's CA."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile, keyfile, password=password)
+    return ctx
+
+
+def serve(tsa: TimeStampAuthority, host: str = "127.0.0.1", port: int = 3161,
+          ssl_context: ssl.SSLContext | None = None, *, limiter: RateLimiter | None = None) -> TsaHttpServer:
+    """A started HTTP(S) TSA (background thread); ``port=0`` picks a free port. Call
+    ``shutdown()`` and ``server_close()`` to stop it. Plain HTTP only on a loopback address.
+    Each client address gets RATE_PER_CLIENT stamps a second (BURST_PER_CLIENT at once);
+    beyond, 429."""
+    if ssl_context is None and not is_loopback(host):
+        raise PkiError("tls_required", f"the TSA serves plain HTTP only on localhost; give a TLS certificate to listen on {host}")
+    server = TsaHttpServer((host, port), tsa, limiter, ssl_context)
     threading.Thread(target=server.serve_forever, name="docex-tsa", daemon=True).start()
     return server
 

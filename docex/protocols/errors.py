@@ -68,6 +68,7 @@ CODES: dict[str, tuple[str, str]] = {
     "hub_exists": ("交换中心已存在", "a hub already exists here"),
     "io_error": ("文件读写错误", "a file could not be read or written"),
     "broker_unavailable": ("无法连接消息服务器", "the message broker cannot be reached"),
+    "tls_required": ("非本机访问必须使用 TLS 加密", "plain connections only on localhost: TLS is required"),
     "credentials_exist": ("该目录已有证书，未覆盖", "that folder already holds credentials; nothing overwritten"),
     "dead_letter": ("消息多次处理失败，已转入死信队列", "a message failed repeatedly and was dead-lettered"),
     "recall_invalid": ("撤销声明无效", "invalid recall"),

@@ -177,3 +177,30 @@ def test_tokens_work_after_cms_was_used_first() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1.2.840.113549.1.9.16.1.4"
+
+
+def test_tsa_speaks_https_with_the_hubs_server_certificate_and_plain_http_only_on_localhost(
+    seal_tsa: TimeStampAuthority, pki: Pki, tmp_path: Path, seal_plain_pdf: bytes, seal_unit: UnitCredentials,
+    seal_image_png: bytes,
+) -> None:
+    from docex.pki.tsa import server_tls_context
+
+    with pytest.raises(PkiError) as err:
+        serve(seal_tsa, "0.0.0.0", 0)  # anywhere but localhost: TLS or nothing
+    assert err.value.code == "tls_required"
+    pki.county.issue_server("hub", tmp_path / "hub", None, ip_addresses=("127.0.0.1",))
+    context = server_tls_context(str(tmp_path / "hub" / "server.crt"), str(tmp_path / "hub" / "server.key"))
+    server = serve(seal_tsa, "127.0.0.1", 0, context)
+    try:
+        assert server.url.startswith("https://")
+        with pytest.raises(requests.exceptions.SSLError):  # not a certificate the system trusts
+            requests.get(server.url, timeout=10)
+        ca_file = str(tmp_path / "hub" / "ca.crt")  # the information centre's CA, as agents hold it
+        assert requests.get(server.url, timeout=10, verify=ca_file).status_code == 200
+        sealed = apply_seal(seal_plain_pdf, cert=seal_unit.sign_cert, key=seal_unit.sign_key,
+                            image_png=seal_image_png, chain=[pki.county.certificate], crls=[pki.county.crl()],
+                            timestamper=http_timestamper(server.url, ca_file=ca_file))
+        assert verify_seals(sealed, [pki.county.certificate]).seals[0].time_source == "tsa"
+    finally:
+        server.shutdown()
+        server.server_close()
