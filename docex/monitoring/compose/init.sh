@@ -24,9 +24,14 @@ with open(path, "rb") as fh:
     config = tomllib.load(fh)
 config.setdefault("api", {})["host"] = "0.0.0.0"
 config["broker"]["agent_host"] = "rabbitmq"
+# Units log in over TLS by certificate (the broker-tls service configured the broker; the
+# broker-register service adds this hub's CA to its bundle once init is done).
+config["broker"]["tls_port"] = 5671
+config["broker"]["tls_ca"] = "broker-ca.crt"
 with open(path, "wb") as fh:
     tomli_w.dump(config, fh)
 PY
+cp /data/broker-ca/ca.crt "$HUB/broker-ca.crt"
 
 echo "docex init: dashboard login for the information centre"
 umask 077
