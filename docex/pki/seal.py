@@ -728,6 +728,36 @@ def _widget(emb: Any) -> tuple[int | None, list[float] | None]:
         return None, None
 
 
+def _words_under(pdf: bytes, page: int, rect: Sequence[float]) -> list[str]:
+    """Words of ``page`` (as the PDF ``pdf`` shows it) under ``rect`` (PDF points), read by
+    poppler's pdftotext; [] when poppler is not installed (docker image and
+    scripts/setup-machine.sh install it) or the page cannot be read."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if len(rect) != 4 or shutil.which("pdftotext") is None:
+        return []
+    with tempfile.NamedTemporaryFile(suffix=".pdf") as tmp:
+        tmp.write(pdf)
+        tmp.flush()
+        done = subprocess.run(["pdftotext", "-bbox", "-f", str(page), "-l", str(page), tmp.name, "-"],
+                              capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        return []
+    height = re.search(r'<page width="[\d.]+" height="([\d.]+)"', done.stdout)
+    if height is None:
+        return []
+    page_h = float(height.group(1))
+    words = []
+    for m in re.finditer(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', done.stdout):
+        x0, y0, x1, y1 = (float(v) for v in m.groups()[:4])
+        if _overlap(rect, (x0, page_h - y1, x1, page_h - y0)):
+            words.append(m.group(5))
+    return words
+
+
 def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     ax0, ax1 = sorted((a[0], a[2]))
     ay0, ay1 = sorted((a[1], a[3]))
@@ -878,6 +908,19 @@ def verify_seals(
                     f"后加的签名 {later.signer} [{later.field_name}] 的外观盖住了 {earlier.signer} [{earlier.field_name}] "
                     f"的印章 (a later signature's appearance covers an earlier seal)"
                 )
+    first_seal = min((e for e in sigs if e.sig_object_type != "/DocTimeStamp"), key=lambda e: e.signed_revision, default=None)
+    if first_seal is not None:
+        later_widgets = [r for r in visible if r.revision > first_seal.signed_revision]
+        if later_widgets:
+            byte_range = [int(v) for v in first_seal.byte_range]
+            sealed_bytes = pdf[: byte_range[2] + byte_range[3]]
+            for r in later_widgets:
+                words = _words_under(sealed_bytes, r.page or 1, r.rect or [])
+                if words:
+                    warnings.append(
+                        f"后加的签名 {r.signer} [{r.field_name}] 的外观盖住了盖章时的正文“{''.join(words)[:20]}” "
+                        f"(a later signature's appearance covers page text that was sealed)"
+                    )
 
     error = next((code for code in ERROR_ORDER if code in errors), None)
     if error is None and errors:

@@ -28,8 +28,9 @@ def _seal(pki: Pki, pdf: bytes, unit: str, png: bytes, tsa: TimeStampAuthority, 
 
 @pytest.fixture(scope="module")
 def joint(pki: Pki, sealed_doc: bytes, seal_image_png: bytes, seal_tsa: TimeStampAuthority) -> bytes:
-    """Sealed by 县信息中心 at the seal field, then by 县政府办 beside it (联合行文)."""
-    return _seal(pki, sealed_doc, ZFB, seal_image_png, seal_tsa, page=1, at=(60.0, 230.0))
+    """Sealed by 县信息中心 at the seal field, then by 县政府办 in the blank top margin (联合行文;
+    compose has no second seal field yet, and over text it would be flagged, see below)."""
+    return _seal(pki, sealed_doc, ZFB, seal_image_png, seal_tsa, page=1, at=(150.0, 22.0))
 
 
 def test_joint_issue_verifies_with_every_issuer_expected(pki: Pki, joint: bytes) -> None:
@@ -37,7 +38,7 @@ def test_joint_issue_verifies_with_every_issuer_expected(pki: Pki, joint: bytes)
     report = verify_seals(joint, anchors, expected_address=[XXZX, ZFB])
     assert report.ok, report.message
     assert {s.address for s in report.seals} == {XXZX, ZFB}
-    assert not report.warnings  # side by side: nothing covers anything
+    assert not report.warnings  # apart, on blank paper: nothing covers anything
 
 
 def test_joint_issue_names_the_missing_and_the_unexpected(pki: Pki, joint: bytes) -> None:
@@ -106,3 +107,15 @@ def test_filling_a_form_field_after_sealing_is_reported(
     report = verify_seals(filled, [pki.county.certificate], expected_address=XXZX)
     assert report.seals[0].changed_after == "form_filling"
     assert any("表单填写" in w for w in report.warnings), report.warnings
+
+
+def test_a_later_signature_over_sealed_text_is_flagged(
+    pki: Pki, seal_plain_pdf: bytes, seal_image_png: bytes, seal_tsa: TimeStampAuthority
+) -> None:
+    sealed = _seal(pki, seal_plain_pdf, XXZX, seal_image_png, seal_tsa, page=2, at=(150.0, 200.0))
+    beside = _seal(pki, sealed, ZFB, seal_image_png, seal_tsa, page=1, at=(150.0, 200.0))  # blank area
+    assert not verify_seals(beside, [pki.county.certificate], expected_address=[XXZX, ZFB]).warnings
+    over = _seal(pki, sealed, ZFB, seal_image_png, seal_tsa, page=1, at=(60.0, 40.0))  # on "An office-system document"
+    report = verify_seals(over, [pki.county.certificate], expected_address=[XXZX, ZFB])
+    assert report.ok  # still valid seals, but flagged
+    assert any("covers page text" in w and "office-system" in w for w in report.warnings), report.warnings
