@@ -273,3 +273,12 @@ def run_many(homes: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, stop)
     for t in threads:
         t.join()
+
+
+def _enrollment_command() -> None:
+    from docex.cli.enroll import enroll
+
+    agent.add_command(enroll)
+
+
+_enrollment_command()

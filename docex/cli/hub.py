@@ -552,3 +552,14 @@ def documents(home: str, unit_address: str, state: str, query: str, limit: int, 
 from docex.cli.dead_letters import dead_letters as _dead_letters  # noqa: E402 - registered last
 
 hub.add_command(_dead_letters)
+
+
+# approved terminals (docex/cli/enroll.py)
+def _enrollment_commands() -> None:
+    from docex.cli.enroll import approve, requests_
+
+    unit.add_command(requests_)
+    unit.add_command(approve)
+
+
+_enrollment_commands()

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "bridge": "docex.cli.link:bridge",
     "demo": "docex.cli.demo:demo",
     "broker": "docex.cli.broker:broker",
+    "key": "docex.cli.enroll:key",
 }
 
 

@@ -215,6 +215,9 @@ def create_app(ctx: HubContext, *, guard: LoginGuard | None = None, tsa_limiter:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    from docex.hub.enrollment_api import router as enrollment_router
+
+    app.include_router(enrollment_router(ctx))  # terminals asking for their certificates
     app.mount("/", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
     return app
 

@@ -65,6 +65,7 @@ class ApiConfig:
     port: int = 8470
     users: dict[str, str] = field(default_factory=dict)  # username -> pbkdf2 hash
     tls: bool = False  # HTTPS even on localhost (it always is on any other address)
+    enroll_requests_per_10min: int = 10  # terminals' certificate requests, per client address
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,14 @@ read its own inbox, the inbox queue, the directory row, the audit entry."""
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from docex.broker.topology import unit_permissions
@@ -20,6 +23,7 @@ from docex.hub.identity import HubIdentity
 from docex.hub.models import Unit
 from docex.hub.unit_csv import CsvUnit, SkippedRow
 from docex.pki.ca import CertificateAuthority
+from docex.pki.errors import PkiError
 from docex.pki.keys import load_certificate
 from docex.pki.names import CertRole, address_of, role_of
 from docex.protocols.address import check_address, is_under
@@ -44,6 +48,7 @@ class Provisioning:
     directory_der: bytes
     tsa_url: str = ""  # the hub's time-stamping authority, for the unit's seals
     broker_ca_pem: bytes = b""  # the CA of the broker's TLS certificate (amqps:// logins)
+    client_cert_pem: bytes = b""  # the TLS login's certificate (also written to keys_dir when made there)
 
 
 def _pem(path: Path) -> bytes:
@@ -95,19 +100,90 @@ def add_unit(
             raise DocexError("no_ca", "this hub has no CA key available to issue certificates")
         issued = ca.issue_unit(address, name, keys_dir, passphrase)
         sign_cert, enc_cert = issued.sign_cert, issued.enc_cert
+    return register_unit(config, db, identity, ca, address=address, name=name, kind=kind, building=building,
+                         phase=phase, sign_cert=sign_cert, enc_cert=enc_cert, keys_dir=keys_dir, passphrase=passphrase,
+                         actor=actor, imported=existing_keys is not None)
+
+
+@dataclass(frozen=True)
+class BrokerLogin:
+    user: str
+    url: str
+    client_cert: x509.Certificate | None = None  # the TLS login's certificate, when the broker has TLS
+
+
+def _broker_login(config: HubConfig, ca: CertificateAuthority | None, address: str, keys_dir: Path,
+                  passphrase: bytes | None, *, client_public: rsa.RSAPublicKey | None = None) -> BrokerLogin:
+    """A (new) broker login for the unit, limited to writing the ingress and reading its
+    own inbox: by certificate over TLS once the broker has it (`docex broker tls`), else a
+    fresh password (a development broker). `client_public`: the key of a terminal's
+    request; only the certificate is made (into keys_dir, if given)."""
     user = broker.broker_user(config, address)
+    cert = None
     if config.broker.tls_port:
         # The unit logs in with a certificate whose CN is its broker user, from this hub's CA
         # (also for units holding city certificates: the broker is this hub's).
         if ca is None:
             raise DocexError("no_ca", "this hub has no CA key available to issue the unit's TLS certificate")
-        ca.issue_client(user, keys_dir, passphrase, address=address)
+        if client_public is not None and keys_dir == Path():
+            with tempfile.TemporaryDirectory() as scratch:
+                cert = ca.issue_client(user, scratch, None, address=address, public_key=client_public)
+        else:
+            cert = ca.issue_client(user, keys_dir, passphrase, address=address, public_key=client_public)
         password = None
     else:
         password = secrets.token_urlsafe(24)
     with broker.management(config) as mgmt:
         mgmt.create_user(user, password)
         mgmt.set_permissions(config.broker.vhost, user, *unit_permissions(address))
+    return BrokerLogin(user, broker.login_url(config, user, password), cert)
+
+
+def provisioning(config: HubConfig, db: Database, identity: HubIdentity, *, address: str, name: str,
+                 login: BrokerLogin, keys_dir: Path) -> Provisioning:
+    """What the unit's terminal needs besides its keys, as of now."""
+    with db.session() as s:
+        _, directory_der = hub_directory.signed_snapshot(s, config.prefix, identity)
+    b = config.broker
+    return Provisioning(
+        address=address,
+        name=name,
+        hub_prefix=config.prefix,
+        broker_url=login.url,
+        broker_user=login.user,
+        keys_dir=keys_dir,
+        ca_pem=_pem(config.ca_dir / "ca.crt"),
+        anchors_pem=[p.read_bytes() for p in sorted(config.trust_dir.glob("*.crt"))],
+        crl_pem=_pem(config.ca_dir / "crl.pem"),
+        directory_der=directory_der,
+        tsa_url=f"{api_scheme(config)}://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
+        broker_ca_pem=config.broker_ca_pem,
+        client_cert_pem=login.client_cert.public_bytes(serialization.Encoding.PEM) if login.client_cert else b"",
+    )
+
+
+def register_unit(
+    config: HubConfig,
+    db: Database,
+    identity: HubIdentity,
+    ca: CertificateAuthority | None,
+    *,
+    address: str,
+    name: str,
+    sign_cert: x509.Certificate,
+    enc_cert: x509.Certificate,
+    keys_dir: Path,
+    passphrase: bytes | None = None,
+    client_public: rsa.RSAPublicKey | None = None,
+    kind: str = "",
+    building: str = "",
+    phase: str = "electronic",
+    actor: str = "information-centre",
+    **audit_details: object,
+) -> Provisioning:
+    """A unit with its certificates: its broker login and inbox queue, its directory row,
+    the audit entry."""
+    login = _broker_login(config, ca, address, keys_dir, passphrase, client_public=client_public)
     broker.declare(config, units=(address,))
     pem = serialization.Encoding.PEM
     with db.session() as s:
@@ -120,31 +196,69 @@ def add_unit(
                 phase=phase,
                 sign_cert=sign_cert.public_bytes(pem).decode(),
                 enc_cert=enc_cert.public_bytes(pem).decode(),
-                broker_user=user,
+                broker_user=login.user,
                 cert_not_after=min(sign_cert.not_valid_after_utc, enc_cert.not_valid_after_utc),
             )
         )
         hub_directory.bump(s)
         audit.append(s, actor, "unit.add", address, name=name, kind=kind, sign_serial=format(sign_cert.serial_number, "x"),
-                     imported=existing_keys is not None)
+                     **audit_details)
+    return provisioning(config, db, identity, address=address, name=name, login=login, keys_dir=keys_dir)
+
+
+TERMINAL_ROLES = (CertRole.SEAL.value, CertRole.ENCRYPTION.value, CertRole.CLIENT.value)
+
+
+def replace_terminal(
+    config: HubConfig,
+    db: Database,
+    identity: HubIdentity,
+    ca: CertificateAuthority,
+    *,
+    address: str,
+    sign_cert: x509.Certificate,
+    enc_cert: x509.Certificate,
+    client_public: rsa.RSAPublicKey | None = None,
+    actor: str = "information-centre",
+    **audit_details: object,
+) -> Provisioning:
+    """A registered unit's new terminal: every certificate the old terminal held from this
+    CA (seal, encryption, TLS login) is revoked (superseded), its broker login replaced and
+    its connections closed, so its access ends; the directory carries the new encryption
+    certificate."""
+    pem = serialization.Encoding.PEM
+    with db.read() as s:
+        unit = s.get(Unit, address)
+        if unit is None:
+            raise DocexError("unknown_recipient", f"no unit {address} in the directory")
+        name = unit.name
+    keep = {format(sign_cert.serial_number, "x"), format(enc_cert.serial_number, "x")}
+    revoked = []
+    for record in ca.records():
+        if (record.address == address and record.role in TERMINAL_ROLES and record.status == "valid"
+                and record.serial not in keep):
+            try:
+                ca.revoke(record.serial, "superseded")
+                revoked.append(record.serial)
+            except PkiError as exc:
+                if exc.code != "already_revoked":
+                    raise
+    login = _broker_login(config, ca, address, Path(), None, client_public=client_public)
+    with broker.management(config) as mgmt:
+        for conn in mgmt.list_connections(config.broker.vhost):
+            if conn.user == login.user:
+                mgmt.close_connection(conn.name, "replaced by the unit's newly approved terminal")
     with db.session() as s:
-        _, directory_der = hub_directory.signed_snapshot(s, config.prefix, identity)
-    b = config.broker
-    url = broker.login_url(config, user, password)
-    return Provisioning(
-        address=address,
-        name=name,
-        hub_prefix=config.prefix,
-        broker_url=url,
-        broker_user=user,
-        keys_dir=keys_dir,
-        ca_pem=_pem(config.ca_dir / "ca.crt"),
-        anchors_pem=[p.read_bytes() for p in sorted(config.trust_dir.glob("*.crt"))],
-        crl_pem=_pem(config.ca_dir / "crl.pem"),
-        directory_der=directory_der,
-        tsa_url=f"{api_scheme(config)}://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
-        broker_ca_pem=config.broker_ca_pem,
-    )
+        row = s.get(Unit, address)
+        assert row is not None
+        row.sign_cert = sign_cert.public_bytes(pem).decode()
+        row.enc_cert = enc_cert.public_bytes(pem).decode()
+        row.broker_user = login.user
+        row.cert_not_after = min(sign_cert.not_valid_after_utc, enc_cert.not_valid_after_utc)
+        hub_directory.bump(s)
+        audit.append(s, actor, "unit.terminal_replaced", address, revoked=revoked,
+                     sign_serial=format(sign_cert.serial_number, "x"), **audit_details)
+    return provisioning(config, db, identity, address=address, name=name, login=login, keys_dir=Path())
 
 
 def api_scheme(config: HubConfig) -> str:

@@ -285,12 +285,42 @@ class CertificateAuthority:
             raise PkiError("bad_address", f"{address!r} is not a valid unit address")
         out = Path(out_dir)
         _refuse_overwrite(out / "sign.key", out / "enc.key")
+        sign_key = generate_rsa_key(END_ENTITY_KEY_BITS)
+        enc_key = generate_rsa_key(END_ENTITY_KEY_BITS)
+        sign_cert, enc_cert = self.certify_unit(address, name, sign_key.public_key(), enc_key.public_key(),
+                                                validity_days=validity_days, record_path=out)
+        save_private_key(out / "sign.key", sign_key, passphrase)
+        save_certificate(out / "sign.crt", sign_cert)
+        save_private_key(out / "enc.key", enc_key, passphrase)
+        save_certificate(out / "enc.crt", enc_cert)
+        save_certificate(out / "ca.crt", self.certificate)
+        # The current CRL goes with the keys: the unit's first seal is B-LT already (the
+        # agent then keeps it fresh from the hub's directory snapshots).
+        (out / "crl.pem").write_bytes(self.crl().public_bytes(serialization.Encoding.PEM))
+        return IssuedUnit(sign_cert, enc_cert, out)
+
+    def certify_unit(
+        self,
+        address: str,
+        name: str,
+        sign_public: rsa.RSAPublicKey,
+        enc_public: rsa.RSAPublicKey,
+        *,
+        validity_days: int = 730,
+        record_path: str | os.PathLike[str] = "",
+    ) -> tuple[x509.Certificate, x509.Certificate]:
+        """A unit's two certificates for public keys it made itself (an enrolled terminal's
+        certificate requests): the CA alone sets the subject, the roles and the validity."""
+        if not is_valid_address(address):
+            raise PkiError("bad_address", f"{address!r} is not a valid unit address")
+        for key in (sign_public, enc_public):
+            if not isinstance(key, rsa.RSAPublicKey) or key.key_size < END_ENTITY_KEY_BITS:
+                raise PkiError("weak_key", f"unit keys must be RSA of at least {END_ENTITY_KEY_BITS} bits")
         subject = unit_subject(address, name)
         san = [x509.UniformResourceIdentifier(unit_uri(address))]
-        sign_key = generate_rsa_key(END_ENTITY_KEY_BITS)
         sign_cert = self._build(
             subject,
-            sign_key.public_key(),
+            sign_public,
             CertRole.SEAL,
             key_usage={"digital_signature": True, "content_commitment": True},
             san=san,
@@ -299,26 +329,18 @@ class CertificateAuthority:
             eku=[DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION],
             validity_days=validity_days,
         )
-        enc_key = generate_rsa_key(END_ENTITY_KEY_BITS)
         enc_cert = self._build(
             subject,
-            enc_key.public_key(),
+            enc_public,
             CertRole.ENCRYPTION,
             key_usage={"key_encipherment": True},
             san=san,
             validity_days=validity_days,
         )
-        save_private_key(out / "sign.key", sign_key, passphrase)
-        save_certificate(out / "sign.crt", sign_cert)
-        save_private_key(out / "enc.key", enc_key, passphrase)
-        save_certificate(out / "enc.crt", enc_cert)
-        save_certificate(out / "ca.crt", self.certificate)
-        self._record(sign_cert, CertRole.SEAL, address, name, out / "sign.crt")
-        # The current CRL goes with the keys: the unit's first seal is B-LT already (the
-        # agent then keeps it fresh from the hub's directory snapshots).
-        (out / "crl.pem").write_bytes(self.crl().public_bytes(serialization.Encoding.PEM))
-        self._record(enc_cert, CertRole.ENCRYPTION, address, name, out / "enc.crt")
-        return IssuedUnit(sign_cert, enc_cert, out)
+        where = Path(record_path) if record_path else Path("enrolled")
+        self._record(sign_cert, CertRole.SEAL, address, name, where / "sign.crt")
+        self._record(enc_cert, CertRole.ENCRYPTION, address, name, where / "enc.crt")
+        return sign_cert, enc_cert
 
     def issue_person(
         self,

@@ -74,6 +74,13 @@ CODES: dict[str, tuple[str, str]] = {
     "recall_invalid": ("撤销声明无效", "invalid recall"),
     "recalled": ("公文已被发文单位撤销", "the sender recalled the document"),
     "not_logged_in": ("请先登录", "please log in first"),
+    "bad_request": ("证书申请无效", "the certificate request is not valid"),
+    "rate_limited": ("请求过于频繁，请稍后再试", "too many requests; try again later"),
+    "unknown_request": ("没有该证书申请", "no such certificate request"),
+    "fingerprint_mismatch": ("指纹与申请不符", "the fingerprint does not match the request"),
+    "request_closed": ("该申请已被拒绝或被取代", "the request was refused or superseded"),
+    "pending_approval": ("等待信息中心批准", "waiting for the information centre's approval"),
+    "hub_unreachable": ("无法连接交换中心", "the hub cannot be reached"),
     "login_failed": ("证书或口令错误", "wrong certificate or passphrase"),
     "forbidden": ("无权进行此操作", "not allowed"),
 }
