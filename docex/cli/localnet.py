@@ -199,6 +199,8 @@ class LocalNetwork:
             mgmt.delete_vhost(b.vhost)
             for user in {f"{b.user_prefix}hub.{self.config.prefix}", *(b.user_prefix + a for a in self.agents), *users}:
                 mgmt.delete_user(user)
+            if b.management_user == f"{b.user_prefix}admin.{self.config.prefix}":
+                mgmt.delete_user(b.management_user)  # the hub's own administrator, last
 
 
 def _broker_users(config: HubConfig) -> list[str]:

@@ -89,14 +89,18 @@ def _init(
     user_prefix: str,
     public_host: str | None,
 ) -> HubConfig:
-    admin_user0, admin_password0, _, _ = _split_admin_url(amqp_url)
-    with Management(management_url, admin_user0, admin_password0) as probe:
+    boot_user, boot_password, host, port = _split_admin_url(amqp_url)
+    with Management(management_url, boot_user, boot_password) as probe:
         probe.vhost_exists("/")  # the broker first: nothing is written if it cannot be reached
     root.mkdir(parents=True, exist_ok=True)
-    admin_user, admin_password, host, port = _split_admin_url(amqp_url)
     vhost = vhost or f"docex-{prefix}"
     hub_user = f"{user_prefix}hub.{prefix}"
     hub_password = secrets.token_urlsafe(24)
+    # The login given with --amqp only bootstraps: the hub keeps a dedicated administrator
+    # of its own with a generated password (it creates and removes the units' users), never
+    # the broker's guest/guest or whoever ran `hub init`.
+    admin_user = f"{user_prefix}admin.{prefix}"
+    admin_password = secrets.token_urlsafe(24)
     config = HubConfig(
         home=root,
         prefix=prefix,
@@ -131,11 +135,17 @@ def _init(
         shutil.copy(anchor, config.trust_dir / Path(anchor).name)
     config.refused_dir.mkdir(exist_ok=True)
     migrate(config.database_url)
+    with Management(management_url, boot_user, boot_password) as boot:
+        boot.create_vhost(vhost, description=f"docex hub {prefix}")
+        # RabbitMQ has no per-vhost administrator: creating users needs the tag; its
+        # permissions (queues, messages) cover this hub's vhost only.
+        boot.create_user(admin_user, admin_password, tags=("administrator",))
+        boot.set_permissions(vhost, admin_user, ".*", ".*", ".*")
     with broker.management(config) as mgmt:
-        mgmt.create_vhost(vhost, description=f"docex hub {prefix}")
-        mgmt.create_user(hub_user, hub_password, tags=("monitoring",))
+        # The hub's own login: no management tag, permissions on its vhost alone; it cannot
+        # list, read or even see other hubs' vhosts, queues or connections.
+        mgmt.create_user(hub_user, hub_password, tags=())
         mgmt.set_permissions(vhost, hub_user, *hub_permissions())
-        mgmt.set_permissions(vhost, admin_user, ".*", ".*", ".*")
     broker.declare(config)
     config.save()
     return config

@@ -20,7 +20,7 @@ from docex.agent.context import AgentContext
 from docex.agent.sending import Draft, queue_document
 from docex.agent.service import AgentService, OutboxPublisher, scan_outbox_folder
 from docex.agent.store import Outgoing, Received, Sent, SentRecipient
-from docex.broker import BrokerConnectionLost, BrokerSettings, PublishItem
+from docex.broker import BrokerConnectionLost, BrokerSettings, PublishItem, amqp_url
 from docex.broker.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, INGRESS_QUEUE, RECEIPTS_QUEUE
 from docex.cli.localnet import LocalNetwork
 from docex.hub.units import CsvUnit
@@ -119,7 +119,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 def _ingress(net: LocalNetwork) -> list[tuple[str, str, str]]:
     """Drain the hub's ingress queues (no hub runs here): (type, message id, user id) of each."""
-    admin = BrokerSettings(url=f"amqp://guest:guest@127.0.0.1:5672/{net.config.broker.vhost}")
+    admin = BrokerSettings(url=amqp_url(net.config.broker.management_user, net.config.broker.management_password, net.config.broker.vhost))
     conn = pika.BlockingConnection(admin.parameters("docex-test-reader"))
     got = []
     try:
@@ -157,7 +157,7 @@ def test_the_service_announces_itself_publishes_as_its_user_receives_and_stops(n
         wait_until(lambda: arrived(messages.DOCUMENT, mine), 30, "the queued document published")
 
         theirs = queue_document(sender, Draft(to=(ZFB,), title="通知", doc_number="阳信发〔2011〕9号", files={"b.txt": b"b"}))
-        admin = BrokerSettings(url=f"amqp://guest:guest@127.0.0.1:5672/{net.config.broker.vhost}")
+        admin = BrokerSettings(url=amqp_url(net.config.broker.management_user, net.config.broker.management_password, net.config.broker.vhost))
         conn = pika.BlockingConnection(admin.parameters("docex-test-hub"))
         conn.channel().basic_publish(DELIVER_EXCHANGE, ZFB, outgoing(sender, theirs).body,
                                      pika.BasicProperties(message_id=theirs, type=messages.DOCUMENT, delivery_mode=2))

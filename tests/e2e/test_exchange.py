@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from docex.agent.actions import return_document, sign_for
-from docex.broker import BrokerSettings
+from docex.broker import BrokerSettings, amqp_url
 from docex.broker.topology import DELIVER_EXCHANGE
 from docex.hub.models import AuditEntry, Receipt
 from docex.pki.keys import load_certificate, load_private_key
@@ -215,7 +215,7 @@ def test_directory_signed_by_another_hub_is_refused(county: Network, pki: Pki, t
     forged = [_forged_directory(tmp_path / "stranger", version + 100), _forged_directory(tmp_path / "city", version + 100)]
 
     b = county.config.broker
-    admin = BrokerSettings(url=f"amqp://guest:guest@127.0.0.1:5672/{b.vhost}")
+    admin = BrokerSettings(url=amqp_url(b.management_user, b.management_password, b.vhost))  # the hub's administrator
     conn = pika.BlockingConnection(admin.parameters("docex-test-forger"))
     try:
         channel = conn.channel()
