@@ -168,18 +168,31 @@ def inbox(home: str, state: str, as_json: bool) -> None:
     click.echo(f"{len(items)} document(s)")
 
 
+def _received_id(ctx: AgentContext, given: str) -> str:
+    from docex.agent.store import Received
+    from docex.cli.ids import resolve
+
+    with ctx.store.session() as s:
+        return resolve(s, Received.message_id, given)
+
+
 @click.command("sign-for")
 @HOME
 @click.argument("message_id")
 @click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False), help="The signing staff member's folder (person.crt/key).")
+@json_option
 @passphrase_options
 @handles_errors
-def sign_for(home: str, message_id: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
-    """Sign for a received document (签收)."""
+def sign_for(home: str, message_id: str, person_dir: str | None, as_json: bool, passphrase: PassphraseSource) -> None:
+    """签收 Sign for a received document. MESSAGE_ID: the id or a unique beginning of it."""
     from docex.agent.actions import sign_for as do_sign_for
 
     ctx = _ctx(home, passphrase)
+    message_id = _received_id(ctx, message_id)
     do_sign_for(ctx, message_id, person_dir=person_dir, passphrase=ctx.config.keys.passphrase() if person_dir else None)
+    if as_json:
+        echo_json({"ok": True, "message_id": message_id, "state": "signed_for"})
+        return
     click.echo(f"{message_id}: 已签收 signed for; the receipt goes to the sender")
 
 
@@ -188,15 +201,21 @@ def sign_for(home: str, message_id: str, person_dir: str | None, passphrase: Pas
 @click.argument("message_id")
 @click.option("--reason", required=True, help="Why it is returned (退回理由).")
 @click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False))
+@json_option
 @passphrase_options
 @handles_errors
-def return_(home: str, message_id: str, reason: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
-    """Return a received document to its sender with a reason (退回)."""
+def return_(home: str, message_id: str, reason: str, person_dir: str | None, as_json: bool,
+            passphrase: PassphraseSource) -> None:
+    """退回 Return a received document to its sender with a reason. MESSAGE_ID: the id or a unique beginning of it."""
     from docex.agent.actions import return_document
 
     ctx = _ctx(home, passphrase)
+    message_id = _received_id(ctx, message_id)
     return_document(ctx, message_id, reason, person_dir=person_dir,
                     passphrase=ctx.config.keys.passphrase() if person_dir else None)
+    if as_json:
+        echo_json({"ok": True, "message_id": message_id, "state": "returned", "reason": reason})
+        return
     click.echo(f"{message_id}: 已退回 returned ({reason})")
 
 
@@ -207,10 +226,14 @@ def return_(home: str, message_id: str, reason: str, person_dir: str | None, pas
 @passphrase_options
 @handles_errors
 def recall(home: str, message_id: str, reason: str, passphrase: PassphraseSource) -> None:
-    """Recall (撤销) a document you sent that is not yet signed for by everyone."""
+    """撤销 Recall a document you sent that is not yet signed for by everyone. MESSAGE_ID: the id or a unique beginning of it."""
     from docex.agent.recall import recall_document
+    from docex.agent.store import Sent
+    from docex.cli.ids import resolve
 
     ctx = _ctx(home, passphrase)
+    with ctx.store.session() as s:
+        message_id = resolve(s, Sent.message_id, message_id)
     if recall_document(ctx, message_id, reason):
         click.echo(f"{message_id}: 撤销已提交 recall queued; recipients that already signed for it keep it")
     else:

@@ -222,22 +222,98 @@ def user() -> None:
     """Dashboard logins of the information centre's staff."""
 
 
+def _save_users(config: Any, users: dict[str, str]) -> None:
+    config.with_changes(api=replace(config.api, users=users)).save()
+
+
+def _read_password(password_file: str | None) -> str:
+    if password_file:
+        return Path(password_file).read_text("utf-8").strip()
+    return str(click.prompt("password 口令", hide_input=True, confirmation_prompt=True))
+
+
 @user.command("add")
 @HOME
 @click.option("--name", required=True)
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help="Read the password from a file (else prompt).")
+@json_option
 @handles_errors
-def user_add(home: str, name: str, password_file: str | None) -> None:
-    """Add (or reset) a staff login for the dashboard and read API."""
+def user_add(home: str, name: str, password_file: str | None, as_json: bool) -> None:
+    """添加登录 Add (or reset) a staff login for the dashboard and read API."""
     from docex.hub.api import hash_password
     from docex.hub.config import HubConfig
 
     config = HubConfig.load(home)
-    password = Path(password_file).read_text().strip() if password_file else click.prompt("password", hide_input=True, confirmation_prompt=True)
     users = dict(config.api.users)
-    users[name] = hash_password(password)
-    config.with_changes(api=replace(config.api, users=users)).save()
-    click.echo(f"login {name} saved")
+    existed = name in users
+    users[name] = hash_password(_read_password(password_file))
+    _save_users(config, users)
+    if as_json:
+        echo_json({"ok": True, "user": name, "replaced": existed})
+        return
+    click.echo(f"登录已保存 login {name} saved")
+
+
+@user.command("passwd")
+@HOME
+@click.option("--name", required=True)
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help="Read the new password from a file (else prompt).")
+@json_option
+@handles_errors
+def user_passwd(home: str, name: str, password_file: str | None, as_json: bool) -> None:
+    """修改口令 Change an existing staff login's password."""
+    from docex.hub.api import hash_password
+    from docex.hub.config import HubConfig
+    from docex.protocols.errors import DocexError
+
+    config = HubConfig.load(home)
+    users = dict(config.api.users)
+    if name not in users:
+        raise DocexError("unknown_user", f"no dashboard login {name!r} (docex hub user list)")
+    users[name] = hash_password(_read_password(password_file))
+    _save_users(config, users)
+    if as_json:
+        echo_json({"ok": True, "user": name})
+        return
+    click.echo(f"口令已修改 password of {name} changed")
+
+
+@user.command("remove")
+@HOME
+@click.option("--name", required=True)
+@json_option
+@handles_errors
+def user_remove(home: str, name: str, as_json: bool) -> None:
+    """删除登录 Remove a staff login."""
+    from docex.hub.config import HubConfig
+    from docex.protocols.errors import DocexError
+
+    config = HubConfig.load(home)
+    users = dict(config.api.users)
+    if users.pop(name, None) is None:
+        raise DocexError("unknown_user", f"no dashboard login {name!r} (docex hub user list)")
+    _save_users(config, users)
+    if as_json:
+        echo_json({"ok": True, "user": name, "removed": True})
+        return
+    click.echo(f"登录已删除 login {name} removed")
+
+
+@user.command("list")
+@HOME
+@json_option
+@handles_errors
+def user_list(home: str, as_json: bool) -> None:
+    """登录列表 The staff logins (names only; passwords are kept hashed)."""
+    from docex.hub.config import HubConfig
+
+    names = sorted(HubConfig.load(home).api.users)
+    if as_json:
+        echo_json(names)
+        return
+    for name in names:
+        click.echo(name)
+    click.echo(f"{len(names)} login(s)")
 
 
 @hub.command()
@@ -278,11 +354,12 @@ def unit() -> None:
 @click.option("--phase", default="electronic", type=click.Choice(["pilot", "dual_track", "electronic"]))
 @click.option("--existing-keys", type=click.Path(exists=True, file_okay=False), help="Keep certificates another trusted CA issued (sign.crt/key, enc.crt/key).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="AGENTDIR to write for the unit's terminal.")
+@json_option
 @passphrase_options
 @handles_errors
 def unit_add(home: str, address: str, name: str, kind: str, building: str, phase: str, existing_keys: str | None,
-             out: str, passphrase: PassphraseSource) -> None:
-    """Register one unit and write its agent home."""
+             out: str, as_json: bool, passphrase: PassphraseSource) -> None:
+    """登记单位 Register one unit and write its agent home."""
     from docex.hub.units import add_unit
     from docex.pki.ca import CertificateAuthority
 
@@ -295,6 +372,12 @@ def unit_add(home: str, address: str, name: str, kind: str, building: str, phase
     prov = add_unit(config, db, identity, ca, address=address, name=name, out_dir=out, passphrase=pw, kind=kind,
                     building=building, phase=phase, existing_keys=existing_keys)
     _write_agent_home(prov, config)
+    if as_json:
+        from docex.hub import network
+
+        echo_json({"ok": True, "address": address, "name": name, "agent_home": str(Path(out).resolve()),
+                   "warnings": network.warnings(config)[:1]})
+        return
     click.echo(f"{address} ({name}) registered; agent home: {Path(out).resolve()}")
     _warn_network(config)
 
@@ -402,19 +485,23 @@ def unit_list(home: str, as_json: bool) -> None:
 def _state_command(state: str) -> Any:
     @HOME
     @click.argument("address")
+    @json_option
     @handles_errors
-    def command(home: str, address: str) -> None:
+    def command(home: str, address: str, as_json: bool) -> None:
         from docex.hub.units import set_state
 
         config, db = _open(home)
         set_state(config, db, address, state)
-        click.echo(f"{address}: {'停用 disabled' if state == 'disabled' else '启用 enabled'}")
+        if as_json:
+            echo_json({"ok": True, "address": address, "state": state})
+            return
+        click.echo(f"{address}: {glossary.both(glossary.UNIT_STATES, state)}")
 
     return command
 
 
-unit.command("disable", help="Disable a unit: it can neither send nor receive.")(_state_command("disabled"))
-unit.command("enable", help="Enable a disabled unit again.")(_state_command("enabled"))
+unit.command("disable", help="停用单位 Disable a unit: it can neither send nor receive.")(_state_command("disabled"))
+unit.command("enable", help="启用单位 Enable a disabled unit again.")(_state_command("enabled"))
 
 
 @unit.command("phase")
@@ -504,12 +591,15 @@ def checkpoint_now(home: str, passphrase: PassphraseSource, as_json: bool) -> No
 @json_option
 @handles_errors
 def track(home: str, message_id: str, as_json: bool) -> None:
-    """One document's per-recipient states and times."""
+    """公文跟踪 One document's per-recipient states and times. MESSAGE_ID: the id or a unique beginning of it."""
+    from docex.cli.ids import resolve
+    from docex.hub.models import Document
     from docex.hub.tracking import document_detail
     from docex.protocols.errors import DocexError
 
     _, db = _open(home)
     with db.read() as s:
+        message_id = resolve(s, Document.message_id, message_id)
         detail = document_detail(s, message_id)
     if detail is None:
         raise DocexError("unknown_document", f"no document {message_id} at this hub")

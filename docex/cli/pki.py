@@ -16,6 +16,7 @@ from docex.cli.options import (
 )
 from docex.pki.ca import CertificateAuthority, read_records
 from docex.pki.keys import load_crl
+from docex.protocols import localtime
 
 
 @click.group()
@@ -27,10 +28,14 @@ def pki() -> None:
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False), help="CA folder.")
 @click.option("--name", required=True, help="Name of the issuing body, e.g. 阳山县信息中心.")
 @passphrase_options
+@json_option
 @handles_errors
-def init(directory: str, name: str, passphrase: PassphraseSource) -> None:
+def init(directory: str, name: str, passphrase: PassphraseSource, as_json: bool) -> None:
     """Create the CA (DIR/ca.crt, DIR/ca.key, DIR/crl.pem)."""
     ca = CertificateAuthority.init(directory, name, passphrase.get())
+    if as_json:
+        echo_json({"ok": True, "ca": str(Path(directory) / "ca.crt"), "subject": ca.certificate.subject.rfc4514_string()})
+        return
     click.echo(f"CA created: {Path(directory) / 'ca.crt'}  ({ca.certificate.subject.rfc4514_string()})")
 
 
@@ -40,11 +45,16 @@ def init(directory: str, name: str, passphrase: PassphraseSource) -> None:
 @click.option("--name", required=True, help="Unit name, e.g. 阳山县信息中心.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @passphrase_options
+@json_option
 @handles_errors
-def issue(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource) -> None:
+def issue(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource, as_json: bool) -> None:
     """Issue a unit's seal/signing and encryption certificates into OUT/."""
     pw = passphrase.get()
     issued = CertificateAuthority.open(directory, pw).issue_unit(address, name, out, pw)
+    if as_json:
+        echo_json({"ok": True, "address": address, "out": out, "sign_serial": f"{issued.sign_cert.serial_number:x}",
+                   "enc_serial": f"{issued.enc_cert.serial_number:x}"})
+        return
     click.echo(f"{address} ({name}): {out}/sign.crt serial {issued.sign_cert.serial_number:x}, "
                f"{out}/enc.crt serial {issued.enc_cert.serial_number:x}")
 
@@ -55,11 +65,15 @@ def issue(directory: str, address: str, name: str, out: str, passphrase: Passphr
 @click.option("--name", required=True, help="The person's name.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @passphrase_options
+@json_option
 @handles_errors
-def issue_person(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource) -> None:
+def issue_person(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource, as_json: bool) -> None:
     """Issue a staff member's personal certificate (个人证书) into OUT/."""
     pw = passphrase.get()
     cert = CertificateAuthority.open(directory, pw).issue_person(address, name, out, pw)
+    if as_json:
+        echo_json({"ok": True, "address": address, "name": name, "out": out, "serial": f"{cert.serial_number:x}"})
+        return
     click.echo(f"{name} of {address}: {out}/person.crt serial {cert.serial_number:x}")
 
 
@@ -70,12 +84,18 @@ def issue_person(directory: str, address: str, name: str, out: str, passphrase: 
 @click.option("--days", "validity_days", default=1825, show_default=True, type=click.IntRange(1, 7300),
               help="Validity in days (capped at the CA's own).")
 @passphrase_options
+@json_option
 @handles_errors
-def issue_tsa(directory: str, name: str, out: str, validity_days: int, passphrase: PassphraseSource) -> None:
+def issue_tsa(directory: str, name: str, out: str, validity_days: int, passphrase: PassphraseSource,
+              as_json: bool) -> None:
     """Issue the time-stamping authority's certificate (时间戳服务证书) into OUT/ (tsa.crt,
     tsa.key, ca.crt), ready for `docex tsa run --dir OUT`."""
     pw = passphrase.get()
     cert = CertificateAuthority.open(directory, pw).issue_tsa(name, out, pw, validity_days=validity_days)
+    if as_json:
+        echo_json({"ok": True, "name": name, "out": out, "serial": f"{cert.serial_number:x}",
+                   "not_after": localtime.iso(cert.not_valid_after_utc)})
+        return
     click.echo(f"时间戳服务 {name}: {out}/tsa.crt serial {cert.serial_number:x}, "
                f"valid until {cert.not_valid_after_utc:%Y-%m-%d}")
 
@@ -85,10 +105,15 @@ def issue_tsa(directory: str, name: str, out: str, validity_days: int, passphras
 @click.option("--serial", required=True, help="Serial number in hex.")
 @click.option("--reason", default="unspecified", show_default=True, help="key_compromise, affiliation_changed, superseded, cessation_of_operation, ...")
 @passphrase_options
+@json_option
 @handles_errors
-def revoke(directory: str, serial: str, reason: str, passphrase: PassphraseSource) -> None:
+def revoke(directory: str, serial: str, reason: str, passphrase: PassphraseSource, as_json: bool) -> None:
     """Revoke a certificate and re-publish the CRL."""
     record = CertificateAuthority.open(directory, passphrase.get()).revoke(serial, reason)
+    if as_json:
+        echo_json({"ok": True, "serial": record.serial, "holder": record.holder, "role": record.role,
+                   "reason": record.reason})
+        return
     click.echo(f"revoked {record.serial} ({record.holder}, {record.role}): {record.reason}; CRL re-published")
 
 
@@ -96,11 +121,15 @@ def revoke(directory: str, serial: str, reason: str, passphrase: PassphraseSourc
 @click.option("--dir", "directory", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @passphrase_options
+@json_option
 @handles_errors
-def crl(directory: str, out: str, passphrase: PassphraseSource) -> None:
+def crl(directory: str, out: str, passphrase: PassphraseSource, as_json: bool) -> None:
     """Publish the current CRL (PEM) to OUT."""
     path = CertificateAuthority.open(directory, passphrase.get()).publish_crl()
     Path(out).write_bytes(path.read_bytes())
+    if as_json:
+        echo_json({"ok": True, "out": out, "revoked": len(list(load_crl(out)))})
+        return
     click.echo(f"CRL with {len(list(load_crl(out)))} revoked certificate(s) written to {out}")
 
 

@@ -59,6 +59,8 @@ CODES: dict[str, tuple[str, str]] = {
     "font_missing": ("缺少所需字体", "a required font is missing"),
     "unit_exists": ("单位已登记", "the unit is already registered"),
     "bad_csv": ("单位名录文件格式错误", "the unit list cannot be read as CSV"),
+    "unknown_user": ("没有该登录名", "no such dashboard login"),
+    "ambiguous_id": ("编号前缀不唯一，请多输入几位", "that id prefix matches several documents"),
     "bad_backup": ("备份文件无效或无法恢复到此处", "not a usable hub backup here"),
     "internal": ("内部错误，请将此行交给信息中心", "internal error: give this line to the information centre"),
     "unknown_document": ("没有这份公文", "no such document"),
