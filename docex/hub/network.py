@@ -30,7 +30,9 @@ def _is_ip(host: str) -> bool:
 
 
 def tsa_url(config: HubConfig) -> str:
-    return f"http://{config.broker.agent_host}:{config.api.port}/tsa"
+    from docex.hub.units import api_scheme
+
+    return f"{api_scheme(config)}://{config.broker.agent_host}:{config.api.port}/tsa"
 
 
 def warnings(config: HubConfig) -> list[str]:

@@ -47,7 +47,7 @@ def test_public_host_reaches_agent_homes(tmp_path: Path, names: tuple[str, str])
     assert added.exit_code == 0, added.output
     agent = tomllib.loads((tmp_path / "zfb" / "docex.toml").read_text("utf-8"))
     broker_url = agent["broker"]["url"] if "broker" in agent else agent["broker_url"]
-    assert "@10.44.0.2:" in broker_url and agent["seal"]["tsa_url"] == "http://10.44.0.2:8470/tsa"
+    assert "@10.44.0.2:" in broker_url and agent["seal"]["tsa_url"] == "https://10.44.0.2:8470/tsa"
     assert "loopback" not in added.stderr
 
 

@@ -25,6 +25,6 @@ def test_a_default_home_warns_and_a_public_host_does_not(hub_config: HubConfig) 
     public = network.with_public_host(hub_config, "10.44.0.2")
     assert network.warnings(public) == []
     assert (public.broker.agent_host, public.api.host) == ("10.44.0.2", "0.0.0.0")
-    assert network.tsa_url(public) == "http://10.44.0.2:8470/tsa"
+    assert network.tsa_url(public) == "https://10.44.0.2:8470/tsa"  # off loopback the API speaks TLS
     with pytest.raises(DocexError):
         network.with_public_host(hub_config, "amqp://x@10.44.0.2/")
