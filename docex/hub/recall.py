@@ -10,6 +10,7 @@ transaction with the outbox rows; a redelivery only publishes what is still owed
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +29,13 @@ from docex.protocols.recall import Recall, verify_recall
 
 log = logging.getLogger(__name__)
 EVENT = "recalled"
+# A recall can overtake its document between competing hub workers: it goes back to the
+# queue a few times before an unknown message id counts as a refusal.
+EARLY_ATTEMPTS = 4
+
+
+class RecallBeforeDocument(RuntimeError):
+    """Requeue: the document this recall names is not recorded (yet)."""
 
 
 def recall_key(message_id: str, recipient: str = "") -> str:
@@ -60,6 +68,9 @@ def handle_recall(ctx: HubContext, delivery: Delivery, origin: Origin | None, pu
                                                       Receipt.event == EVENT)).first()
             if seen is None:
                 _record(ctx, s, doc, recall, delivery.body, origin)
+    if problem is not None and problem[0] == "unknown_document" and delivery.delivery_count < EARLY_ATTEMPTS:
+        time.sleep(0.2 * (delivery.delivery_count + 1))
+        raise RecallBeforeDocument(f"recall of {recall.message_id} before its document; requeued")
     if problem is not None:
         refuse(ctx, delivery, origin, problem[0], problem[1], message_id=recall.message_id, publisher=publisher)
         return

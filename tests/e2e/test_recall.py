@@ -107,3 +107,15 @@ def test_recall_of_a_document_everyone_signed_for_is_refused_at_the_terminal(cou
     with pytest.raises(DocexError) as err:
         recall_document(county.agent(SENDER), mid, "晚了")
     assert err.value.code == "already_done"
+
+
+def test_a_recall_of_an_unknown_document_is_refused_after_a_few_tries(county: Network) -> None:
+    """It may have overtaken its document between hub workers, so it is retried first."""
+    ctx = county.agent(SENDER)
+    mid = "0b0e7e2a-5c1d-4f3e-9a7b-000000000001"
+    _, der = make_recall(message_id=mid, sender=SENDER, reason="无此公文", cert=ctx.creds.sign_cert,
+                         key=ctx.creds.sign_key)
+    with ctx.store.session() as s:
+        s.add(Outgoing(kind=messages.RECALL, message_id=f"{mid}|recall", body=der))
+    wait_until(lambda: county.rejections(mid, "unknown_document"), 60, "the recall refused as unknown_document")
+    assert len(county.rejections(mid)) == 1
