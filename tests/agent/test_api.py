@@ -279,3 +279,12 @@ def test_add_person_refuses_other_units_and_unprotected_keys(county: County, pki
     with pytest.raises(DocexError) as err:
         add_person(county.context(ZFB), bare)
     assert err.value.code == "key_unreadable"
+
+
+def test_big_bodies_and_foreign_hosts_are_refused_before_reading(client: TestClient, clerk: str) -> None:
+    big = client.post("/api/login", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                      headers={"Content-Type": "application/json"})
+    assert big.status_code == 413 and big.json()["code"] == "too_large"
+    # A rebinding attack names its own host: refused even though it reached 127.0.0.1.
+    assert client.get("/api/persons", headers={"Host": "evil.example:8480"}).status_code == 400
+    assert client.get("/api/persons", headers={"Host": "localhost:8480"}).status_code == 200

@@ -44,6 +44,7 @@ UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 MessageId = Annotated[str, PathParam(pattern=UUID_RE, max_length=36)]
 MAX_FILES = 20
 MAX_META = 64 * 1024
+MAX_JSON = 1024 * 1024
 MAX_NAME = 120
 STATUS = {"unknown_document": 404, "already_done": 409, "recalled": 409, "not_logged_in": 401, "login_failed": 401,
           "forbidden": 403, "too_large": 413, "unsafe_filename": 422, "bad_metadata": 422, "classified": 422,
@@ -108,6 +109,11 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
     app = FastAPI(title=f"docex desk — {ctx.config.name}", version="1",
                   description="单位终端本地接口：收文、发文、签收、退回、撤销、通讯录。The unit agent's local API.")
     app.state.gate = gate
+    # DNS rebinding: a page of another site re-pointed at 127.0.0.1 still names its own host.
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    hosts = ["*"] if cfg.host in ("0.0.0.0", "::", "") else sorted({"127.0.0.1", "localhost", "::1", "[::1]", cfg.host})
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     @app.exception_handler(PkiError)
     async def _docex_error(_request: Request, exc: PkiError) -> JSONResponse:
@@ -115,6 +121,14 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        # Bodies are bounded before they are read: JSON calls are small; an upload says its size.
+        if request.method in ("POST", "PUT", "PATCH"):
+            length = request.headers.get("content-length")
+            limit = ctx.config.max_envelope_bytes + MAX_META if request.url.path == "/api/send" else MAX_JSON
+            if length is None and request.url.path == "/api/send":
+                return _error("too_large", "an upload must give its Content-Length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                return _error("too_large", f"the request is over {limit} bytes")
         response: Response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
