@@ -8,7 +8,7 @@ from pathlib import Path
 from docex.pki.keys import load_private_key, save_private_key
 from docex.protocols.errors import DocexError
 
-KEY_FILES = ("sign.key", "enc.key")
+KEY_FILES = ("sign.key", "enc.key", "client.key")  # client.key: the TLS login shares it
 
 
 def change_passphrase(home: str | Path, old: bytes | None, new: bytes | None) -> list[str]:

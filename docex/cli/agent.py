@@ -21,6 +21,7 @@ from docex.protocols.manifest import PRIORITIES
 
 if TYPE_CHECKING:
     from docex.agent.context import AgentContext
+    from docex.agent.store import AgentStore
 
 HOME = click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
 STATE_ZH = glossary.zh(glossary.STATES) | glossary.zh(glossary.SENDER_STATES)  # the sender's view
@@ -37,6 +38,14 @@ def _ctx(home: str, passphrase: PassphraseSource | None = None) -> AgentContext:
     else:
         pw = config.keys.passphrase()
     return AgentContext.open(home, pw)
+
+
+def _store(home: str) -> AgentStore:
+    """The unit's local store alone: listing needs no passphrase (signing and opening do)."""
+    from docex.agent.config import AgentConfig
+    from docex.agent.store import AgentStore
+
+    return AgentStore(AgentConfig.load(home).database_url)
 
 
 def _addresses(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -148,8 +157,8 @@ def inbox(home: str, state: str, as_json: bool) -> None:
     """Received documents, newest first."""
     from docex.agent.store import Received
 
-    ctx = _ctx(home)
-    with ctx.store.session() as s:
+    store = _store(home)
+    with store.session() as s:
         stmt = select(Received).order_by(Received.received_at.desc())
         if state:
             stmt = stmt.where(Received.state == state)
@@ -248,8 +257,8 @@ def sent(home: str, as_json: bool) -> None:
     """The sender's view: each recipient's state, kept current from receipts."""
     from docex.agent.store import Sent, SentRecipient
 
-    ctx = _ctx(home)
-    with ctx.store.session() as s:
+    store = _store(home)
+    with store.session() as s:
         docs = list(s.execute(select(Sent).order_by(Sent.created_at.desc())).scalars())
         recips = list(s.execute(select(SentRecipient)).scalars())
     by_doc: dict[str, list[SentRecipient]] = {}
