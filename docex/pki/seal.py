@@ -54,6 +54,7 @@ from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import copy_into_new_writer
 from pyhanko.sign import fields, signers
+from pyhanko.sign.attributes import CMSAlgorithmProtectionProvider
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.timestamps import TimeStamper, TimestampRequestError
@@ -267,6 +268,19 @@ def _stamp_style(image_png: bytes) -> StaticStampStyle:
     return StaticStampStyle(background=PdfImage(img), border_width=0, background_opacity=1.0)
 
 
+class _Signer(signers.SimpleSigner):
+    """pyHanko's signer plus the RFC 6211 CMSAlgorithmProtection signed attribute (docex
+    puts it on every SignedData). pyHanko leaves it out of PDF signatures only for want of
+    certainty that PAdES allows it; ETSI EN 319 122-1 permits further signed attributes,
+    and pyHanko, pdfsig and OpenSSL accept the result (tests/pki/test_seal.py)."""
+
+    def _signed_attr_providers(self, data_digest: bytes, digest_algorithm: str, *args: Any, **kwargs: Any) -> Any:
+        yield from super()._signed_attr_providers(data_digest, digest_algorithm, *args, **kwargs)
+        yield CMSAlgorithmProtectionProvider(
+            digest_algo=digest_algorithm, signature_algo=self.get_signature_mechanism_for_digest(digest_algorithm)
+        )
+
+
 def _sign(
     pdf: bytes,
     *,
@@ -285,7 +299,7 @@ def _sign(
     anchors = [c for c in chain if _is_self_signed(c)]
     others = [c for c in chain if not _is_self_signed(c)]
     embed = bool(crls) and bool(anchors)
-    signer = signers.SimpleSigner(
+    signer = _Signer(
         signing_cert=_asn1_cert(cert),
         signing_key=_asn1_key(key),
         cert_registry=SimpleCertificateStore.from_certs([_asn1_cert(c) for c in chain]),  # type: ignore[no-untyped-call]

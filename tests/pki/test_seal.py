@@ -36,6 +36,12 @@ def test_sealed_document_validates_with_pyhanko_and_pdfsig(
     assert seal.time_source == "tsa" and seal.intact and seal.revocation == "good"
     assert seal.pades_level == "B-LTA" and seal.chain[-1] == pki.county.certificate.subject.rfc4514_string().split("CN=")[1].split(",")[0]
     assert [s.kind for s in report.signatures] == ["seal", "document_timestamp"]
+    # RFC 5035 / RFC 6211 on the seal's SignedData too (asn1crypto reading)
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    emb = next(iter(PdfFileReader(io.BytesIO(sealed_doc)).embedded_signatures))
+    attrs = {a["type"].native for a in emb.signer_info["signed_attrs"]}
+    assert {"signing_certificate_v2", "cms_algorithm_protection"} <= attrs
 
     out = _pdfsig(sealed_doc, tmp_path, seal_nss_db)
     first = out.split("Signature #2")[0]
