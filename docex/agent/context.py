@@ -212,6 +212,12 @@ class AgentContext:
                     self.load_directories()
         return None
 
+    def directory_prefixes(self) -> list[str]:
+        """The prefixes this agent holds a signed directory for (its own hub's, and those
+        the hub passed on from linked hubs): within them the directory is the whole truth."""
+        with self._lock:
+            return sorted(self._directories)
+
     def units(self) -> list[UnitEntry]:
         with self._lock:
             return [u for snap in self._directories.values() for u in snap.units]

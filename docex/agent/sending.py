@@ -65,6 +65,36 @@ def seal_if_configured(ctx: AgentContext, name: str | None, files: dict[str, byt
     files[name] = seal_pdf(ctx, files[name])
 
 
+def suggestions(ctx: AgentContext, text: str, limit: int = 3) -> list[UnitEntry]:
+    """Units whose address ends with `text` as a last part, or whose name holds it."""
+    needle = text.lower()
+    found = [u for u in ctx.units() if u.address.lower().endswith("." + needle.split(".")[-1]) or needle in u.name.lower()]
+    return sorted(found, key=lambda u: u.address)[:limit]
+
+
+def refuse_unknown(ctx: AgentContext, address: str) -> None:
+    """An address inside the network that no directory knows is a typo, not a paper route:
+    a bare `zfb`, or anything under a prefix whose signed directory this agent holds (its
+    own county's; another county's once the hub passes that directory on over a link)."""
+    known = [ctx.config.hub_prefix, *ctx.directory_prefixes()]
+    if "." in address and not any(is_under(address, prefix) for prefix in known):
+        return  # outside what this network knows: the hub answers paper_route
+    hint = ", ".join(f"{u.address}（{u.name}）" for u in suggestions(ctx, address))
+    raise DocexError("unknown_recipient", f"no unit {address} in the directory"
+                     + (f"; did you mean {hint}?" if hint else "; see `docex directory --home AGENTDIR`"))
+
+
+def paper_route(ctx: AgentContext, addresses: tuple[str, ...]) -> list[str]:
+    """The recipients that will get the document on paper (outside the network)."""
+    off = []
+    for address in dict.fromkeys(addresses):
+        check_address(address)
+        if ctx.lookup(address) is None:
+            refuse_unknown(ctx, address)
+            off.append(address)
+    return off
+
+
 def queue_document(ctx: AgentContext, draft: Draft) -> str:
     """Validate, seal (if configured), pack and store in the outbox. Returns the message id."""
     recipients = tuple(dict.fromkeys((*draft.to, *draft.cc)))
@@ -74,8 +104,7 @@ def queue_document(ctx: AgentContext, draft: Draft) -> str:
         check_address(address)
         entry = ctx.lookup(address)
         if entry is None:
-            if is_under(address, ctx.config.hub_prefix):
-                raise DocexError("unknown_recipient", f"no unit {address} in the directory")
+            refuse_unknown(ctx, address)
             off_network.add(address)  # the hub answers paper_route
             continue
         if entry.state != "enabled":

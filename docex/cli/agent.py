@@ -135,17 +135,45 @@ def token(home: str, label: str) -> None:
 @handles_errors
 def send(home: str, to: str, cc: tuple[str, ...], title: str, doc_number: str, priority: str, classification: str,
          files: tuple[str, ...], as_json: bool, passphrase: PassphraseSource) -> None:
-    """Put a document in the outbox (sent when the agent runs). Prints the message id."""
-    from docex.agent.sending import Draft, queue_document
+    """发文 Put a document in the outbox (sent when the agent runs). Prints the message id.
+    Addresses inside the network that no directory knows are refused; recipients outside it
+    get the document on paper (纸质传递), with a warning first."""
+    from docex.agent.sending import Draft, paper_route, queue_document
 
     ctx = _ctx(home, passphrase)
     draft = Draft(to=_addresses([to]), cc=_addresses(cc), title=title, doc_number=doc_number, priority=priority,
                   classification=classification, files={Path(f).name: Path(f).read_bytes() for f in files})
+    on_paper = paper_route(ctx, (*draft.to, *draft.cc))
+    for address in on_paper:
+        click.echo(f"注意 warning: {address} 不在本网通讯录中，将以纸质方式传递 is outside the network: "
+                   "it will be a paper route (send it on paper)", err=True)
     message_id = queue_document(ctx, draft)
     if as_json:
-        echo_json({"message_id": message_id})
+        echo_json({"message_id": message_id, "paper_route": on_paper})
     else:
         click.echo(message_id)
+
+
+@click.command()
+@HOME
+@click.argument("query", required=False, default="")
+@json_option
+@handles_errors
+def directory(home: str, query: str, as_json: bool) -> None:
+    """通讯录 The units this agent can send to (its county and every directory it holds),
+    searched by name or address."""
+    ctx = _ctx(home)
+    needle = query.lower()
+    units = sorted((u for u in ctx.units() if not needle or needle in u.address.lower() or needle in u.name.lower()),
+                   key=lambda u: u.address)
+    if as_json:
+        echo_json([{"address": u.address, "name": u.name, "kind": u.kind, "state": u.state, "phase": u.phase}
+                   for u in units])
+        return
+    for u in units:
+        state = "" if u.state == "enabled" else f"  [{glossary.label(glossary.UNIT_STATES, u.state)}]"
+        click.echo(f"{u.address:36} {u.name}{state}")
+    click.echo(f"{len(units)} 个单位 unit(s)")
 
 
 @click.command()

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "documents": "docex.cli.hub:documents",
     "agent": "docex.cli.agent:agent",
     "send": "docex.cli.agent:send",
+    "directory": "docex.cli.agent:directory",
     "inbox": "docex.cli.agent:inbox",
     "sign-for": "docex.cli.agent:sign_for",
     "return": "docex.cli.agent:return_",

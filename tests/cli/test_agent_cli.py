@@ -90,3 +90,26 @@ def test_inbox_sign_for_and_return(county: County, note: Path) -> None:
     assert (item["state"], item["reason"]) == ("returned", "非本单位职责范围")
     refused(run("return", "--home", county.homes[ZFB], mid, "--reason", " "), "receipt_invalid")
     refused(run("sign-for", "--home", county.homes[ZFB], "00000000-0000-4000-8000-000000000000"), "unknown_document")
+
+
+def test_directory_lists_and_searches_what_the_agent_can_send_to(county: County) -> None:
+    every = json.loads(run("directory", "--home", county.homes[XXZX], "--json").output)
+    assert {ZFB, FGJ, XXZX} <= {u["address"] for u in every}
+    found = run("directory", "--home", county.homes[XXZX], "zfb")
+    assert found.exit_code == 0 and ZFB in found.output and FGJ not in found.output
+
+
+def test_a_bare_or_unknown_network_address_is_refused_not_sent_on_paper(county: County, note: Path) -> None:
+    line = refused(run("send", "--home", county.homes[XXZX], "--to", "zfb", "--title", "t", "--doc-number", "n", note),
+                   "unknown_recipient")
+    assert f"did you mean {ZFB}" in line
+    refused(run("send", "--home", county.homes[XXZX], "--to", "qingyuan.yangshan.zfbb", "--title", "t",
+                "--doc-number", "n", note), "unknown_recipient")  # a typo inside the county
+
+
+def test_a_paper_route_is_warned_about_before_it_is_queued(county: County, note: Path) -> None:
+    result = run("send", "--home", county.homes[XXZX], "--to", f"{ZFB},guangdong.shaoguan.zfb", "--title", "t",
+                 "--doc-number", "n", note, "--json")
+    assert result.exit_code == 0, result.output
+    assert "paper route" in result.stderr and "guangdong.shaoguan.zfb" in result.stderr
+    assert json.loads(result.stdout)["paper_route"] == ["guangdong.shaoguan.zfb"]
