@@ -33,6 +33,7 @@ from docex.pki.names import common_name
 from docex.protocols import messages
 from docex.protocols.envelope import open_envelope, read_header
 from docex.protocols.errors import DocexError
+from docex.protocols.manifest import Manifest
 from docex.protocols.notice import verify_notice
 from docex.protocols.package import extract_to
 from docex.protocols.receipt import envelope_digest, make_receipt, verify_receipt
@@ -94,6 +95,7 @@ class Receiver:
                 return
         try:
             opened = open_envelope(body, ctx.creds, ctx.trust, max_size=ctx.config.max_envelope_bytes)
+            opened.manifest.validate()  # the recipient holds the sender to the rules too (classification...)
             seal_status = self._check_seal(opened.files, opened.manifest)
             target = inside(ctx.config.inbox, header.message_id)
         except PkiError as exc:
@@ -122,16 +124,19 @@ class Receiver:
         if recall_waiting(ctx, m.message_id):
             log.info("%s had been recalled by its sender before it arrived", m.message_id)
 
-    def _check_seal(self, files: dict[str, bytes], manifest: object) -> str:
-        """Every seal on the main PDF must verify and be the sender's; none: 'none'."""
+    def _check_seal(self, files: dict[str, bytes], manifest: Manifest) -> str:
+        """Every seal of every PDF of the package (by name or by content) must verify and be
+        the sender's: 'valid' if any is sealed, 'none' if none is."""
         if not self.ctx.config.seal.verify:
             return "unchecked"
-        main = next((f for f in getattr(manifest, "files", ()) if f.role == "document"), None)
-        if main is None or not main.name.lower().endswith(".pdf"):
-            return "none"
         from docex.agent.sealing import verify_pdf_seals
 
-        return verify_pdf_seals(self.ctx, files[main.name], expected_address=getattr(manifest, "sender", ""))
+        status = "none"
+        for name, data in files.items():
+            is_pdf = name.lower().endswith(".pdf") or data[:1024].lstrip().startswith(b"%PDF")
+            if is_pdf and verify_pdf_seals(self.ctx, data, expected_address=manifest.sender) == "valid":
+                status = "valid"
+        return status
 
     def _quarantine(self, body: bytes, message_id: str, digest: str, exc: PkiError) -> None:
         ctx = self.ctx

@@ -33,7 +33,7 @@ from docex.protocols.address import Route, is_under
 from docex.protocols.envelope import OuterLayer, verify_outer
 from docex.protocols.errors import DocexError, describe
 from docex.protocols.header import RoutingHeader
-from docex.protocols.manifest import CLASSIFIED
+from docex.protocols.manifest import check_classification
 from docex.protocols.notice import make_notice
 from docex.protocols.receipt import Receipt as ReceiptStatement
 from docex.protocols.receipt import verify_receipt
@@ -109,8 +109,7 @@ class Intake:
             came_from = self.ctx.route(h.sender)
             if came_from.link != origin.name:
                 raise DocexError("sender_mismatch", f"{h.sender} cannot arrive over link {origin.name}")
-        if h.classification in CLASSIFIED:
-            raise DocexError("classified", f"{h.classification} documents cannot travel on this network")
+        check_classification(h.classification)
         hops = int((delivery.headers or {}).get(messages.H_HOPS, 0) or 0)
         if hops > messages.MAX_HOPS:
             raise DocexError("malformed_envelope", "the envelope went round too many hubs")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,9 +16,33 @@ from docex.protocols.errors import DocexError
 from docex.protocols.identifiers import check_message_id
 
 PRIORITIES = ("特急", "加急", "平急")
-# On this non-classified network only these are allowed; 秘密/机密/绝密 are refused.
-OPEN_CLASSIFICATIONS = ("", "非密", "内部")
+# On this non-classified network only these markings are allowed (after normalising:
+# NFKC, invisible characters removed, spaces stripped, letters folded): none, 无, 非密,
+# 公开, 内部. Every other marking is refused as `classified`: 秘密/机密/绝密 with or without
+# a period (机密★5年), SECRET, and anything unknown, since an unknown marking may be one.
+OPEN_CLASSIFICATIONS = ("", "无", "非密", "公开", "内部")
 CLASSIFIED = ("秘密", "机密", "绝密")
+MAX_CLASSIFICATION = 20
+
+
+def normalise_classification(value: str) -> str:
+    """NFKC, format characters (zero-width spaces and joiners, BOM, bidi marks) and all
+    white space removed, case folded: the form the allow-list is matched against."""
+    text = unicodedata.normalize("NFKC", value)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc", "Zs", "Zl", "Zp")
+                   and not ch.isspace())
+    return text.casefold()
+
+
+def check_classification(value: str) -> str:
+    """The normalised marking if it is on the allow-list; `classified` otherwise."""
+    if len(value) > MAX_CLASSIFICATION:
+        raise DocexError("classified", "the classification marking is not one this network carries")
+    normal = normalise_classification(value)
+    if normal not in OPEN_CLASSIFICATIONS:
+        raise DocexError("classified", f"a document marked {value.strip()[:MAX_CLASSIFICATION]!r} cannot "
+                                       "travel on this non-classified network")
+    return normal
 
 # GB/T 9704 fields a manifest may carry besides the routing essentials.
 GBT9704_FIELDS = (
@@ -84,10 +109,7 @@ class Manifest:
             raise DocexError("bad_metadata", "the title (标题) is empty")
         if self.priority not in PRIORITIES:
             raise DocexError("bad_metadata", f"priority must be one of {'/'.join(PRIORITIES)}")
-        if self.classification in CLASSIFIED:
-            raise DocexError("classified", f"a {self.classification} document cannot travel on this network")
-        if self.classification not in OPEN_CLASSIFICATIONS:
-            raise DocexError("bad_metadata", f"unknown classification {self.classification!r}")
+        check_classification(self.classification)
         unknown = set(self.fields) - set(GBT9704_FIELDS)
         if unknown:
             raise DocexError("bad_metadata", f"unknown manifest fields: {', '.join(sorted(unknown))}")

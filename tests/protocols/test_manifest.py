@@ -35,7 +35,7 @@ def test_all_recipients_keeps_order_without_duplicates() -> None:
         ({"classification": "秘密"}, "classified"),
         ({"classification": "机密"}, "classified"),
         ({"classification": "绝密"}, "classified"),
-        ({"classification": "top secret"}, "bad_metadata"),
+        ({"classification": "top secret"}, "classified"),
         ({"priority": "urgent"}, "bad_metadata"),
         ({"recipients": ()}, "bad_metadata"),
         ({"recipients": ("Not An Address",)}, "bad_metadata"),
