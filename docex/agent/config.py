@@ -65,6 +65,7 @@ class AgentConfig:
     max_envelope_bytes: int = 64 * 1024 * 1024
     prefetch: int = 32
     workers: int = 2
+    crl_grace_hours: float = 72.0  # our hub's CRL past nextUpdate this long: crl_stale
 
     @property
     def inbox(self) -> Path:
@@ -118,6 +119,7 @@ class AgentConfig:
             max_envelope_bytes=int(data.get("max_envelope_bytes", 64 * 1024 * 1024)),
             prefetch=int(data.get("prefetch", 32)),
             workers=int(data.get("workers", 2)),
+            crl_grace_hours=float(data.get("crl_grace_hours", 72.0)),
         )
 
 

@@ -3,6 +3,7 @@ the signed directories it knows (its own hub's and, over links, the rest of the 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -77,7 +78,9 @@ class AgentContext:
                 for path in crl_files:
                     if path.exists():
                         store.add_crl(load_crl(path))
-                self._trust = store
+                # Our own hub's CA: its CRL must be current (crl_stale), the others' as given.
+                self._trust = store.make_strict(*load_certificates(home / "ca.crt"),
+                                                grace=dt.timedelta(hours=self.config.crl_grace_hours))
             return self._trust
 
     def _home_trust(self) -> TrustStore:

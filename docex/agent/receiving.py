@@ -215,14 +215,24 @@ class Receiver:
             s.add(NoticeRow(message_id=notice.message_id, event=notice.event, code=notice.code,
                             message=notice.message, digest=digest, der=body))
             sent = s.get(Sent, notice.message_id)
-            if notice.code == "duplicate":
-                pass  # a replay of this id was refused; the document the hub accepted stands
+            # A refusal moves only copies the hub has not yet taken (queued/sent): a notice can
+            # never undo a document the hub accepted and routed (a tampered copy of it refused).
+            unsent = (select(SentRecipient).where(SentRecipient.message_id == notice.message_id,
+                                                  SentRecipient.state.in_(("queued", "sent"))))
+            if notice.code == "duplicate" and notice.event == "rejected":
+                # Named recipients: another unit holds this id and our document did not go.
+                # None named: a replay of our own id was refused; what the hub accepted stands.
+                if notice.recipients and sent is not None:
+                    for row in s.execute(unsent.where(SentRecipient.recipient.in_(notice.recipients))).scalars():
+                        _advance(row, "rejected", utcnow())
+                        row.code, row.reason = notice.code, notice.message
+                        sent.state = "duplicate"
             elif notice.event == "rejected" and sent is not None:
-                sent.state = "rejected"
-                for row in s.execute(select(SentRecipient).where(SentRecipient.message_id == notice.message_id)).scalars():
+                for row in s.execute(unsent).scalars():
                     _advance(row, "rejected", utcnow())
                     row.code = notice.code
                     row.reason = notice.message
+                    sent.state = "rejected"
             elif notice.event in ("paper_route", "expired", "waiting_for_link", "dead_letter"):
                 concerns = select(SentRecipient).where(SentRecipient.message_id == notice.message_id)
                 if notice.recipients or notice.event != "dead_letter":  # a dead letter may concern them all

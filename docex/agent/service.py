@@ -9,8 +9,10 @@ themselves when RabbitMQ restarts."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import secrets
 import shutil
 import threading
 import time
@@ -24,7 +26,7 @@ from docex.agent.config import BROKER_CA_NAME
 from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
 from docex.agent.sending import draft_from_sidecar, queue_document
-from docex.agent.store import Outgoing, Sent, SentRecipient, utcnow
+from docex.agent.store import Outgoing, Sent, SentRecipient, Setting, utcnow
 from docex.broker import (
     BrokerError,
     BrokerSettings,
@@ -92,6 +94,15 @@ class OutboxPublisher:
         return len(rows)
 
 
+def _id_secret(ctx: AgentContext) -> bytes:
+    with ctx.store.session() as s:
+        row = s.get(Setting, "outbox_id_secret")
+        if row is None:
+            row = Setting(key="outbox_id_secret", value=secrets.token_hex(32))
+            s.add(row)
+        return bytes.fromhex(row.value)
+
+
 def scan_outbox_folder(ctx: AgentContext) -> int:
     """Documents dropped by office systems: FILES + NAME.json sidecar in AGENTDIR/outbox/.
     The message id derives from the sidecar's bytes, so a crash between queueing and
@@ -102,7 +113,9 @@ def scan_outbox_folder(ctx: AgentContext) -> int:
         raw = sidecar.read_bytes()
         try:
             draft = draft_from_sidecar(sidecar)
-            digest = hashlib.sha256(raw + b"".join(draft.files.values())).digest()
+            # Keyed with this terminal's own secret: the id stays the same for the same drop
+            # (crash-safe) but nobody else can predict it and squat it at the hub first.
+            digest = hmac.new(_id_secret(ctx), raw + b"".join(draft.files.values()), hashlib.sha256).digest()
             message_id = str(uuid.UUID(bytes=digest[:16], version=4))
             draft = replace(draft, message_id=message_id)
             with ctx.store.session() as s:

@@ -43,6 +43,14 @@ class Limits:
     )
     expire_hours: float = 24.0 * 7  # undelivered this long: expired
     heartbeat_online_seconds: float = 120.0
+    # What HUBDIR/refused/ keeps of refused input, for inspection: at most this much of each
+    # (the head; the digest of the whole is in the name), at most this many files, none
+    # older than this many days. A refusal is recorded and audited whatever is kept.
+    refused_max_item_bytes: int = 1024 * 1024
+    refused_max_files: int = 10_000
+    refused_max_age_days: int = 90
+    # How long past its nextUpdate the hub's own CA's CRL is still trusted (then crl_stale).
+    crl_grace_hours: float = 72.0
 
 
 @dataclass(frozen=True)

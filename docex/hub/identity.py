@@ -4,6 +4,7 @@ are re-read when they change, so a revocation takes effect without a restart."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class HubIdentity:
     ca_cert: x509.Certificate
     anchor_files: list[Path]
     crl_files: list[Path]
+    crl_grace_hours: float = 72.0
     _trust: TrustStore | None = None
     _mtimes: tuple[float, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -43,6 +45,7 @@ class HubIdentity:
             ca_cert=load_certificate(config.ca_dir / "ca.crt"),
             anchor_files=anchors,
             crl_files=crls,
+            crl_grace_hours=config.limits.crl_grace_hours,
         )
 
     def _stamp(self) -> tuple[float, ...]:
@@ -55,6 +58,8 @@ class HubIdentity:
             if self._trust is None or stamp != self._mtimes:
                 anchors = [c for p in self.anchor_files if p.exists() for c in load_certificates(p)]
                 crls = [load_crl(p) for p in self.crl_files if p.exists()]
-                self._trust = TrustStore(anchors, crls)
+                # Our own CA's revocations must be current (crl_stale otherwise); others' as given.
+                self._trust = TrustStore(anchors, crls).make_strict(
+                    self.ca_cert, grace=dt.timedelta(hours=self.crl_grace_hours))
                 self._mtimes = stamp
             return self._trust

@@ -151,8 +151,12 @@ class Intake:
             outer, routes = self._check(delivery, origin)
         except PkiError as exc:
             header = _header_or_none(delivery.body)
-            refuse(self.ctx, delivery, origin, exc.code, exc.message,
-                   message_id=header.message_id if header else "", publisher=publisher)
+            mid = header.message_id if header else ""
+            # A copy of a document we accepted (a tampered one, say) is refused without naming
+            # that document in the notice: nothing unverifiable may change a verified one's state.
+            named = bool(mid) and not self._accepted(mid)
+            refuse(self.ctx, delivery, origin, exc.code, exc.message, message_id=mid, publisher=publisher,
+                   name_in_notice=named)
             return
         h = outer.header
         digest = hashlib.sha256(delivery.body).hexdigest()
@@ -160,9 +164,18 @@ class Intake:
         with self.ctx.db.session() as s:
             existing = s.get(Document, h.message_id)
             replay = existing is not None and existing.envelope_sha256 != digest
+            squatted = existing is not None and existing.sender != h.sender
             if existing is None:
                 owed = self._record(s, h, digest, delivery.body, routes, origin)
+        if squatted:
+            # Another unit holds this id: this sender's document did NOT go. Its notice names
+            # the recipients, which the sender's agent shows as not delivered (`duplicate`).
+            refuse(self.ctx, delivery, origin, "duplicate",
+                   f"message id {h.message_id} is already used by another unit; send the document again",
+                   message_id=h.message_id, publisher=publisher, notice_recipients=h.all_recipients)
+            return
         if replay:
+            # The sender's own id again with other bytes: what the hub accepted stands.
             refuse(self.ctx, delivery, origin, "duplicate",
                    f"message id {h.message_id} was already used for another document",
                    message_id=h.message_id, publisher=publisher)
@@ -177,6 +190,10 @@ class Intake:
             observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
             for route in routes.values():
                 observer.delivery_state(states.PAPER_ROUTE if route.kind == "paper" else states.ACCEPTED)
+
+    def _accepted(self, message_id: str) -> bool:
+        with self.ctx.db.read() as s:
+            return s.get(Document, message_id) is not None
 
     def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route],
                 origin: Origin | None) -> list[Outbox]:

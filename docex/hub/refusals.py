@@ -4,8 +4,14 @@ notice with the code."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
 
 from docex.broker import ConfirmedPublisher, Delivery, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE
@@ -21,16 +27,60 @@ from docex.protocols.safepath import inside
 log = logging.getLogger(__name__)
 
 
+_prune_lock = threading.Lock()
+_written = 0
+_pruned_at = 0.0
+
+
 def keep_bytes(ctx: HubContext, body: bytes) -> str:
+    """Keep (the head of) refused bytes under refused/<day>/<sha256 of the whole>.bin, then
+    prune to the configured bounds. The name is our own digest, proved inside the folder."""
+    limits = ctx.config.limits
     day = localtime.today().isoformat()
     folder = ctx.config.refused_dir / day
-    folder.mkdir(parents=True, exist_ok=True)
-    path = inside(folder, f"{hashlib.sha256(body).hexdigest()}.bin")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    whole = len(body) <= limits.refused_max_item_bytes
+    name = f"{hashlib.sha256(body).hexdigest()}{'' if whole else '.head'}.bin"
+    path = inside(folder, name)
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(body)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body[: limits.refused_max_item_bytes])
         tmp.replace(path)
+    # Pruning lists the folder: done every 1% of the bound (or minute), not for every refusal
+    # of a flood; the count may overshoot by that 1% meanwhile.
+    global _written, _pruned_at
+    with _prune_lock:
+        _written += 1
+        due = _written >= max(1, limits.refused_max_files // 100) or time.monotonic() - _pruned_at > 60
+        if due:
+            _written, _pruned_at = 0, time.monotonic()
+    if due:
+        prune_refused(ctx.config.refused_dir, limits.refused_max_files, limits.refused_max_age_days)
     return str(path)
+
+
+def prune_refused(root: Path, max_files: int, max_age_days: int) -> int:
+    """Remove day folders older than `max_age_days` and then the oldest files beyond
+    `max_files`. Returns how many files went."""
+    if not root.exists():
+        return 0
+    cutoff = (localtime.today() - dt.timedelta(days=max_age_days)).isoformat()
+    removed = 0
+    days = sorted(p for p in root.iterdir() if p.is_dir())
+    for day in days:
+        if day.name < cutoff:
+            removed += sum(1 for _ in day.glob("*.bin"))
+            shutil.rmtree(day, ignore_errors=True)
+    files = [f for day in sorted(p for p in root.iterdir() if p.is_dir()) for f in day.glob("*.bin")]
+    excess = len(files) - max_files
+    if excess > 0:
+        files.sort(key=lambda f: (f.parent.name, f.stat().st_mtime))
+        for f in files[:excess]:
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def refuse(
@@ -43,6 +93,8 @@ def refuse(
     message_id: str = "",
     sender: str = "",
     publisher: ConfirmedPublisher | None = None,
+    name_in_notice: bool = True,
+    notice_recipients: tuple[str, ...] = (),
 ) -> None:
     """Record a refusal and tell whoever published it (when RabbitMQ vouches for them)."""
     kept = keep_bytes(ctx, delivery.body)
@@ -50,6 +102,8 @@ def refuse(
     # the signed notice names a document only by an id of a UUID's form.
     msg_id = (message_id or delivery.message_id or "")[:128]
     notice_id = next((v for v in (message_id, delivery.message_id or "") if is_message_id(v)), "")
+    if not name_in_notice:
+        notice_id = ""
     who = sender or (origin.name if origin else "")
     with ctx.db.session() as s:
         s.add(Rejection(message_id=msg_id, sender=who, code=code, message=message, kept_at=kept))
@@ -62,7 +116,7 @@ def refuse(
     routing_key = origin.name if origin.kind == "unit" else f"link.{origin.name}"
     _, der = make_notice(
         message_id=notice_id, event="rejected", code=code, message=f"{describe(code)}: {message}",
-        recipients=(), hub=ctx.config.prefix, cert=ctx.identity.cert, key=ctx.identity.key,
+        recipients=notice_recipients, hub=ctx.config.prefix, cert=ctx.identity.cert, key=ctx.identity.key,
     )
     try:
         publisher.publish_many([PublishItem(

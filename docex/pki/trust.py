@@ -33,6 +33,10 @@ class TrustStore:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     intermediates: list[x509.Certificate] = field(default_factory=list)
     require_crl: bool = False
+    # Issuers (SHA-256 fingerprints) whose revocation must be known: our own CA. For them a
+    # missing CRL, or one past its nextUpdate by more than `crl_grace`, fails closed.
+    strict: frozenset[bytes] = frozenset()
+    crl_grace: dt.timedelta = dt.timedelta(hours=72)
 
     @classmethod
     def from_files(
@@ -68,6 +72,13 @@ class TrustStore:
             if crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
                 return crl
         return None
+
+    def make_strict(self, *issuers: x509.Certificate, grace: dt.timedelta | None = None) -> TrustStore:
+        """Fail closed on stale or missing CRLs of `issuers` (our own CA)."""
+        self.strict = frozenset(_fingerprint(c) for c in issuers)
+        if grace is not None:
+            self.crl_grace = grace
+        return self
 
     def is_anchor(self, cert: x509.Certificate) -> bool:
         fp = _fingerprint(cert)
@@ -117,6 +128,13 @@ class TrustStore:
 
     def _check_revocation(self, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime) -> None:
         crl = self._crl_for(issuer)
+        if self.strict and _fingerprint(issuer) in self.strict:
+            now = dt.datetime.now(dt.UTC)
+            if crl is None:
+                raise PkiError("crl_stale", f"no CRL of {common_name(issuer)}: revocations cannot be checked")
+            if crl.next_update_utc is None or crl.next_update_utc + self.crl_grace < now:
+                raise PkiError("crl_stale", f"the CRL of {common_name(issuer)} expired "
+                                            f"(next update was {crl.next_update_utc:%Y-%m-%d %H:%M} UTC)")
         if crl is None:
             if self.require_crl:
                 raise PkiError(

@@ -93,3 +93,39 @@ def _listed_key(county: Network, address: str) -> str | None:
         return entry.enc_cert if entry is not None else None
     finally:
         ctx.store.dispose()
+
+
+def test_another_unit_squatting_a_message_id_is_shown_to_the_victim(county: Network) -> None:
+    squatted, body = county.pack(JW, [ZFB])  # the attacker (JW) uses an id first
+    county.queue_raw(JW, squatted, body, [ZFB], record=False)
+    county.wait_hub(squatted, "delivered", [ZFB])
+    _, victims = county.pack(SENDER, [ZFB, XWB], message_id=squatted)
+    county.queue_raw(SENDER, squatted, victims, [ZFB, XWB])
+    rows = wait_until(lambda: [r for r in county.rejections(squatted, "duplicate") if r.sender == SENDER], 60,
+                      "the victim's copy refused as duplicate")
+    assert rows
+    sent = county.wait_sent(SENDER, squatted, "rejected", [ZFB, XWB])
+    assert {r.code for r in sent.values()} == {"duplicate"}
+    assert county.sent_state(SENDER, squatted) == "duplicate"  # `docex sent` shows it did not go
+    assert county.deliveries(squatted)[ZFB].state == "delivered"  # the first holder's stands
+    other_traffic_flows(county)
+
+
+def test_a_tampered_copy_of_a_delivered_document_does_not_change_its_state(county: Network) -> None:
+    mid, _ = county.send(SENDER, [ZFB], title="关于真实公文的通知")
+    county.wait_sent(SENDER, mid, "delivered", [ZFB])
+    with county.agent(SENDER).store.session() as s:
+        from sqlalchemy import select
+
+        from docex.agent.store import Outgoing
+
+        genuine = s.execute(select(Outgoing.body).where(Outgoing.message_id == mid)).scalar_one()
+    tampered = bytearray(genuine)
+    tampered[len(genuine) // 2] ^= 0x01
+    before = len(county.notices(SENDER, ""))
+    county.queue_raw(SENDER, mid, bytes(tampered), [ZFB], key=f"{mid}|tampered", record=False)
+    wait_until(lambda: county.rejections(mid, "signature_invalid"), 60, "the tampered copy refused")
+    wait_until(lambda: len(county.notices(SENDER, "")) > before, 60, "the refusal notice (naming no document)")
+    assert county.notices(SENDER, mid) == []
+    assert {r.state for r in county.sent(SENDER, mid).values()} == {"delivered"}
+    assert county.sent_state(SENDER, mid) != "rejected" and county.hub_states(mid) == {ZFB: "delivered"}
