@@ -336,7 +336,7 @@ def report(home: str, start: dt.datetime, end: dt.datetime, out: str | None, as_
         echo_json(build_report(ctx, start.date(), end.date()))
         return
     path = write_report(ctx, start.date(), end.date(), Path(out) if out else None)
-    click.echo(f"report written: {path} (+ .html, .json)")
+    click.echo(f"报告已生成 report written: {path} (+ .xlsx, .pdf, .html, .json)")
 
 
 # --- docex unit -----------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class HubConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics_port: int = 0  # 0: no metrics endpoint
     parent: str = ""  # name of the parent link, if any (the bridge to the city)
+    assessment: dict[str, float] = field(default_factory=dict)  # 考核办法 weights (reports.DEFAULT_WEIGHTS)
     timezone: str = ""  # zone for displayed times and calendar days ("": DOCEX_TIMEZONE or Asia/Shanghai)
     # Folder (absolute, or under HUBDIR) of sealed PDFs the hub keeps verifiable: a daily job
     # adds a fresh archive timestamp to each one whose newest timestamp is about to expire.
@@ -160,6 +161,7 @@ class HubConfig:
             metrics_port=int(data.get("metrics_port", 0)),
             parent=str(data.get("parent", "")),
             timezone=str(data.get("timezone", "")),
+            assessment={str(k): float(v) for k, v in data.get("assessment", {}).items()},
             seal_archive=str(data.get("seal_archive", "")),
         )
 

@@ -40,12 +40,20 @@ def test_report_rows_and_formats(ctx: HubContext, db: Database, tmp_path: Path) 
     text = to_csv(report)
     assert text.startswith("\ufeff")
     table = list(csv.reader(io.StringIO(text[1:])))
-    assert table[0][:3] == ["单位地址", "单位名称", "推行阶段"] and len(table) == 3
+    assert table[0][:3] == ["单位地址", "单位名称", "推行阶段"] and len(table) == 4  # two units and the totals
+    assert table[-1][0] == "合计" and table[-1][3] == "1"
     page = to_html(report)
     assert "&lt;县府办&gt;" in page and "<县府办>" not in page and "使用情况报告" in page
 
     path = write_report(ctx, day.date(), day.date() + dt.timedelta(days=1), tmp_path / "out")
     assert path.suffix == ".csv" and path.with_suffix(".html").exists()
+    assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    from openpyxl import load_workbook
+
+    book = load_workbook(path.with_suffix(".xlsx"))
+    sheet = book["考核汇总"]
+    assert sheet.cell(3, 1).value == "单位地址" and sheet.cell(sheet.max_row, 1).value == "合计"
+    assert [c.value for c in book["考核办法"]["B"]][1:] == [60, 20, 10, 10]
     assert json.loads(path.with_suffix(".json").read_text("utf-8"))["hub"] == ctx.config.prefix
 
 
@@ -54,3 +62,18 @@ def test_a_period_without_documents_reports_zeros(ctx: HubContext, db: Database)
     _seed(db, day)
     report = build_report(ctx, dt.date(2011, 8, 1), dt.date(2011, 9, 1))
     assert all(r["sent"] == 0 and r["received"] == 0 for r in report["units"])  # type: ignore[attr-defined]
+
+
+def test_weights_decide_the_ranking(ctx: HubContext, db: Database) -> None:
+    """考核办法 from the hub config: with all the weight on usage, the unit that sent the
+    document ranks first; with all of it on on-time sign-for, both score full marks."""
+    day = utcnow().replace(hour=2)
+    _seed(db, day)
+    usage = ctx.config.with_changes(assessment={"on_time": 0, "usage": 100, "returns": 0, "online": 0})
+    report = build_report(HubContext(usage, db, identity=None), day.date(), day.date())  # type: ignore[arg-type]
+    ranks = {r["address"]: (r["rank"], r["score"]) for r in report["units"]}  # type: ignore[attr-defined]
+    assert ranks[XXZX] == (1, 100.0) and ranks[ZFB] == (1, 100.0)  # one sent, one received: equal use
+    on_time = ctx.config.with_changes(assessment={"on_time": 100, "usage": 0, "returns": 0, "online": 0})
+    report = build_report(HubContext(on_time, db, identity=None), day.date(), day.date())  # type: ignore[arg-type]
+    assert {r["score"] for r in report["units"]} == {100.0}  # type: ignore[attr-defined]
+    assert report["totals"]["received"] == 1  # type: ignore[index]
