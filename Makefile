@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 UNITS ?= 15
 LEVELS ?= 3
 
-.PHONY: demo test lint typecheck importlint install services bench fuzz clean
+.PHONY: demo test lint typecheck importlint install services bench fuzz clean wheelhouse
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,5 +45,12 @@ fuzz: install
 bench: install
 	$(BIN)/python -m bench
 
+# Everything docex needs as wheels, for the county's isolated network:
+#   pip install --no-index --find-links wheelhouse docex   (docs/guide-operations.md)
+wheelhouse: install
+	rm -rf wheelhouse
+	$(BIN)/pip wheel -q --wheel-dir wheelhouse .
+	@ls wheelhouse | wc -l | xargs echo "wheels:"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf wheelhouse $(VENV) .pytest_cache .mypy_cache .ruff_cache

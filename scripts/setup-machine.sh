@@ -19,6 +19,7 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 [ -d /usr/share/fonts/opentype/noto ] || need_apt+=(fonts-noto-cjk)
 [ -f /usr/share/fonts/truetype/arphic/ukai.ttc ] || need_apt+=(fonts-arphic-ukai)  # 楷体 stand-in (GB/T 9704 compose)
 command -v certutil >/dev/null || need_apt+=(libnss3-tools)  # NSS db for pdfsig seal tests
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # verifies deploy/systemd/*.service
 if [ $broker_only = 0 ] && [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
