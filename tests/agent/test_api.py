@@ -288,3 +288,24 @@ def test_big_bodies_and_foreign_hosts_are_refused_before_reading(client: TestCli
     # A rebinding attack names its own host: refused even though it reached 127.0.0.1.
     assert client.get("/api/persons", headers={"Host": "evil.example:8480"}).status_code == 400
     assert client.get("/api/persons", headers={"Host": "localhost:8480"}).status_code == 200
+
+
+def test_overdue_and_reminded_documents_are_marked(county: County, zfb: AgentContext, client: TestClient,
+                                                   clerk: str) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from docex.agent.store import Received
+
+    mid = deliver(county, priority="特急")
+    login(client, clerk)
+    doc = client.get(f"/api/inbox/{mid}").json()
+    assert doc["overdue"] is False and doc["reminders"] == 0
+    # Five hours later (特急: 4 h) the hub's reminder arrives.
+    with zfb.store.session() as s:
+        s.execute(update(Received).where(Received.message_id == mid)
+                  .values(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=5)))
+    Receiver(zfb).notice(county.notice(mid, "reminder", "overdue", (ZFB,)))
+    doc = client.get(f"/api/inbox/{mid}").json()
+    assert doc["overdue"] is True and doc["reminders"] == 1
