@@ -102,8 +102,16 @@ def to_csv(report: dict[str, object]) -> str:
     writer = csv.writer(buf)
     writer.writerow([zh for _, zh in COLUMNS])
     for row in _all_rows(report):
-        writer.writerow([row[key] for key, _ in COLUMNS])
+        writer.writerow([_cell(row[key]) for key, _ in COLUMNS])
     return "\ufeff" + buf.getvalue()
+
+
+def _cell(value: object) -> object:
+    """A text cell WPS or Excel would take for a formula (=, +, -, @, tab, CR first) is
+    quoted with an apostrophe: a unit name is shown, never run (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def to_html(report: dict[str, object]) -> str:
