@@ -168,9 +168,11 @@ def create_app(ctx: HubContext, *, guard: LoginGuard | None = None, tsa_limiter:
     @app.get("/api/documents")
     def api_documents(
         q: str = "", sender: str = "", unit: str = "", state: str = "", date_from: dt.date | None = None,
-        date_to: dt.date | None = None, limit: int = 100, user: str = Depends(current_user),
+        date_to: dt.date | None = None, limit: int = 100, pending: bool = False, overdue: bool = False,
+        user: str = Depends(current_user),
     ) -> dict[str, Any]:
-        query = DocumentQuery(q=q, sender=sender, unit=unit, state=state, date_from=date_from, date_to=date_to, limit=limit)
+        query = DocumentQuery(q=q, sender=sender, unit=unit, state=state, date_from=date_from, date_to=date_to,
+                              limit=limit, pending=pending, overdue=overdue)
         with ctx.db.read() as s:
             return {"items": list_documents(s, query)}
 

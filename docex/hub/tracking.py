@@ -69,6 +69,8 @@ class DocumentQuery:
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     limit: int = 100
+    pending: bool = False  # with a recipient who has not signed for it yet (routed or delivered)
+    overdue: bool = False  # with a recipient still open past the document's deadline
 
 
 def list_documents(s: Session, query: DocumentQuery) -> list[dict[str, Any]]:
@@ -83,6 +85,12 @@ def list_documents(s: Session, query: DocumentQuery) -> list[dict[str, Any]]:
                               Document.message_id.in_(select(Delivery.message_id).where(Delivery.recipient == query.unit))))
     if query.state:
         stmt = stmt.where(Document.message_id.in_(select(Delivery.message_id).where(Delivery.state == query.state)))
+    if query.pending:
+        stmt = stmt.where(Document.message_id.in_(
+            select(Delivery.message_id).where(Delivery.state.in_((states.ROUTED, states.DELIVERED)))))
+    if query.overdue:
+        stmt = stmt.where(Document.deadline < utcnow(), Document.message_id.in_(
+            select(Delivery.message_id).where(Delivery.state.in_(tuple(states.OPEN)))))
     if query.date_from:
         stmt = stmt.where(Document.accepted_at >= localtime.day_start(query.date_from))
     if query.date_to:
@@ -108,8 +116,11 @@ def list_documents(s: Session, query: DocumentQuery) -> list[dict[str, Any]]:
             "classification": d.classification,
             "created_at": iso(d.created_at),
             "accepted_at": iso(d.accepted_at),
+            "deadline": iso(d.deadline),
             "recipients_total": sum(counts[d.message_id].values()),
             "states": counts[d.message_id],
+            # what the information centre must act on: some recipients get it on paper or refused it
+            "flags": [f for f in (states.PAPER_ROUTE, states.REJECTED) if counts[d.message_id].get(f)],
         }
         for d in docs
     ]
@@ -201,6 +212,7 @@ def overview(s: Session, *, online_seconds: float, links: list[dict[str, Any]] |
         "units_offline": sum(1 for u in stats if not u.online and u.state == "enabled"),
         "links": links,
         "generated_at": iso(now),
+        "today": localtime.local(now).date().isoformat(),
         "timezone": localtime.label(),
     }
 

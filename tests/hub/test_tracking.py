@@ -104,3 +104,6 @@ def test_overview_counts_today_pending_and_overdue(seeded: Database, ctx: HubCon
         s.add(Delivery(message_id="late", recipient=ZFB, state=states.ROUTED))
     with seeded.read() as s:
         assert overview(s, online_seconds=120)["overdue"] == 1
+        # the card's count is the list it opens
+        assert [d["message_id"] for d in list_documents(s, DocumentQuery(overdue=True))] == ["late"]
+        assert {d["message_id"] for d in list_documents(s, DocumentQuery(pending=True))} == {"m2", "late"}

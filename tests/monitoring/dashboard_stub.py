@@ -8,7 +8,7 @@ import copy
 import json
 import mimetypes
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -39,6 +39,7 @@ def canned() -> dict[str, Any]:
             "signed_for_at": None,
             "returned_at": None,
             "reason": None,
+            "person": "李明" if state == "signed_for" else "",
             "reminders": 0,
         }
         row.update({k: _iso(v) for k, v in times.items()})
@@ -232,12 +233,21 @@ class DashboardStub:
 
     def _api(self, path: str, query: dict[str, str]) -> dict[str, Any] | None:
         docs = self.data["documents"]
+        now = datetime.now(UTC)
+        open_states = ("accepted", "routed", "delivered")
+
+        def overdue(d: dict[str, Any]) -> list[dict[str, Any]]:
+            late = d.get("deadline") and datetime.fromisoformat(d["deadline"]) < now
+            return [r for r in d["recipients"] if late and r["state"] in open_states]
+
         if path == "/api/overview":
             states = [r["state"] for d in docs for r in d["recipients"]]
             return {
                 "documents_today": len(docs),
                 "pending_sign_for": states.count("delivered"),
-                "overdue": 1,
+                "overdue": sum(len(overdue(d)) for d in docs),
+                "today": now.astimezone(timezone(timedelta(hours=8))).date().isoformat(),
+                "timezone": "Asia/Shanghai (UTC+08:00)",
                 "units_total": 125,
                 "units_offline": 7,
                 "links": [{"name": "parent", "state": "up", "backlog": 0}],
@@ -250,6 +260,9 @@ class DashboardStub:
                 for d in docs
                 if (not q or q in d["doc_number"] or q in d["title"])
                 and query.get("sender", d["sender"]) == d["sender"]
+                and (query.get("overdue") != "true" or overdue(d))
+                and (query.get("pending") != "true"
+                     or any(r["state"] in ("routed", "delivered") for r in d["recipients"]))
             ]
             return {"items": items[: int(query.get("limit", "100"))]}
         if path.startswith("/api/documents/"):
@@ -278,6 +291,7 @@ class DashboardStub:
             **{k: doc[k] for k in keys},
             "recipients_total": len(doc["recipients"]),
             "states": states,
+            "flags": [f for f in ("paper_route", "rejected") if states.get(f)],
         }
 
     def post(self, h: BaseHTTPRequestHandler) -> None:

@@ -28,7 +28,7 @@ pytestmark = [
 
 NOTICE = "b3f1c2d4-0001-4a55-9e1b-2011092601aa"
 OTHER = "c9a8e7f6-0002-4b66-8f2c-2011092602bb"
-STATIC = {"/", "/index.html", "/app.js", "/i18n.js", "/style.css", "/favicon.ico"}
+STATIC = {"/", "/index.html", "/app.js", "/i18n.js", "/style.css", "/favicon.ico", "/favicon.svg"}
 API = re.compile(r"^/api/(overview|units|documents(/[^/?]+)?)(\?.*)?$")
 
 
@@ -140,3 +140,51 @@ def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None
             assert path in ("/login", "/logout")
         else:
             assert path.split("?")[0] in STATIC or API.match(path), path
+
+
+def test_overview_cards_open_the_lists_they_count(tmp_path: Path) -> None:
+    """超期未签收 counts open recipients past the deadline; its card opens exactly those
+    documents (the API's overdue filter); the offline card opens the units, offline first;
+    paper-route documents are flagged; the hub's zone is shown; the page fits 800 px."""
+    with DashboardStub() as stub, chromium() as driver:
+        with stub.lock:  # the second document's deadline has passed; zfb has not signed
+            stub.data["documents"][1]["deadline"] = "2011-09-26T08:00:00+08:00"
+        driver.set_window_size(800, 900)
+        driver.get(stub.url)
+        wait_for(driver, lambda d: visible(d, "login-form"))
+        css(driver, "#login-username")[0].send_keys(USER)
+        css(driver, "#login-password")[0].send_keys(PASSWORD)
+        css(driver, "#login-submit")[0].click()
+        wait_for(driver, lambda d: text_of(d, "#overview-overdue") == "1")
+        assert "超期未签收" in text_of(driver, "#card-overdue")
+        assert "Asia/Shanghai" in text_of(driver, "#time-zone")
+        assert css(driver, ".cards")[0].get_attribute("aria-live") == "polite"
+        # 800 px: the menu items stay on one line each, nothing wider than the window
+        nav = css(driver, "#nav-documents")[0]
+        assert nav.size["height"] < 2.2 * css(driver, "#nav-overview")[0].size["height"] + 1
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= 800
+        keep_screenshot(driver, tmp_path, "stub-overview-800.png")
+
+        css(driver, "#card-overdue")[0].click()
+        wait_for(driver, lambda d: visible(d, "documents-view")
+                 and len(css(d, '#documents-table tr[data-testid="document-row"]')) == 1)
+        assert css(driver, f'#documents-table tr[data-message-id="{OTHER}"]')
+        assert css(driver, "#search-overdue")[0].is_selected()
+        assert any("overdue=true" in path for _, path in stub.requests if path.startswith("/api/documents?"))
+
+        css(driver, "#search-reset")[0].click()  # the whole list: the notice is flagged for its paper route
+        wait_for(driver, lambda d: len(css(d, '#documents-table tr[data-testid="document-row"]')) == 2)
+        flags = css(driver, f'#documents-table tr[data-message-id="{NOTICE}"] [data-testid="document-flag"]')
+        assert [f.get_attribute("data-flag") for f in flags] == ["paper_route"]
+
+        driver.get(stub.url + "#overview")
+        wait_for(driver, lambda d: visible(d, "overview-view"))
+        css(driver, "#card-units-offline")[0].click()
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="unit-row"]')) == 1)
+        assert css(driver, "#units-offline-only")[0].is_selected()
+        assert css(driver, 'tr[data-testid="unit-row"]')[0].get_attribute("data-online") == "false"
+
+        driver.get(stub.url + "#document/" + NOTICE)  # who signed for it
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="recipient-row"]')) == 6)
+        signer = text_of(driver, 'tr[data-address="qingyuan.yangshan.xwb"] [data-testid="recipient-person"]')
+        assert signer == "李明"

@@ -7,4 +7,4 @@ from __future__ import annotations
 from pathlib import Path
 
 DASHBOARD_DIR = Path(__file__).resolve().parent
-FILES = ("index.html", "app.js", "i18n.js", "style.css")
+FILES = ("index.html", "app.js", "i18n.js", "style.css", "favicon.svg")

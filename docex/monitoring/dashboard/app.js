@@ -46,7 +46,12 @@
     const d = new Date(iso);
     return isNaN(d.getTime()) ? null : d;
   }
+  // The API writes local times with their offset (2026-12-01T09:30:00+08:00): show that wall
+  // time, the hub's zone (shown in the top bar), whatever zone the browser is in.
+  const WALL = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)/;
   function fmtTime(iso) {
+    const m = typeof iso === "string" ? WALL.exec(iso) : null;
+    if (m) return m[1] + " " + m[2];
     const d = parseTime(iso);
     if (!d) return iso ? String(iso) : "–";
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
@@ -132,6 +137,7 @@
     return response.json();
   }
   const SEARCH_FIELDS = ["q", "sender", "date_from", "date_to", "state"];
+  const SEARCH_FLAGS = ["pending", "overdue"]; // checkboxes: ?overdue=1
   function load(r) {
     switch (r.view) {
       case "document":
@@ -139,6 +145,7 @@
       case "documents": {
         const p = new URLSearchParams();
         for (const f of SEARCH_FIELDS) if (r.params.get(f)) p.set(f, r.params.get(f));
+        for (const f of SEARCH_FLAGS) if (r.params.get(f)) p.set(f, "true");
         p.set("limit", "200");
         return api("api/documents?" + p.toString()).then((list) => ({ list }));
       }
@@ -235,6 +242,9 @@
         el("a", { href: documentHash(item.message_id) }, item.title || "–")),
       el("td", { title: item.sender }, item.sender_name || item.sender),
     ];
+    const flags = (item.flags || []).map((f) =>
+      el("span", { class: "tag flag-" + f, "data-testid": "document-flag", "data-flag": f }, t("flag." + f)));
+    if (flags.length) cells[1].append(...flags);
     if (!compact) {
       cells.push(el("td", { class: "priority priority-" + (ALIASES[item.priority] || item.priority) },
         label("priority", item.priority)));
@@ -260,6 +270,13 @@
     $("overview-units-offline").textContent = num(o.units_offline);
     $("overview-units-total").textContent = t("overview.units_of", { n: num(o.units_total) });
     $("overview-generated").textContent = fmtTime(o.generated_at);
+    if (o.timezone) $("time-zone").textContent = t("time.zone") + " " + o.timezone;
+    if (o.today) {
+      $("card-documents-today").setAttribute("href",
+        "#documents?date_from=" + encodeURIComponent(o.today) + "&date_to=" + encodeURIComponent(o.today));
+    }
+    $("overview-no-links").hidden = (o.links || []).length > 0;
+    $("overview-links").hidden = (o.links || []).length === 0;
     $("overview-links").tBodies[0].replaceChildren(...(o.links || []).map((link) =>
       el("tr", { "data-testid": "link-row", "data-link": link.name },
         el("td", {}, link.name),
@@ -310,6 +327,7 @@
       el("td", { class: "time", "data-testid": "recipient-delivered-at" }, fmtTime(r.delivered_at)),
       el("td", { class: "time", "data-testid": "recipient-signed-for-at" }, fmtTime(r.signed_for_at)),
       el("td", { class: "time" }, fmtTime(r.returned_at)),
+      el("td", { "data-testid": "recipient-person" }, r.person || ""),
       el("td", { class: "reason" }, r.reason || ""),
       el("td", { class: "num", "data-testid": "recipient-reminders" }, reminders(r.reminders)));
     }));
@@ -335,9 +353,11 @@
   function renderUnits(units) {
     const filter = $("units-filter").value.trim().toLowerCase();
     const offlineOnly = $("units-offline-only").checked;
+    // offline units first: they are the ones to phone
     const items = ((units && units.items) || []).filter((u) =>
       (!filter || (u.name || "").toLowerCase().includes(filter) ||
-        (u.address || "").toLowerCase().includes(filter)) && (!offlineOnly || !u.online));
+        (u.address || "").toLowerCase().includes(filter)) && (!offlineOnly || !u.online))
+      .sort((a, b) => (a.online === b.online ? 0 : a.online ? 1 : -1));
     const soon = Date.now() + 30 * 86400 * 1000;
     $("units-table").tBodies[0].replaceChildren(...items.map((u) => {
       const expiry = parseTime(u.cert_expiry);
@@ -376,12 +396,17 @@
     for (const f of SEARCH_FIELDS) {
       $("search-" + f.replace("_", "-")).value = route.params.get(f) || "";
     }
+    for (const f of SEARCH_FLAGS) $("search-" + f).checked = !!route.params.get(f);
+  }
+  function syncUnitsForm() {
+    if (route.view === "units" && route.params.get("offline")) $("units-offline-only").checked = true;
   }
 
   window.addEventListener("hashchange", () => {
     route = parseRoute();
     shown = null;
     if (route.view === "documents") syncSearchForm();
+    syncUnitsForm();
     showApp();
     refresh();
   });
@@ -392,11 +417,13 @@
       const v = $("search-" + f.replace("_", "-")).value.trim();
       if (v) p.set(f, v);
     }
+    for (const f of SEARCH_FLAGS) if ($("search-" + f).checked) p.set(f, "1");
     const q = p.toString();
     go("#documents" + (q ? "?" + q : ""));
   });
   $("search-reset").addEventListener("click", () => {
     for (const f of SEARCH_FIELDS) $("search-" + f.replace("_", "-")).value = "";
+    for (const f of SEARCH_FLAGS) $("search-" + f).checked = false;
     go("#documents");
   });
   $("units-filter").addEventListener("input", render);
@@ -416,5 +443,6 @@
 
   applyI18n();
   syncSearchForm();
+  syncUnitsForm();
   refresh();
 })();
