@@ -64,7 +64,7 @@ def agent() -> None:
 @passphrase_options
 @handles_errors
 def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> None:
-    """Run the agent in the foreground: send the outbox, receive, receipt."""
+    """运行单位终端 Run the agent in the foreground: send the outbox, receive, receipt."""
     import signal
 
     from docex.agent.service import AgentService
@@ -99,7 +99,7 @@ def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> No
 @click.argument("person_dir", type=click.Path(exists=True, file_okay=False))
 @handles_errors
 def add_person(home: str, person_dir: str) -> None:
-    """Register a staff member's personal certificate (from `docex pki issue-person`) for the desk."""
+    """登记签收人证书 Register a staff member's personal certificate (from `docex pki issue-person`) for the desk."""
     from docex.agent.desk.auth import add_person as register
 
     ident, name = register(_ctx(home), person_dir)
@@ -111,7 +111,7 @@ def add_person(home: str, person_dir: str) -> None:
 @click.option("--label", default="office-system", show_default=True, help="Whose token (recorded with what it does).")
 @handles_errors
 def token(home: str, label: str) -> None:
-    """A new API token for an office system (Authorization: Bearer TOKEN); printed once, on the last line."""
+    """办公系统接口令牌 A new API token for an office system (Authorization: Bearer TOKEN); printed once, on the last line."""
     from docex.agent.config import AgentConfig
     from docex.agent.desk.auth import new_token
 
@@ -182,7 +182,7 @@ def directory(home: str, query: str, as_json: bool) -> None:
 @json_option
 @handles_errors
 def inbox(home: str, state: str, as_json: bool) -> None:
-    """Received documents, newest first."""
+    """收件箱 Received documents, newest first."""
     from docex.agent.store import Received
 
     store = _store(home)
@@ -282,7 +282,7 @@ def recall(home: str, message_id: str, reason: str, passphrase: PassphraseSource
 @json_option
 @handles_errors
 def sent(home: str, as_json: bool) -> None:
-    """The sender's view: each recipient's state, kept current from receipts."""
+    """发文跟踪 The sender's view: each recipient's state, kept current from receipts."""
     from docex.agent.store import Sent, SentRecipient
 
     store = _store(home)

@@ -117,7 +117,7 @@ def state_table(docs: list[tuple[str, str, Database]]) -> tuple[str, bool]:
 @click.option("--levels", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="3: the city hub, the county hub under it, the bridge, township units.")
 def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> None:
-    """Run a real network: county hub + unit agents, documents, receipts, a live table."""
+    """演示 Run a real network: county hub + unit agents, documents, receipts, a live table."""
     if levels == "3":
         from docex.cli.levels_demo import run_three_levels
 

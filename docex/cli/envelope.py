@@ -55,7 +55,7 @@ def _addresses(certs: list[str]) -> tuple[list[str], list[x509.Certificate]]:
 @handles_errors
 def pack(from_dir: str, to_certs: tuple[str, ...], cc_certs: tuple[str, ...], title: str, doc_number: str,
          priority: str, classification: str, output: str, files: tuple[str, ...], passphrase: PassphraseSource) -> None:
-    """Seal FILES into one envelope for the given recipients."""
+    """封装公文 Seal FILES into one envelope for the given recipients."""
     sender = UnitCredentials.load(from_dir, passphrase.get())
     to, to_loaded = _addresses(list(to_certs))
     cc, cc_loaded = _addresses(list(cc_certs))
@@ -75,7 +75,7 @@ def pack(from_dir: str, to_certs: tuple[str, ...], cc_certs: tuple[str, ...], ti
 @json_option
 @handles_errors
 def inspect(path: str, as_json: bool) -> None:
-    """Show the routing header (no decryption, no verification)."""
+    """查看封包路由信息 Show the routing header (no decryption, no verification)."""
     header = env.read_header(Path(path).read_bytes())
     if as_json:
         echo_json(header.to_dict())
@@ -95,7 +95,7 @@ def inspect(path: str, as_json: bool) -> None:
 @handles_errors
 def open_(path: str, key_dir: str, cas: tuple[str, ...], crls: tuple[str, ...], dest: str, as_json: bool,
           passphrase: PassphraseSource) -> None:
-    """Verify every layer, decrypt, check every hash, write the files to DEST."""
+    """拆封核验 Verify every layer, decrypt, check every hash, write the files to DEST."""
     me = UnitCredentials.load(key_dir, passphrase.get())
     trust = TrustStore.from_files(cas, crls)
     opened = env.open_envelope(Path(path).read_bytes(), me, trust)

@@ -151,7 +151,7 @@ def network_command(home: str, public_host: str | None, as_json: bool) -> None:
 @passphrase_options
 @handles_errors
 def run(home: str, workers: int, api_port: int | None, metrics_port: int | None, passphrase: PassphraseSource) -> None:
-    """Run the hub service in the foreground (intake, routing, receipts, clocks, API)."""
+    """运行交换中心 Run the hub service in the foreground (intake, routing, receipts, clocks, API)."""
     from docex.hub.config import HubConfig
     from docex.hub.service import RunOptions, run_forever
 
@@ -219,7 +219,7 @@ def restore_command(archive: str, home: str, db_url: str | None, no_broker: bool
 
 @hub.group()
 def user() -> None:
-    """Dashboard logins of the information centre's staff."""
+    """监控页面登录账号 Dashboard logins of the information centre's staff."""
 
 
 def _save_users(config: Any, users: dict[str, str]) -> None:
@@ -326,7 +326,7 @@ def user_list(home: str, as_json: bool) -> None:
 @passphrase_options
 @handles_errors
 def report(home: str, start: dt.datetime, end: dt.datetime, out: str | None, as_json: bool, passphrase: PassphraseSource) -> None:
-    """Usage report per unit for the yearly assessment (CSV, HTML, JSON)."""
+    """年度考核报告 Usage report per unit for the yearly assessment (CSV, HTML, JSON)."""
     from docex.hub.reports import build_report, write_report
     from docex.hub.service import make_context
 
@@ -465,7 +465,7 @@ def unit_import(home: str, csv_file: str, out: str, existing_keys_root: str | No
 @json_option
 @handles_errors
 def unit_list(home: str, as_json: bool) -> None:
-    """Every unit of the directory with its state, phase and last heartbeat."""
+    """单位列表 Every unit of the directory with its state, phase and last heartbeat."""
     from docex.hub.tracking import stats_dicts, unit_stats
 
     config, db = _open(home)
@@ -510,7 +510,7 @@ unit.command("enable", help="启用单位 Enable a disabled unit again.")(_state
 @click.argument("phase", type=click.Choice(["pilot", "dual_track", "electronic"]))
 @handles_errors
 def unit_phase(home: str, address: str, phase: str) -> None:
-    """Set a unit's rollout phase (pilot, dual_track, electronic)."""
+    """设置推行阶段 Set a unit's rollout phase (pilot, dual_track, electronic)."""
     from docex.hub.units import set_phase
 
     _, db = _open(home)
@@ -529,7 +529,7 @@ def audit() -> None:
 @json_option
 @handles_errors
 def verify(home: str, as_json: bool) -> None:
-    """Check the audit chain from the first entry to the last, and that the signed
+    """核验审计链 Check the audit chain from the first entry to the last, and that the signed
     checkpoints (HUBDIR/audit-checkpoints) agree with it."""
     import sys
 
@@ -568,7 +568,7 @@ def verify(home: str, as_json: bool) -> None:
 @json_option
 @handles_errors
 def checkpoint_now(home: str, passphrase: PassphraseSource, as_json: bool) -> None:
-    """Sign and timestamp a checkpoint of the audit chain now."""
+    """立即生成审计检查点 Sign and timestamp a checkpoint of the audit chain now."""
     from docex.hub import checkpoints
     from docex.hub.identity import HubIdentity
     from docex.hub.stamping import load_stamper
@@ -624,7 +624,7 @@ def track(home: str, message_id: str, as_json: bool) -> None:
 @json_option
 @handles_errors
 def documents(home: str, unit_address: str, state: str, query: str, limit: int, as_json: bool) -> None:
-    """List documents, newest first."""
+    """公文列表 List documents, newest first."""
     from docex.hub.tracking import DocumentQuery, list_documents
 
     _, db = _open(home)

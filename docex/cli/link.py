@@ -50,7 +50,7 @@ def link() -> None:
 @handles_errors
 def create(home: str, child_prefix: str, out: str, name: str | None, child_ca: str | None, rotate: bool,
            passphrase: PassphraseSource) -> None:
-    """On the parent hub: a link for a child hub, and the bridge's home (its broker login
+    """建立链路 On the parent hub: a link for a child hub, and the bridge's home (its broker login
     here, limited to our ingress and its own link queue, and its certificates)."""
     from docex.bridge.config import Side, write_bridge_home
     from docex.broker.topology import link_queue
@@ -98,7 +98,7 @@ def _issue_bridge_cert(config: Any, passphrase: PassphraseSource, child_prefix: 
 @json_option
 @handles_errors
 def status(home: str, name: str | None, as_json: bool) -> None:
-    """Connected or not and since when, backlog each way, oldest waiting document,
+    """链路状态 Connected or not and since when, backlog each way, oldest waiting document,
     throughput, last error."""
     from docex.hub import links
 
@@ -186,9 +186,9 @@ def _state_command(action: str, help_text: str) -> click.Command:
     return click.command(action)(command)
 
 
-link.add_command(_state_command("pause", "Stop the link at this hub (documents queue durably)."))
-link.add_command(_state_command("resume", "Open the link again; what waited goes out."))
-link.add_command(_state_command("drain", "Let the backlog flow out, hold new documents, then pause."))
+link.add_command(_state_command("pause", "暂停链路 Stop the link at this hub (documents queue durably)."))
+link.add_command(_state_command("resume", "恢复链路 Open the link again; what waited goes out."))
+link.add_command(_state_command("drain", "排空后暂停链路 Let the backlog flow out, hold new documents, then pause."))
 
 
 @link.command("routes")
@@ -196,7 +196,7 @@ link.add_command(_state_command("drain", "Let the backlog flow out, hold new doc
 @json_option
 @handles_errors
 def routes_cmd(home: str, as_json: bool) -> None:
-    """Which prefixes go where (the longest matching prefix wins)."""
+    """路由表 Which prefixes go where (the longest matching prefix wins)."""
     from dataclasses import asdict
 
     from docex.hub import links
@@ -226,7 +226,7 @@ def bridge() -> None:
 @click.option("--workers", type=int, help="Envelopes in flight each way.")
 @handles_errors
 def run(home: str, hub_home: str | None, trust_parent_ca: bool, metrics_port: int | None, workers: int | None) -> None:
-    """Run the bridge in the foreground: moves envelopes both ways, acknowledging only what
+    """运行桥接服务 Run the bridge in the foreground: moves envelopes both ways, acknowledging only what
     the other hub confirmed; writes BRIDGEDIR/status.json for `docex link status`."""
 
 
@@ -279,7 +279,7 @@ def attach(config: Any, hub_home: str, *, trust_parent_ca: bool = False) -> Any:
 @json_option
 @handles_errors
 def bridge_status(home: str, as_json: bool) -> None:
-    """What the running bridge last reported (BRIDGEDIR/status.json)."""
+    """桥接状态 What the running bridge last reported (BRIDGEDIR/status.json)."""
     import json
 
     from docex.bridge.config import BridgeConfig

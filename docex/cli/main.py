@@ -59,7 +59,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="docex")
 def cli() -> None:
-    """docex — 电子公文交换系统 (electronic official-document exchange)."""
+    """电子公文交换系统 docex — electronic official-document exchange. 每个命令都有 --help；--json 供脚本使用。"""
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -31,7 +31,7 @@ def pki() -> None:
 @json_option
 @handles_errors
 def init(directory: str, name: str, passphrase: PassphraseSource, as_json: bool) -> None:
-    """Create the CA (DIR/ca.crt, DIR/ca.key, DIR/crl.pem)."""
+    """创建发证机构 Create the CA (DIR/ca.crt, DIR/ca.key, DIR/crl.pem)."""
     ca = CertificateAuthority.init(directory, name, passphrase.get())
     if as_json:
         echo_json({"ok": True, "ca": str(Path(directory) / "ca.crt"), "subject": ca.certificate.subject.rfc4514_string()})
@@ -48,7 +48,7 @@ def init(directory: str, name: str, passphrase: PassphraseSource, as_json: bool)
 @json_option
 @handles_errors
 def issue(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource, as_json: bool) -> None:
-    """Issue a unit's seal/signing and encryption certificates into OUT/."""
+    """签发单位证书 Issue a unit's seal/signing and encryption certificates into OUT/."""
     pw = passphrase.get()
     issued = CertificateAuthority.open(directory, pw).issue_unit(address, name, out, pw)
     if as_json:
@@ -68,7 +68,7 @@ def issue(directory: str, address: str, name: str, out: str, passphrase: Passphr
 @json_option
 @handles_errors
 def issue_person(directory: str, address: str, name: str, out: str, passphrase: PassphraseSource, as_json: bool) -> None:
-    """Issue a staff member's personal certificate (个人证书) into OUT/."""
+    """签发个人证书 Issue a staff member's personal certificate (个人证书) into OUT/."""
     pw = passphrase.get()
     cert = CertificateAuthority.open(directory, pw).issue_person(address, name, out, pw)
     if as_json:
@@ -88,7 +88,7 @@ def issue_person(directory: str, address: str, name: str, out: str, passphrase: 
 @handles_errors
 def issue_tsa(directory: str, name: str, out: str, validity_days: int, passphrase: PassphraseSource,
               as_json: bool) -> None:
-    """Issue the time-stamping authority's certificate (时间戳服务证书) into OUT/ (tsa.crt,
+    """签发时间戳服务证书 Issue the time-stamping authority's certificate (时间戳服务证书) into OUT/ (tsa.crt,
     tsa.key, ca.crt), ready for `docex tsa run --dir OUT`."""
     pw = passphrase.get()
     cert = CertificateAuthority.open(directory, pw).issue_tsa(name, out, pw, validity_days=validity_days)
@@ -108,7 +108,7 @@ def issue_tsa(directory: str, name: str, out: str, validity_days: int, passphras
 @json_option
 @handles_errors
 def revoke(directory: str, serial: str, reason: str, passphrase: PassphraseSource, as_json: bool) -> None:
-    """Revoke a certificate and re-publish the CRL."""
+    """吊销证书 Revoke a certificate and re-publish the CRL."""
     record = CertificateAuthority.open(directory, passphrase.get()).revoke(serial, reason)
     if as_json:
         echo_json({"ok": True, "serial": record.serial, "holder": record.holder, "role": record.role,
@@ -124,7 +124,7 @@ def revoke(directory: str, serial: str, reason: str, passphrase: PassphraseSourc
 @json_option
 @handles_errors
 def crl(directory: str, out: str, passphrase: PassphraseSource, as_json: bool) -> None:
-    """Publish the current CRL (PEM) to OUT."""
+    """发布证书吊销列表 Publish the current CRL (PEM) to OUT."""
     path = CertificateAuthority.open(directory, passphrase.get()).publish_crl()
     Path(out).write_bytes(path.read_bytes())
     if as_json:
@@ -138,7 +138,7 @@ def crl(directory: str, out: str, passphrase: PassphraseSource, as_json: bool) -
 @json_option
 @handles_errors
 def list_(directory: str, as_json: bool) -> None:
-    """Every certificate issued: holder, role, expiry, status."""
+    """证书列表 Every certificate issued: holder, role, expiry, status."""
     records = read_records(directory)
     now = dt.datetime.now(dt.UTC)
     rows = [

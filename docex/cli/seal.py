@@ -54,7 +54,7 @@ def seal() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @handles_errors
 def draw(name: str, bottom_text: str, size_px: int, output: str) -> None:
-    """Draw a standard round red seal impression (印模) as a transparent PNG."""
+    """生成印模 Draw a standard round red seal impression (印模) as a transparent PNG."""
     from docex.pki.seal_image import draw_seal
 
     Path(output).write_bytes(draw_seal(name, size_px, bottom_text=bottom_text))
@@ -106,7 +106,7 @@ def _timestamper(tsa_url: str | None, tsa_dir: str | None, passphrase: Passphras
 def apply(unit_dir: str, input_pdf: str, output: str, page: int | None, at: str | None, person_dir: str | None,
           image: str | None, tsa_url: str | None, tsa_dir: str | None, crl_paths: tuple[str, ...],
           passphrase: PassphraseSource, as_json: bool) -> None:
-    """Seal INPUT_PDF with the unit's seal certificate (PAdES, timestamped, B-LT/B-LTA)."""
+    """加盖电子印章 Seal INPUT_PDF with the unit's seal certificate (PAdES, timestamped, B-LT/B-LTA)."""
     from docex.pki.credentials import PersonCredentials, UnitCredentials
     from docex.pki.seal import apply_seal
     from docex.pki.seal_image import draw_seal
@@ -181,7 +181,7 @@ def _parse_now(value: str | None) -> dt.datetime | None:
 @handles_errors
 def verify(pdf: str, ca_paths: tuple[str, ...], crl_paths: tuple[str, ...], expected: tuple[str, ...],
            renewal_days: int, at_time: str | None, as_json: bool) -> None:
-    """Verify every seal and signature of PDF, offline, at the current time with proofs of
+    """核验电子印章 Verify every seal and signature of PDF, offline, at the current time with proofs of
     existence (ETSI EN 319 102-1). Exit 0 if VALID, 2 if INVALID or INDETERMINATE (e.g. the
     archive timestamp needs renewal: `docex seal renew`)."""
     from docex.pki.seal import verify_seals
@@ -340,7 +340,7 @@ def tsa() -> None:
 @handles_errors
 def run(tsa_dir: str, host: str, port: int, metrics_port: int | None, tls_cert: str | None, tls_key: str | None,
         passphrase: PassphraseSource) -> None:
-    """Serve RFC 3161 time-stamps over HTTP(S) (POST application/timestamp-query); plain HTTP
+    """运行时间戳服务 Serve RFC 3161 time-stamps over HTTP(S) (POST application/timestamp-query); plain HTTP
     only on localhost."""
     from docex.monitoring.exporter import metrics_address, serve_metrics, service_metrics
     from docex.pki.tsa import TimeStampAuthority, serve, server_tls_context
@@ -371,7 +371,7 @@ def run(tsa_dir: str, host: str, port: int, metrics_port: int | None, tls_cert: 
 @passphrase_options
 @handles_errors
 def register(home: str, address: str, image: str, passphrase: PassphraseSource) -> None:
-    """Register a unit's seal impression (印模) and send it to the unit's agent."""
+    """登记印模 Register a unit's seal impression (印模) and send it to the unit's agent."""
     from docex.hub.config import HubConfig
     from docex.hub.db import Database
     from docex.hub.identity import HubIdentity
