@@ -304,3 +304,27 @@ def test_the_dashboard_never_writes_markup() -> None:
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in js, sink
     assert "textContent" in js
+
+
+def test_a_revoked_signer_is_refused_and_a_disabled_unit_cannot_reach_the_broker(county: Network) -> None:
+    """Last in the module: it takes XWB off the network."""
+    import pika.exceptions
+
+    from tests.cli.runner import run
+
+    watch = Watch(county)
+    before, _ = county.send(XWB, [ZFB], title="关于吊销前发送的通知")
+    county.wait_hub(before, "delivered", [ZFB])
+    serial = f"{county.agent(XWB).creds.sign_cert.serial_number:x}"
+    assert run("pki", "revoke", "--dir", county.hub_home / "ca", "--serial", serial, "--reason", "key_compromise",
+               "--insecure-no-passphrase").exit_code == 0
+    mid, body = county.pack(XWB, [ZFB])
+    county.queue_raw(XWB, mid, body, [ZFB], record=False)
+    assert refused(county, mid, {"certificate_revoked"}, mid) == "certificate_revoked"
+    assert county.hub_states(mid) == {} and county.received(ZFB, mid) is None
+    assert county.hub_states(before) == {ZFB: "delivered"}  # what was accepted before stays accepted
+
+    assert run("unit", "disable", "--home", county.hub_home, XWB).exit_code == 0
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        county.unit_connection(XWB).close()
+    watch.check()
