@@ -129,7 +129,7 @@ def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> Non
     from docex.agent.context import AgentContext
     from docex.agent.sending import Draft, queue_document
     from docex.agent.store import Received
-    from docex.cli.localnet import LocalNetwork
+    from docex.cli.localnet import LocalNetwork, transport_line
     from docex.hub.db import Database
 
     _broker_or_exit()
@@ -142,6 +142,7 @@ def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> Non
     with click.progressbar(length=len(chosen), label="   注册单位 registering", file=sys.stderr) as bar:
         net = LocalNetwork.create(root, PREFIX, chosen, name="阳山县电子公文交换中心", tag=f"demo{os.getpid()}",
                                   progress=lambda _a: bar.update(1))
+    click.echo(transport_line(net.config))
     db = Database(net.config.database_url)
     try:
         click.echo("== 2. 启动中心和各单位终端 (processes on the local RabbitMQ)")

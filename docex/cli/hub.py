@@ -107,9 +107,12 @@ def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url
     click.echo(f"  broker   vhost {config.broker.vhost}")
     click.echo(f"  database {config.database_url.split('@')[-1]}")
     click.echo(f"  agents   broker {config.broker.agent_host}:{config.broker.agent_port}, TSA {network.tsa_url(config)}")
-    click.echo(f"  dashboard http://{config.api.host}:{config.api.port}/")
+    click.echo(f"  dashboard {network.api_scheme(config)}://{config.api.host}:{config.api.port}/")
     for warning in network.warnings(config):
         click.echo(f"注意 warning: {warning}", err=True)
+    if not config.broker.tls_port:
+        click.echo(f"next: sudo docex broker tls --home {config.home}  (TLS and certificate logins on the broker, "
+                   "before registering units)")
     click.echo("next: docex hub user add (dashboard login), docex unit import / unit add, docex hub run")
 
 

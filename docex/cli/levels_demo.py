@@ -34,7 +34,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
     from docex.agent.store import Received
     from docex.cli.demo import choose_units, finish, state_table
     from docex.cli.link import render_status
-    from docex.cli.localnet import CityCounty
+    from docex.cli.localnet import CityCounty, transport_line
     from docex.data import CITY_CSV, path
     from docex.hub import links
     from docex.hub.db import Database
@@ -54,6 +54,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
     with click.progressbar(length=total, label="   注册单位 registering", file=sys.stderr) as bar:
         net = CityCounty.create(root, city_units=city_rows, county_units=county_rows, tag=f"demo3x{os.getpid()}",
                                 progress=lambda _a: bar.update(1))
+    click.echo(transport_line(net.county.config))
     dbs = {"city": Database(net.city.config.database_url), "county": Database(net.county.config.database_url)}
     contexts: dict[str, Any] = {}
     try:

@@ -34,6 +34,15 @@ def _python() -> str:
     return sys.executable
 
 
+def transport_line(config: HubConfig) -> str:
+    """What the demo says about how units reach the broker."""
+    b = config.broker
+    if b.tls_port:
+        return (f"   消息服务器 TLS 证书登录 units and bridges log in over TLS with their certificates "
+                f"({b.agent_host}:{b.tls_port}, SASL EXTERNAL; no password in any agent home)")
+    return f"   注意 the local RabbitMQ has no TLS: units log in with passwords ({b.agent_host}:{b.agent_port})"
+
+
 def write_agent_home(prov: Provisioning, keys: AgentKeys) -> Path:
     write_home(prov.keys_dir, address=prov.address, name=prov.name, hub_prefix=prov.hub_prefix,
                broker_url=prov.broker_url, ca_pem=prov.ca_pem, anchors_pem=prov.anchors_pem, crl_pem=prov.crl_pem,

@@ -29,9 +29,13 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-def tsa_url(config: HubConfig) -> str:
-    from docex.hub.units import api_scheme
+def api_scheme(config: HubConfig) -> str:
+    """The read API and TSA speak plain HTTP only when they listen on localhost only; on any
+    other address (or with `[api] tls`) HTTPS with the hub's server certificate."""
+    return "https" if config.api.tls or not is_loopback(config.api.host) else "http"
 
+
+def tsa_url(config: HubConfig) -> str:
     return f"{api_scheme(config)}://{config.broker.agent_host}:{config.api.port}/tsa"
 
 

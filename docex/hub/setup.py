@@ -127,7 +127,7 @@ def _init(
     else:
         ca = CertificateAuthority.init(config.ca_dir, config.name, passphrase)
     # The hub's certificate also serves its read API and TSA over HTTPS: it names this machine.
-    ca.issue_server(f"{config.name} hub", config.hub_dir, passphrase, hub_prefix=prefix, **_server_names(host))
+    ca.issue_server(f"{config.name} hub", config.hub_dir, passphrase, hub_prefix=prefix, **_server_names(host, config.broker.agent_host))
     # The information centre's own time-stamping authority (RFC 3161), served at /tsa.
     ca.issue_tsa(f"{config.name} 时间戳服务", config.home / "tsa", passphrase)
     config.trust_dir.mkdir(exist_ok=True)

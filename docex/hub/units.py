@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from docex.broker.topology import unit_permissions
-from docex.hub import audit, broker, unit_csv
+from docex.hub import audit, broker, network, unit_csv
 from docex.hub import directory as hub_directory
 from docex.hub.config import HubConfig
 from docex.hub.db import Database
@@ -144,7 +144,6 @@ def provisioning(config: HubConfig, db: Database, identity: HubIdentity, *, addr
     """What the unit's terminal needs besides its keys, as of now."""
     with db.session() as s:
         _, directory_der = hub_directory.signed_snapshot(s, config.prefix, identity)
-    b = config.broker
     return Provisioning(
         address=address,
         name=name,
@@ -156,7 +155,7 @@ def provisioning(config: HubConfig, db: Database, identity: HubIdentity, *, addr
         anchors_pem=[p.read_bytes() for p in sorted(config.trust_dir.glob("*.crt"))],
         crl_pem=_pem(config.ca_dir / "crl.pem"),
         directory_der=directory_der,
-        tsa_url=f"{api_scheme(config)}://{b.agent_host}:{config.api.port}/tsa" if (config.home / "tsa" / "tsa.crt").exists() else "",
+        tsa_url=network.tsa_url(config) if (config.home / "tsa" / "tsa.crt").exists() else "",
         broker_ca_pem=config.broker_ca_pem,
         client_cert_pem=login.client_cert.public_bytes(serialization.Encoding.PEM) if login.client_cert else b"",
     )
@@ -259,13 +258,6 @@ def replace_terminal(
         audit.append(s, actor, "unit.terminal_replaced", address, revoked=revoked,
                      sign_serial=format(sign_cert.serial_number, "x"), **audit_details)
     return provisioning(config, db, identity, address=address, name=name, login=login, keys_dir=Path())
-
-
-def api_scheme(config: HubConfig) -> str:
-    """How units reach the hub's read API and TSA: HTTPS unless it listens on localhost only."""
-    from docex.pki.tsa import is_loopback
-
-    return "https" if config.api.tls or not is_loopback(config.api.host) else "http"
 
 
 def set_state(config: HubConfig, db: Database, address: str, state: str, *, actor: str = "information-centre") -> None:

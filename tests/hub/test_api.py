@@ -11,7 +11,7 @@ import requests
 from docex.hub.api import ApiServer
 from docex.hub.config import ApiConfig, KeyConfig
 from docex.hub.context import HubContext
-from docex.hub.units import api_scheme
+from docex.hub.network import api_scheme
 from tests.conftest import Pki
 
 
