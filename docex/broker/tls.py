@@ -161,19 +161,25 @@ class BrokerNode:
         return found if found.listener_configured() else None
 
     def write_crls(self, crls: Mapping[str, bytes]) -> list[str]:
-        """Make the CRL folder exactly `crls` (issuer hash -> PEM); returns the names changed.
-        RabbitMQ reads these at each handshake: no cache to clear."""
+        """Make the CRL folder hold exactly `crls` (any key -> PEM); returns what changed.
+        CAs with the same subject name share an issuer hash: their CRLs are `<hash>.r0`,
+        `.r1`, ... without gaps (OpenSSL's convention, which Erlang's ssl_crl_hash_dir reads;
+        each CRL's signature picks the right one). Read at each handshake: no cache to clear."""
         self.crl_dir.mkdir(parents=True, exist_ok=True)
+        by_hash: dict[str, list[bytes]] = {}
+        for pem in sorted(crls.values(), key=_crl_key):
+            by_hash.setdefault(crl_hash(pem), []).append(pem)
+        wanted = {f"{h}.r{i}": pem for h, pems in by_hash.items() for i, pem in enumerate(pems)}
         changed = []
-        for name, pem in crls.items():
-            path = self.crl_dir / f"{name}.r0"
+        for name, pem in wanted.items():
+            path = self.crl_dir / name
             if not path.exists() or path.read_bytes() != pem:
                 _atomic_write(path, pem, 0o644)
                 changed.append(name)
         for path in self.crl_dir.glob("*.r*"):
-            if path.name.split(".")[0] not in crls:
+            if path.name not in wanted:
                 path.unlink()
-                changed.append(path.name.split(".")[0])
+                changed.append(path.name)
         return changed
 
     # -- files --------------------------------------------------------------------------------
@@ -192,6 +198,7 @@ class BrokerNode:
         if not self.bundle.exists() or self.bundle.read_bytes() != bundle:
             _atomic_write(self.bundle, bundle, 0o644)
         return added, removed
+
 
     def hand_to_broker(self) -> None:
         """The node runs as the `rabbitmq` user: it must read the folder (the key is 0600)."""
@@ -280,3 +287,37 @@ def crl_hash(pem: bytes) -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         raise BrokerError(f"openssl could not read a CRL: {type(exc).__name__}") from None
     return done.stdout.decode().split()[0]
+
+
+def _crl_key(pem: bytes) -> str:
+    """The CRL's issuer key identifier (hex): which CA's CRL a file holds."""
+    from cryptography import x509
+
+    crl = x509.load_pem_x509_crl(pem)
+    try:
+        key_id = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        key_id = None
+    if key_id is not None:
+        return key_id.hex()
+    return hashlib.sha256(crl.issuer.public_bytes()).hexdigest()
+
+
+def place_crl(folder: Path, pem: bytes) -> bool:
+    """Put one CA's new CRL into a broker's CRL folder: over that CA's previous one (same
+    issuer key), else at the next free `<hash>.rN`. True when the folder changed."""
+    name, key = crl_hash(pem), _crl_key(pem)
+    index = 0
+    while (path := folder / f"{name}.r{index}").exists():
+        current = path.read_bytes()
+        if current == pem:
+            return False
+        try:
+            same = _crl_key(current) == key
+        except ValueError:
+            same = False
+        if same:
+            break
+        index += 1
+    _atomic_write(path, pem, 0o644)
+    return True

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
-from docex.broker.tls import BrokerNode, ca_fingerprint, crl_hash
+from docex.broker.tls import BrokerNode, ca_fingerprint, place_crl
 from docex.hub.config import HubConfig
 from docex.pki.ca import CertificateAuthority
 from docex.pki.keys import load_certificate
@@ -151,13 +151,13 @@ def configure(
         cas.setdefault(ca_fingerprint(server_pem), server_pem)
         added, removed = node.write_bundle(cas)
         report.changes += [f"CA bundle: added {fp}" for fp in added] + [f"CA bundle: removed {fp}" for fp in removed]
-        crls = {}
+        crls: dict[str, bytes] = {}
         for ca_dir in {*(Path(e.get("ca_dir") or Path(e["home"]) / "ca") for e in known), Path(server["ca_dir"])}:
             try:  # crl_check: every CA of the bundle needs its CRL
                 pem = (ca_dir / "crl.pem").read_bytes()
             except OSError:
                 continue
-            crls[crl_hash(pem)] = pem
+            crls[str(ca_dir)] = pem
         if node.write_crls(crls):
             report.changes.append(f"CRLs refreshed in {node.crl_dir}")
 
@@ -223,14 +223,6 @@ def push_crl(config: HubConfig) -> bool:
     seen = (str(source), stat.st_mtime_ns, stat.st_size)
     if _pushed.get(str(folder)) == seen:
         return False
-    pem = source.read_bytes()
-    target = folder / f"{crl_hash(pem)}.r0"
-    if target.exists() and target.read_bytes() == pem:
-        _pushed[str(folder)] = seen
-        return False
-    tmp = folder / f".{target.name}.tmp"
-    tmp.write_bytes(pem)
-    tmp.chmod(0o644)
-    tmp.replace(target)
+    changed = place_crl(folder, source.read_bytes())
     _pushed[str(folder)] = seen
-    return True
+    return changed
