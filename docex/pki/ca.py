@@ -142,6 +142,9 @@ class CertificateAuthority:
                 x509.NameAttribute(NameOID.COUNTRY_NAME, country),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
                 x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA"),
+                # Two CAs never share a name (two hubs named alike, a CA made again): CRLs and
+                # issuers are looked up by the name's hash (OpenSSL, Erlang's ssl at the broker).
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, secrets.token_hex(8)),
             ]
         )
         now = _now()
