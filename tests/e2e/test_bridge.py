@@ -116,6 +116,27 @@ def test_county_unit_to_city_unit_with_receipts_end_to_end(levels: Levels) -> No
     assert city.receipts(mid, "signed_for") == 1 and county.receipts(mid, "signed_for") == 1
 
 
+def test_a_recall_crosses_the_link_and_a_city_unit_that_signed_keeps_it(levels: Levels) -> None:
+    from docex.agent.recall import recall_document
+    from docex.protocols.notice import verify_notice
+
+    county, city = levels.county, levels.city
+    mid, _ = county.send(XXZX, [SWB, ZFB], doc_number="阳信发〔2011〕23号")
+    city.wait_hub(mid, "delivered", [SWB, ZFB])
+    sign_for(city.agent(SWB), mid)
+    wait_until(lambda: county.hub_states(mid).get(SWB) == "signed_for", 60, "signed_for back at the county hub")
+    assert recall_document(county.agent(XXZX), mid, "文号有误") is True
+    # Both hubs verify the sender's signed recall; the city unit that had not signed loses it.
+    wait_until(lambda: city.hub_states(mid) == {SWB: "signed_for", ZFB: "recalled"}, 60, "recalled at the city hub")
+    wait_until(lambda: (r := city.received(ZFB, mid)) is not None and r.state == "recalled", 60, "recalled at ZFB")
+    kept = city.received(SWB, mid)
+    assert kept is not None and kept.state == "signed_for"
+    assert county.hub_states(mid) == {SWB: "signed_for", ZFB: "recalled"}
+    notice = county.wait_notice(XXZX, mid, "recalled")  # from the sender's own hub, naming who kept it
+    assert verify_notice(notice.der, county.agent(XXZX).trust).recipients == (SWB,)
+    assert city.count(Receipt, Receipt.message_id == mid, Receipt.event == "recalled") == 1
+
+
 def test_city_to_township_and_township_to_other_county_and_back(levels: Levels) -> None:
     county, city = levels.county, levels.city
     down, _ = city.send(SWB, [YANGCHENG], doc_number="清办发〔2011〕7号")
