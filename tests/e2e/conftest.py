@@ -26,7 +26,7 @@ def _sweep_broker(tag: str, rows: list[CsvUnit]) -> None:
     """Remove what a network that failed half-way left on the shared broker."""
     with Management(MANAGEMENT_URL, "guest", "guest") as mgmt:
         mgmt.delete_vhost(f"docex-{tag}-{PREFIX}")
-        for user in [f"hub.{PREFIX}", *(r.address for r in rows)]:
+        for user in [f"hub.{PREFIX}", f"admin.{PREFIX}", *(r.address for r in rows)]:
             mgmt.delete_user(f"{tag}.{user}")
 
 
