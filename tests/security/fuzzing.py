@@ -24,7 +24,7 @@ from docex.pki.errors import PkiError
 from docex.protocols.errors import CODES
 
 FUZZ_SECONDS = float(os.environ.get("DOCEX_FUZZ_SECONDS", "0") or 0)
-BOUNDED_EXAMPLES = int(os.environ.get("DOCEX_FUZZ_EXAMPLES", "100"))
+BOUNDED_EXAMPLES = int(os.environ.get("DOCEX_FUZZ_EXAMPLES", "60"))
 # One input taking longer than this is a hang. The long run is niced on a shared machine,
 # where a process may wait seconds for a core: there, a hang is a minute.
 DEADLINE_MS = 60_000 if FUZZ_SECONDS > 0 else 5000
