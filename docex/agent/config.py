@@ -13,6 +13,7 @@ import tomli_w
 
 from docex.pki.keys import resolve_passphrase
 from docex.protocols.errors import DocexError
+from docex.protocols.safepath import private_dir
 
 CONFIG_NAME = "docex.toml"
 # The CA that issued the broker's TLS certificate (the hub's own, unless the broker is shared).
@@ -140,9 +141,9 @@ def write_home(
 ) -> AgentConfig:
     """Lay out an agent home next to the unit's keys (already in `home`)."""
     root = Path(home).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)  # keys, documents, the store: the unit's own
     for sub in ("inbox", "outbox", "quarantine", "trust"):
-        (root / sub).mkdir(exist_ok=True)
+        private_dir(root / sub)
     (root / "ca.crt").write_bytes(ca_pem)
     for index, pem in enumerate(anchors_pem):
         (root / "trust" / f"anchor-{index}.crt").write_bytes(pem)

@@ -37,7 +37,7 @@ from docex.protocols.manifest import Manifest
 from docex.protocols.notice import verify_notice
 from docex.protocols.package import extract_to
 from docex.protocols.receipt import envelope_digest, make_receipt, verify_receipt
-from docex.protocols.safepath import create_exclusive, inside
+from docex.protocols.safepath import create_exclusive, inside, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Receiver:
     def _quarantine(self, body: bytes, message_id: str, digest: str, exc: PkiError) -> None:
         ctx = self.ctx
         folder = ctx.config.quarantine
-        folder.mkdir(mode=0o700, exist_ok=True)
+        private_dir(folder)
         path = self._quarantine_file(folder, f"{message_id or 'unknown'}-{digest[:16]}", body)
         create_exclusive(path.with_suffix(".json"), json.dumps(
             {"message_id": message_id, "code": exc.code, "message": exc.message, "at": utcnow().isoformat()},

@@ -43,7 +43,7 @@ from docex.broker.topology import (
 )
 from docex.pki.errors import PkiError
 from docex.protocols import messages
-from docex.protocols.safepath import inside
+from docex.protocols.safepath import inside, private_dir
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -217,6 +217,8 @@ class AgentService:
     def run(self, ready: threading.Event | None = None) -> None:
         # Half-written inbox folders of a run that was killed mid-extraction: the message
         # was not acked, so it comes again and is written whole.
+        for folder in (self.ctx.config.inbox, self.ctx.config.quarantine):
+            private_dir(folder)  # homes laid out before folders were made 0700
         for partial in self.ctx.config.inbox.glob(".partial-*"):
             shutil.rmtree(partial, ignore_errors=True)
         self.consumer.start()

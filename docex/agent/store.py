@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from docex.protocols import localtime
+from docex.protocols.safepath import private_sqlite
 
 SCHEMA_VERSION = "1"
 
@@ -172,6 +173,7 @@ class Setting(Base):
 
 class AgentStore:
     def __init__(self, url: str) -> None:
+        private_sqlite(url)
         self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(self.engine, "connect")

@@ -11,12 +11,15 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from docex.protocols.safepath import private_sqlite
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 OPERATOR_FLAG = "docex_operator_action"  # session.info key set by audit.append
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        private_sqlite(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

@@ -271,7 +271,9 @@ class Intake:
                 select(DeliveryRow).where(DeliveryRow.message_id == receipt.message_id,
                                           DeliveryRow.recipient == receipt.recipient)
             ).scalar_one_or_none()
-            if row is not None:
+            doc = s.get(Document, receipt.message_id) if row is not None else None
+            foreign = doc is not None and doc.envelope_sha256 != receipt.envelope_sha256
+            if row is not None and not foreign:
                 seen = s.execute(
                     select(Receipt.id).where(Receipt.message_id == receipt.message_id,
                                              Receipt.recipient == receipt.recipient, Receipt.event == receipt.event)
@@ -281,6 +283,11 @@ class Intake:
         if row is None:
             refuse(self.ctx, delivery, origin, "receipt_invalid",
                    f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
+            return
+        if foreign:  # a receipt binds to the envelope delivered, by its digest
+            refuse(self.ctx, delivery, origin, "receipt_invalid",
+                   f"the receipt for {receipt.message_id} names an envelope this hub did not deliver",
+                   message_id=receipt.message_id, publisher=publisher, name_in_notice=False)
             return
         if outcome is not None:  # new: publish the copy just written
             self._publish(publisher, outcome.owed)

@@ -16,6 +16,7 @@ from docex.hub.db import migrate
 from docex.pki.ca import CertificateAuthority
 from docex.protocols.address import check_address
 from docex.protocols.errors import DocexError
+from docex.protocols.safepath import private_dir
 
 
 def _split_admin_url(url: str) -> tuple[str, str, str, int]:
@@ -133,7 +134,7 @@ def _init(
     config.trust_dir.mkdir(exist_ok=True)
     for anchor in trust:
         shutil.copy(anchor, config.trust_dir / Path(anchor).name)
-    config.refused_dir.mkdir(exist_ok=True)
+    private_dir(config.refused_dir)
     migrate(config.database_url)
     with Management(management_url, boot_user, boot_password) as boot:
         boot.create_vhost(vhost, description=f"docex hub {prefix}")

@@ -132,6 +132,7 @@ def verify_outer(envelope: bytes, trust: TrustStore, *, max_size: int = DEFAULT_
     header = RoutingHeader.from_json(raw_header)
     if header.protocol_version not in SUPPORTED_VERSIONS:
         raise DocexError("unsupported_version", f"protocol version {header.protocol_version} is not supported")
+    header.validate()
     if address_of(verified.signer) != header.sender:
         raise DocexError(
             "sender_mismatch",

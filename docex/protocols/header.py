@@ -31,6 +31,33 @@ class RoutingHeader:
     def all_recipients(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.recipients, *self.cc)))
 
+    def validate(self) -> RoutingHeader:
+        """The cover's fields in their allowed forms and lengths (bad_metadata otherwise):
+        what a hub records, shows and routes on."""
+        from docex.pki.names import is_valid_address
+        from docex.protocols.manifest import (
+            MAX_DOC_NUMBER,
+            MAX_RECIPIENTS,
+            MAX_TITLE,
+            PRIORITIES,
+            check_classification,
+        )
+
+        if self.priority not in PRIORITIES:
+            raise DocexError("bad_metadata", f"priority must be one of {'/'.join(PRIORITIES)}")
+        if len(self.title) > MAX_TITLE or len(self.doc_number) > MAX_DOC_NUMBER or len(self.created_at) > 40:
+            raise DocexError("bad_metadata", f"the title is limited to {MAX_TITLE} characters, "
+                                             f"the document number to {MAX_DOC_NUMBER}")
+        addresses = (self.sender, *self.recipients, *self.cc)
+        if not self.recipients or len(addresses) > MAX_RECIPIENTS + 1:
+            raise DocexError("bad_metadata", f"between 1 and {MAX_RECIPIENTS} recipients")
+        if not all(len(a) <= 200 and is_valid_address(a) for a in addresses):
+            raise DocexError("bad_metadata", "the header names an address that is not one")
+        if self.size < 0 or len(self.protocol_version) > 10:
+            raise DocexError("bad_metadata", "the header's size or version is not possible")
+        check_classification(self.classification)
+        return self
+
     def to_json(self) -> bytes:
         data = asdict(self)
         data["recipients"] = list(self.recipients)

@@ -23,6 +23,11 @@ PRIORITIES = ("特急", "加急", "平急")
 OPEN_CLASSIFICATIONS = ("", "无", "非密", "公开", "内部")
 CLASSIFIED = ("秘密", "机密", "绝密")
 MAX_CLASSIFICATION = 20
+# Lengths of what a person types (in characters): a 公文 title is one line or two.
+MAX_TITLE = 200
+MAX_DOC_NUMBER = 120
+MAX_FIELD = 2000
+MAX_RECIPIENTS = 500
 
 
 def normalise_classification(value: str) -> str:
@@ -107,6 +112,13 @@ class Manifest:
             check_address(address)
         if not self.title.strip():
             raise DocexError("bad_metadata", "the title (标题) is empty")
+        if len(self.title) > MAX_TITLE or len(self.doc_number) > MAX_DOC_NUMBER:
+            raise DocexError("bad_metadata", f"the title is limited to {MAX_TITLE} characters, "
+                                             f"the document number to {MAX_DOC_NUMBER}")
+        if len(self.all_recipients) > MAX_RECIPIENTS:
+            raise DocexError("bad_metadata", f"at most {MAX_RECIPIENTS} recipients")
+        if any(len(str(v)) > MAX_FIELD for v in self.fields.values()):
+            raise DocexError("bad_metadata", f"a GB/T 9704 field is longer than {MAX_FIELD} characters")
         if self.priority not in PRIORITIES:
             raise DocexError("bad_metadata", f"priority must be one of {'/'.join(PRIORITIES)}")
         check_classification(self.classification)

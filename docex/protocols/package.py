@@ -46,6 +46,17 @@ def check_filename(name: str) -> str:
     return normal
 
 
+def _refuse_lookalikes(names: list[str]) -> None:
+    """Names that differ only in Unicode normal form (NFC/NFD) or case would land on the
+    same file (the names are written NFC; some file systems fold case): refused."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in seen:
+            raise DocexError("unsafe_filename", f"{name!r} and {seen[key]!r} name the same file")
+        seen[key] = name
+
+
 @dataclass(frozen=True)
 class Package:
     manifest: Manifest
@@ -55,6 +66,7 @@ class Package:
 def build(manifest: Manifest, files: Mapping[str, bytes], *, main_document: str | None = None) -> bytes:
     """ZIP the files with a manifest that lists each with its SHA-256."""
     entries = []
+    _refuse_lookalikes([MANIFEST_NAME, *files])
     for name, data in files.items():
         check_filename(name)
         role = "document" if name == main_document else "attachment"
@@ -109,6 +121,7 @@ def read(raw: bytes, *, max_unpacked: int = MAX_UNPACKED_BYTES) -> Package:
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
         raise DocexError("malformed_envelope", "the package names a file twice")
+    _refuse_lookalikes(names)
     budget = max_unpacked
     contents: dict[str, bytes] = {}
     try:
@@ -151,7 +164,7 @@ def extract_to(directory: str | os.PathLike[str], files: Mapping[str, bytes], *,
     try:
         for name, data in {**files, **(extra or {})}.items():
             path = inside(tmp, check_filename(name) if name not in (extra or {}) else name)
-            with open(path, "wb") as fh:
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

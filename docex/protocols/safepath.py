@@ -30,3 +30,28 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o600) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """A folder only its owner can enter (0700), whatever the umask; made if missing."""
+    target = Path(path)
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(target, 0o700)
+    return target
+
+
+def private_sqlite(url: str) -> None:
+    """Create a SQLite database file (and tighten its journal files) as 0600 before SQLite
+    does with the umask's permissions: it holds documents' metadata and the audit log.
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix or ":memory:" in url:
+        return
+    db = Path(url[len(prefix):].split("?", 1)[0])
+    if not db.parent.exists():
+        return
+    fd = os.open(db, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")):
+        if path.exists():
+            os.chmod(path, 0o600)

@@ -129,3 +129,22 @@ def test_a_tampered_copy_of_a_delivered_document_does_not_change_its_state(count
     assert county.notices(SENDER, mid) == []
     assert {r.state for r in county.sent(SENDER, mid).values()} == {"delivered"}
     assert county.sent_state(SENDER, mid) != "rejected" and county.hub_states(mid) == {ZFB: "delivered"}
+
+
+def test_a_receipt_naming_another_envelope_digest_is_refused(county: Network) -> None:
+    from docex.agent.store import Outgoing
+    from docex.protocols import messages
+    from docex.protocols.receipt import make_receipt
+
+    mid, _ = county.send(SENDER, [ZFB], title="关于回执测试的通知")
+    county.wait_hub(mid, "delivered", [ZFB])
+    creds = county.agent(ZFB).creds
+    _, der = make_receipt(message_id=mid, recipient=ZFB, event="signed_for", envelope_sha256="0" * 64,
+                          cert=creds.sign_cert, key=creds.sign_key, person="张三")
+    with county.agent(ZFB).store.session() as s:
+        s.add(Outgoing(kind=messages.RECEIPT, message_id=messages.receipt_key(mid, ZFB, "signed_for"), body=der))
+    rows = wait_until(lambda: county.rejections(mid, "receipt_invalid"), 60, "the receipt refused")
+    assert rows[0].sender == ZFB
+    assert county.hub_states(mid) == {ZFB: "delivered"} and county.receipts(mid, "signed_for") == 0
+    assert county.sent(SENDER, mid)[ZFB].state == "delivered"
+    other_traffic_flows(county)
