@@ -101,7 +101,7 @@ def test_changed_and_garbage_envelopes(pki: Pki, sealed: Path, tmp_path: Path) -
 
 def test_pack_refusals(pki: Pki, docs: list[Path], tmp_path: Path) -> None:
     refused(_pack(pki, A, [B], tmp_path / "s.env", docs, "--classification", "秘密"), "classified")
-    refused(_pack(pki, A, [B], tmp_path / "s.env", docs, "--classification", "?"), "bad_metadata")
+    refused(_pack(pki, A, [B], tmp_path / "s.env", docs, "--classification", "?"), "classified")  # unknown markings fail closed
     bad_priority = _pack(pki, A, [B], tmp_path / "s.env", docs, "--priority", "very")
     assert bad_priority.exit_code == 2
     assert not (tmp_path / "s.env").exists()
