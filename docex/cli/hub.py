@@ -555,7 +555,7 @@ def verify(home: str, as_json: bool) -> None:
             click.echo(f"审计链损坏 audit chain BROKEN at entry {result.first_bad}: {result.problem}", err=True)
         if report.latest is not None:
             latest = report.latest
-            click.echo(f"检查点 checkpoints: {report.checkpoints}, newest #{latest['seq']} at {latest['at']} "
+            click.echo(f"检查点 checkpoints: {report.checkpoints}, newest #{latest['seq']} at {localtime.show(latest['at'])} "
                        f"covers {latest['entries']} entries")
         for problem in report.problems:
             click.echo(f"检查点不符 checkpoint FAILED [{problem['code']}] {problem['message']}", err=True)
