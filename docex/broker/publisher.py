@@ -593,7 +593,7 @@ def connect(settings: BrokerSettings, connection_name: str | None = None) -> Blo
     """Open a BlockingConnection, turning pika's errors into one clear BrokerError."""
     quiet_pika_logging()
     try:
-        return BlockingConnection(settings.parameters(connection_name))
+        return BlockingConnection(settings.parameter_list(connection_name))
     except pika.exceptions.ProbableAuthenticationError:
         raise BrokerError(
             f"RabbitMQ 拒绝登录 (login refused) for user {settings.user!r}", status=403

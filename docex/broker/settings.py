@@ -73,22 +73,47 @@ class BrokerSettings:
     def safe_url(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        """Every broker node the URL names. A cluster is several, comma-separated:
+        amqp://user:pw@node1:5672,node2:5672,node3:5672/vhost; clients try them in order."""
+        netloc = urlsplit(self.url).netloc.rsplit("@", 1)[-1]
+        default = 5671 if self.tls else 5672
+        found = []
+        for part in netloc.split(","):
+            part = part.strip()
+            if part.startswith("["):  # [::1]:5672
+                host, _, rest = part[1:].partition("]")
+                port = rest.removeprefix(":")
+            else:
+                host, _, port = part.partition(":")
+            found.append((host or "127.0.0.1", int(port) if port else default))
+        return found
+
     def parameters(self, connection_name: str | None = None) -> pika.URLParameters:
-        """pika parameters; the connection name shows in the management UI (and finds it)."""
-        url = self.url
+        """pika parameters of the first node; the connection name shows in the management UI."""
+        return self.parameter_list(connection_name)[0]
+
+    def parameter_list(self, connection_name: str | None = None) -> list[pika.URLParameters]:
+        """pika parameters for every node, in order (pika fails over down the list)."""
+        parts = urlsplit(self.url)
+        userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         if self.tls and self.tls_cert:  # a certificate login: the URL's user names it, no password
-            parts = urlsplit(url)
-            url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-        params = pika.URLParameters(url)
-        params.heartbeat = self.heartbeat
-        params.blocked_connection_timeout = self.blocked_timeout
-        params.client_properties = {"connection_name": connection_name or f"docex:{self.user}"}
-        if self.tls:
-            host = urlsplit(self.url).hostname or "127.0.0.1"
-            params.ssl_options = pika.SSLOptions(self.ssl_context(), host)
-            if self.tls_cert:
-                params.credentials = pika.credentials.ExternalCredentials()
-        return params
+            userinfo = ""
+        result = []
+        for host, port in self.hosts:
+            where = f"[{host}]" if ":" in host else host
+            url = urlunsplit(parts._replace(netloc=f"{userinfo}{where}:{port}"))
+            params = pika.URLParameters(url)
+            params.heartbeat = self.heartbeat
+            params.blocked_connection_timeout = self.blocked_timeout
+            params.client_properties = {"connection_name": connection_name or f"docex:{self.user}"}
+            if self.tls:
+                params.ssl_options = pika.SSLOptions(self.ssl_context(), host)
+                if self.tls_cert:
+                    params.credentials = pika.credentials.ExternalCredentials()
+            result.append(params)
+        return result
 
     @property
     def tls(self) -> bool:
@@ -104,17 +129,10 @@ class BrokerSettings:
         return ctx
 
     def for_login(self, user: str, password: str, vhost: str | None = None) -> BrokerSettings:
-        """Same broker and management API, another login (and optionally another vhost)."""
+        """Same broker (every node) and management API, another login (and optionally vhost)."""
         parts = urlsplit(self.url)
-        url = amqp_url(
-            user,
-            password,
-            self.vhost if vhost is None else vhost,
-            parts.hostname or "127.0.0.1",
-            parts.port or 5672,
-        )
-        if parts.scheme == "amqps":
-            url = "amqps" + url[len("amqp") :]
-        if parts.query:
-            url = f"{url}?{parts.query}"
+        nodes = parts.netloc.rsplit("@", 1)[-1]
+        vh = self.vhost if vhost is None else vhost
+        url = urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{nodes}",
+                                        path="/" + quote(vh, safe="")))
         return replace(self, url=url)

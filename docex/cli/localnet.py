@@ -74,18 +74,23 @@ class LocalNetwork:
         import_ca: str | Path | None = None,
         progress: Callable[[str], None] | None = None,
         tls: bool | None = None,
+        admin_url: str = ADMIN_URL,
+        management_url: str = MANAGEMENT_URL,
+        nodes: str | None = None,
     ) -> LocalNetwork:
         """A hub in ROOT/hub (its own vhost and broker users, named with a unique tag so that
         several networks share one broker) and an agent home per unit in ROOT/agents/.
+        `nodes` ("host:port,host:port,...") names every node of a broker cluster: the hub and
+        the agents are given them all.
 
         With `tls` (default: whenever the local broker has docex's TLS listener) the hub's CA
         is registered with the broker (no restart) and units log in by certificate."""
         base = Path(root).resolve()
         tag = tag or uuid.uuid4().hex[:8]
-        with Management(MANAGEMENT_URL) as mgmt:  # a vhost left by an earlier run of this tag
+        with Management(management_url) as mgmt:  # a vhost left by an earlier run of this tag
             mgmt.delete_vhost(f"docex-{tag}-{prefix}")
         config = init_hub(
-            base / "hub", prefix, name=name, amqp_url=ADMIN_URL, management_url=MANAGEMENT_URL,
+            base / "hub", prefix, name=name, amqp_url=admin_url, management_url=management_url,
             vhost=f"docex-{tag}-{prefix}", database_url=database_url, passphrase=None,
             keys=KeyConfig(insecure_no_passphrase=True), trust=trust, import_ca=import_ca, user_prefix=f"{tag}.",
         )
@@ -97,6 +102,12 @@ class LocalNetwork:
             if node is not None:
                 configure([config.home], node, restart=False)
                 config = HubConfig.load(config.home)
+        if nodes:
+            url = config.broker.url
+            head, _, tail = url.partition("@")
+            config = config.with_changes(broker=replace(config.broker, url=f"{head}@{nodes}/{tail.split('/', 1)[1]}",
+                                                        agent_host=nodes))
+            config.save()
         net = cls(base, base / "hub", config)
         net.add_units(units, progress=progress)
         return net

@@ -27,9 +27,22 @@ def management(config: HubConfig) -> Management:
 
 def hub_user(config: HubConfig) -> str:
     """The hub's own broker login (the user_id RabbitMQ lets it claim)."""
-    import pika
+    return BrokerSettings(url=config.broker.url).user
 
-    return str(pika.URLParameters(config.broker.url).credentials.username)
+
+def first_agent_host(config: HubConfig) -> str:
+    """The host units reach the hub machine at (the first node of a cluster list)."""
+    first = config.broker.agent_host.split(",")[0]
+    return first.rsplit(":", 1)[0] if first.count(":") == 1 else first
+
+
+def agent_nodes(config: HubConfig, port: int) -> str:
+    """host:port of the broker as units reach it; `agent_host` may list a cluster's nodes
+    itself ("node1:5672,node2:5672,node3:5672"), ports included."""
+    host = config.broker.agent_host
+    if "," in host or host.count(":") == 1:
+        return host
+    return f"{host}:{port}"
 
 
 def broker_user(config: HubConfig, address: str) -> str:
@@ -43,8 +56,8 @@ def login_url(config: HubConfig, user: str, password: str | None) -> str:
     b = config.broker
     vhost = quote(b.vhost, safe="")
     if b.tls_port:
-        return f"amqps://{quote(user, safe='')}@{b.agent_host}:{b.tls_port}/{vhost}"
-    return f"amqp://{quote(user, safe='')}:{quote(password or '', safe='')}@{b.agent_host}:{b.agent_port}/{vhost}"
+        return f"amqps://{quote(user, safe='')}@{agent_nodes(config, b.tls_port)}/{vhost}"
+    return f"amqp://{quote(user, safe='')}:{quote(password or '', safe='')}@{agent_nodes(config, b.agent_port)}/{vhost}"
 
 
 def address_of_user(config: HubConfig, user_id: str | None) -> str | None:

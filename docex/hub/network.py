@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+from docex.hub.broker import first_agent_host
 from docex.hub.config import HubConfig
 
 
@@ -36,13 +37,13 @@ def api_scheme(config: HubConfig) -> str:
 
 
 def tsa_url(config: HubConfig) -> str:
-    return f"{api_scheme(config)}://{config.broker.agent_host}:{config.api.port}/tsa"
+    return f"{api_scheme(config)}://{first_agent_host(config)}:{config.api.port}/tsa"
 
 
 def warnings(config: HubConfig) -> list[str]:
     """What would keep units on other machines from reaching this hub (empty: nothing)."""
     found = []
-    if is_loopback(config.broker.agent_host):
+    if is_loopback(first_agent_host(config)):
         found.append(
             f"agent homes will point at {config.broker.agent_host} (loopback) for the broker and the TSA "
             f"({tsa_url(config)}): they work only on this machine. Set the hub's address on the county network: "

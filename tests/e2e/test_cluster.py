@@ -1,0 +1,70 @@
+"""A three-node RabbitMQ cluster: quorum queues replicated on every node, the hub and the
+agents given all three addresses. The node every client is connected to is killed
+mid-stream (SIGKILL) and brought back: clients fail over to the others, nothing is lost
+and nothing is duplicated."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from docex.cli.localnet import LocalNetwork
+from docex.hub.db import Database
+from tests.e2e import test_faults as faults
+from tests.e2e.cluster import BrokerCluster, ClusterUnavailable
+from tests.e2e.support import PREFIX, Network, county_units, wait_until
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[BrokerCluster]:
+    try:
+        made = BrokerCluster(3).start()
+    except ClusterUnavailable as exc:
+        pytest.skip(f"no three-node RabbitMQ cluster on this machine: {exc}")
+    try:
+        yield made
+    finally:
+        made.destroy()
+
+
+@pytest.fixture(scope="module")
+def county(cluster: BrokerCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    local = LocalNetwork.create(tmp_path_factory.mktemp("cluster"), PREFIX, county_units(4), tag=f"c{uuid.uuid4().hex[:6]}",
+                                tls=False, admin_url=cluster.admin_url(), management_url=cluster.management_url(),
+                                nodes=cluster.addresses)
+    net = Network(local, Database(local.config.database_url))
+    try:
+        net.start_hub(workers=2)
+        net.start_agents()
+        yield net
+    finally:
+        net.close()
+
+
+def test_quorum_queues_live_on_every_node(cluster: BrokerCluster, county: Network) -> None:
+    members = cluster.ctl(cluster.nodes[0], "list_queues", "-p", county.config.broker.vhost, "name", "members",
+                          "--formatter", "json")
+    for queue in ("hub.ingress", "hub.receipts", f"unit.{faults.VICTIM}"):
+        assert queue in members
+    assert all(node.name in members for node in cluster.nodes)
+
+
+def test_a_node_killed_mid_stream_loses_nothing_and_clients_fail_over(cluster: BrokerCluster,
+                                                                      county: Network) -> None:
+    first = cluster.nodes[0]  # every client is connected here: it is first in their lists
+    ids = faults.backlog_at_hub(county, 60, "集群")
+    total = len(ids) * len(faults.RECIPIENTS)
+    wait_until(lambda: faults.delivered(county, ids) >= 10, 120, "documents flowing", interval=0.02)
+    county.pause("hub")
+    assert faults.delivered(county, ids) < total  # the node dies mid-stream
+    cluster.kill(first)
+    county.resume("hub")
+    # The clients fail over to the other two nodes and the stream goes on without the first.
+    done = faults.delivered(county, ids)
+    wait_until(lambda: faults.delivered(county, ids) > done, 120, "delivery going on without the killed node")
+    cluster.start_node(first)  # it comes back and rejoins
+    faults.assert_exactly_once(county, ids)
