@@ -111,8 +111,9 @@ class BrokerCluster:
     def start_node(self, node: Node) -> None:
         if not node.base.exists():
             self._write(node)
+        (node.base / "node.pid").unlink(missing_ok=True)  # `wait` must see the new one
         _run(["rabbitmq-server", "-detached"], env=node.env)
-        self.ctl(node, "await_startup", "--timeout", "120", timeout=150)
+        self.ctl(node, "wait", str(node.base / "node.pid"), "--timeout", "120", timeout=150)
 
     def start(self) -> BrokerCluster:
         try:
