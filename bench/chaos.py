@@ -224,8 +224,10 @@ class Soak:
                 os.kill(self.rng.choice(workers), signal.SIGKILL)
         elif kind == "stop_hub":
             net.pause("hub")
-            self._stop.wait(cfg.stop_seconds)
-            net.resume("hub")
+            try:
+                self._stop.wait(cfg.stop_seconds)
+            finally:
+                net.resume("hub")
         elif kind == "kill_agents":
             groups = sorted(set(net.hosts.values()))
             name = self.rng.choice(groups)
@@ -238,12 +240,16 @@ class Soak:
                     mgmt.close_connection(conn.name, "docex chaos: connections cut")
         elif kind == "db_outage":
             self.pg.stop()
-            self._stop.wait(cfg.db_outage_seconds)
-            self.pg.start()
+            try:
+                self._stop.wait(cfg.db_outage_seconds)
+            finally:
+                self.pg.start()
         elif kind == "disk_full":
-            self.disk.fill()
-            self._stop.wait(cfg.disk_full_seconds)
-            self.disk.free()
+            try:
+                self.disk.fill()
+                self._stop.wait(cfg.disk_full_seconds)
+            finally:
+                self.disk.free()
         record = FaultRecord(kind, began, time.monotonic() - began)
         before = self._delivered()
         deadline = time.monotonic() + 300

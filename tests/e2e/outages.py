@@ -90,11 +90,16 @@ class SmallDisk:
         self.filler = folder / ".filler"
 
     def fill(self) -> None:
-        with open(self.filler, "wb") as fh:
+        block = b"\0" * 65536
+        with open(self.filler, "ab", buffering=0) as fh:  # unbuffered: closing cannot fail
             try:
                 while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
+                    fh.write(block)
+            except OSError:
+                pass
+            try:
+                while True:  # the last few bytes too
+                    fh.write(b"\0" * 512)
             except OSError:
                 pass
 

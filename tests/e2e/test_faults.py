@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from docex.agent.actions import sign_for
 from docex.agent.store import Outgoing, Quarantined, Received, SentRecipient
 from docex.hub import audit
 from docex.hub.models import AuditEntry, Delivery, Document, Receipt, Rejection
+from docex.protocols import messages
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, wait_until
 
@@ -72,9 +74,9 @@ def assert_exactly_once(net: Network, ids: list[str]) -> None:
         assert len(rows) == total and {r.state for r in rows} == {"delivered"}
 
 
-def published(net: Network, ids: list[str]) -> bool:
-    """Every document of the stream has left the sender's outbox (confirmed by the broker)."""
-    with net.agent(SENDER).store.session() as s:
+def published(net: Network, ids: list[str], sender: str = SENDER) -> bool:
+    """Every message of the stream has left the sender's outbox (confirmed by the broker)."""
+    with net.agent(sender).store.session() as s:
         waiting = s.execute(select(func.count()).select_from(Outgoing).where(
             Outgoing.message_id.in_(ids), Outgoing.sent_at.is_(None))).scalar_one()
     return waiting == 0
@@ -162,3 +164,23 @@ def test_inbox_holds_no_partial_extraction_as_a_document(county: Network) -> Non
         inbox = Path(county.home(address) / "inbox")
         for folder in inbox_folders(county, address):
             assert (inbox / folder / "manifest.json").exists()
+
+
+def test_receipts_do_not_wait_behind_a_document_backlog(county: Network) -> None:
+    """Receipts travel in hub.receipts: a 签收 given while a hundred documents wait at the hub
+    is recorded before that backlog is through."""
+    try:
+        mid, _ = county.send(SENDER, [VICTIM], doc_number="阳信发〔2011〕88号")
+        county.wait_hub(mid, "delivered", [VICTIM])
+        county.pause("hub")
+        ids = queue_stream(county, 100, "积压")
+        wait_until(lambda: published(county, ids), 120, "the backlog waiting at the paused hub")
+        sign_for(county.agent(VICTIM), mid)
+        key = messages.receipt_key(mid, VICTIM, "signed_for")
+        wait_until(lambda: published(county, [key], VICTIM), 60, "the receipt published")
+        county.resume("hub")
+        wait_until(lambda: county.hub_states(mid) == {VICTIM: "signed_for"}, 120, "the 签收 recorded")
+        assert accepted(county, ids) < len(ids)  # it overtook the backlog
+        assert_exactly_once(county, ids)
+    finally:
+        county.recover()
