@@ -5,11 +5,18 @@ byte, every receipt at its sender, the audit chain intact. The full run is
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench.chaos import FAULTS, ChaosConfig, soak
 
-pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow,
+    # Five minutes of a loaded machine: CI runs it (CI=true); on a workstation, opt in.
+    pytest.mark.skipif(not (os.environ.get("CI") or os.environ.get("DOCEX_CHAOS")),
+                       reason="the bounded chaos soak runs in CI (CI=true) or with DOCEX_CHAOS=1"),
+]
 
 
 @pytest.mark.timeout(1500)
