@@ -112,3 +112,21 @@ def test_a_package_of_honest_seals_is_received_as_sealed(county: County) -> None
     with me.store.session() as s:
         received = s.get(Received, mid)
     assert received is not None and received.seal_status == "valid"
+
+
+def test_a_refusal_notice_never_undoes_a_delivered_document(county: County) -> None:
+    """The agent's own guard (the hub's: test_exchange_findings.py): a `rejected` notice
+    moves only copies the hub has not taken yet."""
+    from docex.agent.store import SentRecipient
+
+    sender = county.context(XXZX)
+    mid = queue_document(sender, Draft(to=(ZFB, FGJ), title="t", doc_number="n", files={"a.txt": b"a"}))
+    with sender.store.session() as s:
+        row = s.execute(select(SentRecipient).where(SentRecipient.message_id == mid,
+                                                    SentRecipient.recipient == ZFB)).scalar_one()
+        row.state = "delivered"
+    Receiver(sender).notice(county.notice(mid, "rejected", "signature_invalid"))
+    with sender.store.session() as s:
+        states = {r.recipient: (r.state, r.code) for r in
+                  s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+    assert states == {ZFB: ("delivered", ""), FGJ: ("rejected", "signature_invalid")}

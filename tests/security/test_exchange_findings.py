@@ -148,3 +148,31 @@ def test_a_receipt_naming_another_envelope_digest_is_refused(county: Network) ->
     assert county.hub_states(mid) == {ZFB: "delivered"} and county.receipts(mid, "signed_for") == 0
     assert county.sent(SENDER, mid)[ZFB].state == "delivered"
     other_traffic_flows(county)
+
+
+def test_zz_the_hub_fails_closed_on_its_own_stale_crl(county: Network) -> None:
+    """Last in the module: it breaks the network for as long as the CRL is stale, then
+    restores it. The hub re-reads its CRL file when it changes."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from docex.pki.ca import CertificateAuthority
+
+    crl_path = county.hub_home / "ca" / "crl.pem"
+    current = crl_path.read_bytes()
+    ca = CertificateAuthority.open(county.hub_home / "ca", None)
+    now = dt.datetime.now(dt.UTC)
+    stale = (x509.CertificateRevocationListBuilder().issuer_name(ca.certificate.subject)
+             .last_update(now - dt.timedelta(days=20)).next_update(now - dt.timedelta(hours=73))
+             .sign(ca.signing_key(), hashes.SHA256()))
+    crl_path.write_bytes(stale.public_bytes(serialization.Encoding.PEM))
+    try:
+        mid, body = county.pack(SENDER, [XWB])
+        county.queue_raw(SENDER, mid, body, [XWB])
+        rows = wait_until(lambda: county.rejections(mid, "crl_stale"), 60, "crl_stale at the hub")
+        assert rows[0].sender == SENDER and county.hub_states(mid) == {}
+    finally:
+        crl_path.write_bytes(current)
+    other_traffic_flows(county)  # a current CRL again: documents flow
