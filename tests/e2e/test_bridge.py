@@ -137,6 +137,15 @@ def test_a_recall_crosses_the_link_and_a_city_unit_that_signed_keeps_it(levels: 
     assert city.count(Receipt, Receipt.message_id == mid, Receipt.event == "recalled") == 1
 
 
+def test_the_desks_address_book_groups_the_whole_network(levels: Levels) -> None:
+    from docex.agent.desk.views import directory
+
+    groups = {u["address"]: u["group"] for u in directory(levels.county.agent(XXZX))}
+    assert (groups[YANGCHENG], groups[XWB]) == ("乡镇", "党委部门")
+    assert (groups[SWB], groups[YINGDE]) == ("市直单位", "外县（市）单位")
+    assert [u["name"] for u in directory(levels.county.agent(XXZX), "英德")] == ["中共英德市委办公室"]
+
+
 def test_city_to_township_and_township_to_other_county_and_back(levels: Levels) -> None:
     county, city = levels.county, levels.city
     down, _ = city.send(SWB, [YANGCHENG], doc_number="清办发〔2011〕7号")

@@ -179,13 +179,19 @@ def sent(ctx: AgentContext, *, limit: int = 300, message_id: str | None = None) 
 def directory(ctx: AgentContext, q: str = "", limit: int = 1000) -> list[dict[str, Any]]:
     needle = q.strip().lower()
     home = ctx.config.hub_prefix
+    parent = home.rsplit(".", 1)[0] if "." in home else ""
     out = []
     for u in sorted(ctx.units(), key=lambda u: (not is_under(u.address, home), u.kind != "county", u.address)):
         if needle and needle not in u.name.lower() and needle not in u.address.lower():
             continue
         local = is_under(u.address, home)
-        out.append({"address": u.address, "name": u.name, "kind": u.kind,
-                    "group": GROUPS.get(u.kind, "其他单位") if local else "外地单位",
+        if local:
+            group = GROUPS.get(u.kind, "其他单位")
+        elif parent and u.address.rsplit(".", 1)[0] == parent:
+            group = "市直单位"  # directly under the city's prefix
+        else:
+            group = "外县（市）单位"
+        out.append({"address": u.address, "name": u.name, "kind": u.kind, "group": group,
                     "state": u.state, "phase": u.phase, "local": local,
                     "self": u.address == ctx.creds.address})
         if len(out) >= limit:
