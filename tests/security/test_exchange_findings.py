@@ -150,6 +150,19 @@ def test_a_receipt_naming_another_envelope_digest_is_refused(county: Network) ->
     other_traffic_flows(county)
 
 
+def test_classification_markings_are_normalised_at_the_hub(county: Network) -> None:
+    from tests.protocols import forge
+
+    for marking in ("机密★5年", "秘密 ", "绝密\u200b", "SECRET"):
+        files = {"a.txt": marking.encode()}
+        m = forge.manifest(SENDER, [ZFB], files, classification=marking)
+        body = forge.wrap(forge.package(m, files), m, county.agent(SENDER).creds, [county.enc_cert(ZFB)])
+        county.queue_raw(SENDER, m.message_id, body, [ZFB])
+        wait_until(lambda mid=m.message_id: county.rejections(mid, "classified"), 60, f"{marking!r} refused")
+        assert county.hub_states(m.message_id) == {} and county.received(ZFB, m.message_id) is None
+    other_traffic_flows(county)
+
+
 def test_zz_the_hub_fails_closed_on_its_own_stale_crl(county: Network) -> None:
     """Last in the module: it breaks the network for as long as the CRL is stale, then
     restores it. The hub re-reads its CRL file when it changes."""
