@@ -4,8 +4,6 @@ and the entry itself, so changing or deleting any entry breaks every hash after 
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -15,24 +13,14 @@ from sqlalchemy.orm import Session
 
 from docex.hub.db import OPERATOR_FLAG
 from docex.hub.models import AuditEntry, Setting, utcnow
+from docex.protocols.checkpoint import GENESIS, entry_hash
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "HEAD_KEY", "ChainReport", "append", "entry_hash", "verify_chain"]
+
 HEAD_KEY = "audit_head"
 # Actions an operator takes (not the hub's own traffic): each is followed by a signed,
 # timestamped checkpoint of the chain (docex.hub.checkpoints) once its transaction commits.
 OPERATOR_ACTIONS = ("unit.", "seal.", "link.", "user.", "pki.", "certificate.revoke")
-
-
-def _canonical_time(at: dt.datetime) -> str:
-    # SQLite hands back naive datetimes, PostgreSQL aware ones: hash the UTC wall time.
-    if at.tzinfo is not None:
-        at = at.astimezone(dt.UTC).replace(tzinfo=None)
-    return at.isoformat(timespec="microseconds")
-
-
-def entry_hash(prev_hash: str, at: dt.datetime, actor: str, action: str, subject: str, detail: str) -> str:
-    material = "\x1f".join((prev_hash, _canonical_time(at), actor, action, subject, detail))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
 def append(session: Session, actor: str, action: str, subject: str = "", **detail: Any) -> AuditEntry:

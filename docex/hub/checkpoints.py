@@ -14,8 +14,6 @@ the chain only until the next one: the interval bounds that window."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import os
 import re
@@ -31,24 +29,28 @@ from docex.hub import audit, outbox
 from docex.hub.config import HubConfig
 from docex.hub.db import Database
 from docex.hub.models import AuditEntry, Link, Setting
-from docex.pki import cms
 from docex.pki.errors import PkiError
 from docex.pki.keys import PrivateKey
-from docex.pki.names import CertRole, hub_prefix_of
 from docex.pki.timestamps import (
     Stamper,
     add_signature_timestamp,
-    signature_timestamp,
-    verify_signature_timestamp,
 )
 from docex.pki.trust import TrustStore
 from docex.protocols import messages
 from docex.protocols.address import Route, check_address
+from docex.protocols.checkpoint import (
+    KIND,
+    Checkpoint,
+    payload_digest,
+    read_checkpoint,
+    unverified_payload,
+)
 from docex.protocols.statement import sign_statement
+
+__all__ = ["KIND", "Checkpoint", "CheckpointReport", "make", "payload_digest", "read_checkpoint", "verify"]
 
 log = logging.getLogger(__name__)
 
-KIND = "audit_checkpoint"
 FOLDER = "audit-checkpoints"
 SEQ_KEY = "audit_checkpoint_seq"
 _NAME = re.compile(r"^(\d{8})\.p7s$")
@@ -78,35 +80,6 @@ def _write_new(path: Path, data: bytes) -> None:
         tmp.unlink()
 
 
-def payload_digest(payload: dict[str, Any]) -> str:
-    body = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(body).hexdigest()
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    hub: str
-    seq: int
-    last_id: int
-    entries: int
-    head: str
-    at: str
-    reason: str
-    prev: str  # payload digest of checkpoint seq-1 ("" for the first)
-
-    def payload(self) -> dict[str, Any]:
-        return {"hub": self.hub, "seq": self.seq, "last_id": self.last_id, "entries": self.entries,
-                "head": self.head, "at": self.at, "reason": self.reason, "prev": self.prev}
-
-    @classmethod
-    def from_payload(cls, p: dict[str, Any]) -> Checkpoint:
-        try:
-            return cls(str(p["hub"]), int(p["seq"]), int(p["last_id"]), int(p["entries"]), str(p["head"]),
-                       str(p["at"]), str(p["reason"]), str(p["prev"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PkiError("checkpoint_invalid", "the checkpoint's fields are not as expected") from exc
-
-
 def make(config: HubConfig, db: Database, cert: x509.Certificate, key: PrivateKey, stamper: Stamper | None,
          reason: str, *, actor: str = "hub", only_if_changed: bool = False) -> Checkpoint | None:
     """Checkpoint the chain's current head: sign, timestamp, write, record in the chain
@@ -125,7 +98,7 @@ def make(config: HubConfig, db: Database, cert: x509.Certificate, key: PrivateKe
         seq = max(int(stored.value) if stored is not None else 0, max(files, default=0)) + 1
         prev = ""
         if seq - 1 in files:
-            prev = payload_digest(_unverified_payload(files[seq - 1].read_bytes()))
+            prev = payload_digest(unverified_payload(files[seq - 1].read_bytes()))
         cp = Checkpoint(config.prefix, seq, last.id if last else 0, count, last.hash if last else audit.GENESIS,
                         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), reason, prev)
         der = sign_statement(KIND, cp.payload(), cert, key)
@@ -144,39 +117,6 @@ def make(config: HubConfig, db: Database, cert: x509.Certificate, key: PrivateKe
                        route=Route("parent", parent), address="", body=der)
     log.info("audit checkpoint %d: %d entries, head %s (%s)", seq, cp.entries, cp.head[:12], reason)
     return cp
-
-
-def _unverified_payload(der: bytes) -> dict[str, Any]:
-    info = cms._ContentInfo.load(der)
-    content = cms._encap_bytes(info["content"]["encap_content_info"]["content"])
-    data = json.loads(content.decode("utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("not a checkpoint")
-    return data
-
-
-def read_checkpoint(der: bytes, trust: TrustStore, *, hub: str) -> tuple[Checkpoint, dt.datetime | None]:
-    """A checkpoint signed by the hub owning `hub`, verified at its timestamp's time (so a
-    later expiry of the hub's certificate does not undo it). Returns it and that time
-    (None when it carries no timestamp)."""
-    stamped_at: dt.datetime | None = None
-    if signature_timestamp(der) is not None:
-        stamped_at = verify_signature_timestamp(der, trust).gen_time
-    verified = cms.verify(der, trust, role=CertRole.SERVER, at=stamped_at)
-    if verified.attributes.get("docex_statement_type") != KIND.encode():
-        raise PkiError("checkpoint_invalid", "not an audit checkpoint")
-    if hub_prefix_of(verified.signer) != hub:
-        raise PkiError("checkpoint_invalid", f"a checkpoint of {hub} signed by another hub")
-    try:
-        payload = json.loads(verified.content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PkiError("checkpoint_invalid", "the checkpoint is not valid JSON") from exc
-    if not isinstance(payload, dict):
-        raise PkiError("checkpoint_invalid", "the checkpoint is not a JSON object")
-    cp = Checkpoint.from_payload(payload)
-    if cp.hub != hub:
-        raise PkiError("checkpoint_invalid", f"the checkpoint names hub {cp.hub}, not {hub}")
-    return cp, stamped_at
 
 
 @dataclass

@@ -30,7 +30,8 @@ _RANK = {ACCEPTED: 0, ROUTED: 1, DEAD_LETTER: 1, DELIVERED: 2, SIGNED_FOR: 3, RE
          PAPER_ROUTE: 3, RECALLED: 3}
 
 # receipt event -> delivery state
-EVENT_STATE = {"delivered": DELIVERED, "signed_for": SIGNED_FOR, "returned": RETURNED, "refused": REJECTED}
+EVENT_STATE = {"delivered": DELIVERED, "signed_for": SIGNED_FOR, "returned": RETURNED, "refused": REJECTED,
+               "opened": DELIVERED}
 
 
 def advances(current: str, new: str) -> bool:

@@ -52,6 +52,7 @@ class OpenedEnvelope:
     manifest: Manifest
     files: dict[str, bytes]
     signer: x509.Certificate
+    inner: bytes = b""  # the inner SignedData (the package signed by the sender): kept as evidence
 
 
 def pack(
@@ -66,6 +67,21 @@ def pack(
     """Seal a document for its recipients; `recipient_certs` are their encryption certs.
     Addresses in `off_network` have none: they stay in the header, and the hub tells the
     sender to deliver those copies on paper."""
+    return pack_layers(manifest, files, sender, recipient_certs, main_document=main_document,
+                       off_network=off_network)[0]
+
+
+def pack_layers(
+    manifest: Manifest,
+    files: Mapping[str, bytes],
+    sender: UnitCredentials,
+    recipient_certs: Sequence[x509.Certificate],
+    *,
+    main_document: str | None = None,
+    off_network: frozenset[str] = frozenset(),
+) -> tuple[bytes, bytes]:
+    """`pack`, returning the envelope and its inner SignedData (the sender keeps that as
+    evidence of what it sent: it cannot decrypt its own envelope)."""
     if manifest.sender != sender.address:
         raise DocexError("sender_mismatch", f"the manifest names {manifest.sender}, the keys are {sender.address}'s")
     addressed = {address_of(c) for c in recipient_certs}
@@ -92,13 +108,14 @@ def pack(
         doc_number=manifest.doc_number,
         title=manifest.title,
     )
-    return cms.sign(
+    outer = cms.sign(
         encrypted,
         sender.sign_cert,
         sender.sign_key,
         content_type="authenticated_enveloped_data",
         attributes={"docex_routing_header": header.to_json()},
     )
+    return outer, inner
 
 
 def read_header(envelope: bytes) -> RoutingHeader:
@@ -189,4 +206,4 @@ def open_envelope(
         h.doc_number, h.title
     ):
         raise DocexError("signature_invalid", "the routing header does not match the signed manifest")
-    return OpenedEnvelope(h, m, package.files, outer.signer)
+    return OpenedEnvelope(h, m, package.files, outer.signer, inner_der)

@@ -16,7 +16,8 @@ from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
 KIND = "notice"
-EVENTS = ("rejected", "paper_route", "expired", "waiting_for_link", "reminder", "recalled", "dead_letter")
+EVENTS = ("rejected", "paper_route", "expired", "waiting_for_link", "reminder", "recalled", "dead_letter", "accepted",
+          "relayed")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Notice:
     recipients: tuple[str, ...]  # whom it concerns; empty for the whole document
     hub: str
     at: str
+    # The SHA-256 of the envelope it is about: a notice that names it is delivery evidence
+    # (docex.protocols.evidence), bound to those very bytes.
+    envelope_sha256: str = ""
 
 
 def make_notice(
@@ -40,25 +44,33 @@ def make_notice(
     hub: str,
     cert: x509.Certificate,
     key: PrivateKey,
+    envelope_sha256: str = "",
 ) -> tuple[Notice, bytes]:
     if message_id:  # empty: a refusal of bytes too damaged to name a document
         check_message_id(message_id)
-    notice = Notice(message_id, event, code, message, tuple(recipients), hub, utcnow_iso())
+    notice = Notice(message_id, event, code, message, tuple(recipients), hub, utcnow_iso(), envelope_sha256)
     payload = asdict(notice)
     payload["recipients"] = list(notice.recipients)
+    if not envelope_sha256:
+        del payload["envelope_sha256"]
     return notice, sign_statement(KIND, payload, cert, key)
+
+
+def notice_from_payload(p: dict[str, object]) -> Notice:
+    try:
+        recipients = p.get("recipients", ())
+        return Notice(
+            str(p["message_id"]), str(p["event"]), str(p["code"]), str(p["message"]),
+            tuple(str(r) for r in recipients) if isinstance(recipients, list | tuple) else (),
+            str(p["hub"]), str(p["at"]), str(p.get("envelope_sha256", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DocexError("malformed_envelope", "the notice lacks a field") from exc
 
 
 def verify_notice(der: bytes, trust: TrustStore) -> Notice:
     statement = verify_statement(der, trust, kind=KIND, roles=(CertRole.SERVER,), error_code="malformed_envelope")
-    p = statement.payload
-    try:
-        notice = Notice(
-            str(p["message_id"]), str(p["event"]), str(p["code"]), str(p["message"]),
-            tuple(str(r) for r in p.get("recipients", ())), str(p["hub"]), str(p["at"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DocexError("malformed_envelope", "the notice lacks a field") from exc
+    notice = notice_from_payload(statement.payload)
     if notice.message_id:
         check_message_id(notice.message_id)
     if hub_prefix_of(statement.signer) != notice.hub:

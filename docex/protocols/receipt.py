@@ -18,7 +18,8 @@ from docex.protocols.manifest import utcnow_iso
 from docex.protocols.statement import sign_statement, verify_statement
 
 # "refused": the recipient's agent could not accept it (quarantined), with the error code.
-EVENTS = ("delivered", "signed_for", "returned", "refused")
+# "opened": a person of the recipient unit opened it (evidence only; the state stays).
+EVENTS = ("delivered", "signed_for", "returned", "refused", "opened")
 KIND = "receipt"
 
 
