@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from docex.agent.context import AgentContext
+from docex.agent.evidence import keep
 from docex.agent.store import Action, Outgoing, Received
 from docex.pki.credentials import PersonCredentials
 from docex.protocols import messages
@@ -42,6 +43,7 @@ def _record(ctx: AgentContext, message_id: str, event: str, *, reason: str = "",
         doc.person = person
         doc.reason = reason
         s.add(Outgoing(kind=messages.RECEIPT, message_id=messages.receipt_key(message_id, ctx.creds.address, event), body=der))
+        keep(s, message_id=message_id, event=event, issuer=ctx.creds.address, direction="sent", der=der)
         s.add(Action(actor=actor or person or ctx.creds.name, serial=f"{cert.serial_number:x}", action=event,
                      message_id=message_id, detail=reason))
 

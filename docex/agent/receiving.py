@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from docex.agent.context import AgentContext
+from docex.agent.evidence import keep, keep_envelope
 from docex.agent.store import Notice as NoticeRow
 from docex.agent.store import (
     Outgoing,
@@ -117,6 +118,8 @@ class Receiver:
             ))
             s.add(Outgoing(kind=messages.RECEIPT, message_id=messages.receipt_key(m.message_id, ctx.creds.address, "delivered"),
                            body=receipt))
+            keep_envelope(s, message_id=m.message_id, role="received", envelope=body, inner=opened.inner or None)
+            keep(s, message_id=m.message_id, event="delivered", issuer=ctx.creds.address, direction="sent", der=receipt)
         ctx.observer.agent_received()
         log.info("received %s %s from %s", m.message_id, m.doc_number, m.sender)
         from docex.agent.recall import recall_waiting
@@ -157,6 +160,7 @@ class Receiver:
                 )
                 key = messages.receipt_key(message_id, ctx.creds.address, f"refused-{digest[:12]}")
                 s.add(Outgoing(kind=messages.RECEIPT, message_id=key, body=receipt))
+                keep(s, message_id=message_id, event="refused", issuer=ctx.creds.address, direction="sent", der=receipt)
         ctx.observer.agent_quarantined(exc.code)
         log.warning("quarantined %s: [%s] %s", message_id or digest[:16], exc.code, exc.message)
 
@@ -182,6 +186,9 @@ class Receiver:
         except PkiError as exc:
             log.warning("ignored an invalid receipt: [%s] %s", exc.code, exc.message)
             return
+        with self.ctx.store.session() as s:  # every receipt is evidence, our own stamped copies too
+            keep(s, message_id=receipt.message_id, event=receipt.event, issuer=receipt.recipient,
+                 direction="received", der=body)
         state = RECEIPT_STATE.get(receipt.event)
         if state is None:
             return

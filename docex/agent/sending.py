@@ -14,6 +14,7 @@ from typing import Any
 from cryptography import x509
 
 from docex.agent.context import AgentContext
+from docex.agent.evidence import keep_envelope
 from docex.agent.store import Outgoing, Sent, SentRecipient
 from docex.pki.recipients import usable_for_encryption
 from docex.protocols import envelope, messages
@@ -118,11 +119,13 @@ def queue_document(ctx: AgentContext, draft: Draft) -> str:
         title=draft.title, doc_number=draft.doc_number, priority=draft.priority,
         classification=draft.classification, fields=dict(draft.fields),
     )
-    data = envelope.pack(manifest, files, ctx.creds, certs, main_document=main, off_network=frozenset(off_network))
+    data, inner = envelope.pack_layers(manifest, files, ctx.creds, certs, main_document=main,
+                                       off_network=frozenset(off_network))
     if len(data) > ctx.config.max_envelope_bytes:
         raise DocexError("too_large", f"the envelope is {len(data)} bytes, over {ctx.config.max_envelope_bytes}")
     with ctx.store.session() as s:
         s.add(Outgoing(kind=messages.DOCUMENT, message_id=manifest.message_id, body=data))
+        keep_envelope(s, message_id=manifest.message_id, role="sent", envelope=data, inner=inner)
         s.add(Sent(message_id=manifest.message_id, title=draft.title, doc_number=draft.doc_number, priority=draft.priority))
         for address in recipients:
             s.add(SentRecipient(message_id=manifest.message_id, recipient=address, state="queued"))

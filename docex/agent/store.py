@@ -165,6 +165,33 @@ class Action(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class EvidenceRow(Base):
+    """Every signed receipt this unit sent or received, each copy kept as it was (the hub's
+    timestamped copy of our own receipt too): nothing is overwritten (docex.agent.evidence)."""
+
+    __tablename__ = "evidence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(200), index=True)
+    event: Mapped[str] = mapped_column(String(30))
+    issuer: Mapped[str] = mapped_column(String(200), default="")
+    direction: Mapped[str] = mapped_column(String(10))  # sent | received
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KeptEnvelope(Base):
+    """The envelope a document travelled in and its inner signed package, kept as evidence
+    of what was sent or received (the sender cannot decrypt its own envelope)."""
+
+    __tablename__ = "kept_envelopes"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(10))  # sent | received
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    inner: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(80), primary_key=True)

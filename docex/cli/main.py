@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "demo": "docex.cli.demo:demo",
     "broker": "docex.cli.broker:broker",
     "key": "docex.cli.enroll:key",
+    "evidence": "docex.cli.evidence:evidence",
 }
 
 

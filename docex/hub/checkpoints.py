@@ -198,6 +198,19 @@ def verify(config: HubConfig, db: Database, trust: TrustStore | None = None) -> 
     return report
 
 
+def covering(config: HubConfig, entry_id: int) -> bytes | None:
+    """The oldest checkpoint covering audit entry `entry_id` (as stored), or None."""
+    files = _seqs(checkpoint_dir(config))
+    for seq in sorted(files):
+        der = files[seq].read_bytes()
+        try:
+            if int(unverified_payload(der)["last_id"]) >= entry_id:
+                return der
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
 # -- the parent's copy ------------------------------------------------------------------------------
 def remote_dir(config: HubConfig, prefix: str) -> Path:
     check_address(prefix)

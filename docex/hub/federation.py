@@ -254,6 +254,10 @@ def accept_remote_notice(ctx: HubContext, delivery: Delivery, origin: Origin, pu
                 row.state, row.code, row.reason, row.closed_at = new_state, notice.code, notice.message, utcnow()
                 changed.append(row.recipient)
                 ctx.observer.delivery_state(new_state)
+        if notice.envelope_sha256:  # delivery evidence of a hub on the way: kept here too
+            from docex.hub.evidence import keep
+
+            keep(s, message_id=notice.message_id, event=notice.event, issuer=notice.hub, der=delivery.body)
         sender_route = ctx.route(doc.sender)
         if sender_route.kind != "paper" and sender_route.link != origin.name:
             exists = s.execute(select(Outbox.id).where(Outbox.message_id == key, Outbox.recipient == doc.sender)).first()

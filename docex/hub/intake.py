@@ -22,6 +22,7 @@ from docex.broker import ConfirmedPublisher, Delivery, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE
 from docex.hub import audit, broker, outbox, states
 from docex.hub import directory as hub_directory
+from docex.hub import evidence as hub_evidence
 from docex.hub.context import HubContext, Origin
 from docex.hub.models import Delivery as DeliveryRow
 from docex.hub.models import Document, Envelope, Outbox, Receipt, Unit, utcnow
@@ -34,7 +35,6 @@ from docex.protocols.envelope import OuterLayer, verify_outer
 from docex.protocols.errors import DocexError, describe
 from docex.protocols.header import RoutingHeader
 from docex.protocols.manifest import check_classification
-from docex.protocols.notice import make_notice
 from docex.protocols.receipt import Receipt as ReceiptStatement
 from docex.protocols.receipt import verify_receipt
 
@@ -180,7 +180,9 @@ class Intake:
                    f"message id {h.message_id} was already used for another document",
                    message_id=h.message_id, publisher=publisher)
             return
-        keys = [h.message_id, messages.notice_key(h.message_id, "paper_route")]
+        prefix = self.ctx.config.prefix
+        keys = [h.message_id, messages.notice_key(h.message_id, "paper_route"),
+                messages.notice_key(h.message_id, "accepted", prefix), messages.notice_key(h.message_id, "relayed", prefix)]
         if existing is None:  # new: publish the rows just written, the envelope still in hand
             self._publish(publisher, owed, {h.message_id: delivery.body})
         else:  # a redelivery: publish whatever of it is still owed
@@ -222,23 +224,46 @@ class Intake:
                               code="paper_route" if paper and address in paper else ""))
         audit.append(s, "hub", "document.accept", h.message_id, sender=h.sender, doc_number=h.doc_number,
                      recipients=list(routes), digest=digest)
+        owed += self._evidence(s, h, digest, routes, origin)
         if paper:
-            _, der = make_notice(
-                message_id=h.message_id, event="paper_route", code="paper_route",
-                message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=tuple(paper),
-                hub=self.ctx.config.prefix, cert=self.ctx.identity.cert, key=self.ctx.identity.key,
+            der = hub_evidence.issue(
+                self.ctx, s, message_id=h.message_id, event="paper_route", envelope_sha256=digest,
+                message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=paper,
             )
             owed += self._notify_sender(s, h.message_id, h.sender, "paper_route", der)
             audit.append(s, "hub", "document.paper_route", h.message_id, recipients=paper)
         s.flush()  # the rows get their ids, which the publication marks
         return owed
 
-    def _notify_sender(self, s: Session, message_id: str, sender: str, event: str, der: bytes) -> list[Outbox]:
+    def _notify_sender(self, s: Session, message_id: str, sender: str, event: str, der: bytes,
+                       extra: str = "") -> list[Outbox]:
         route = self.ctx.route(sender)
         if route.kind == "paper":
             return []
-        return [outbox.add(s, key=messages.notice_key(message_id, event), kind=messages.NOTICE, route=route,
+        return [outbox.add(s, key=messages.notice_key(message_id, event, extra), kind=messages.NOTICE, route=route,
                            address=sender, body=der)]
+
+    def _evidence(self, s: Session, h: RoutingHeader, digest: str, routes: dict[str, Route],
+                  origin: Origin | None) -> list[Outbox]:
+        """Evidence for the sender: `accepted` from its own hub, `relayed` from each hub
+        that takes the document over a link or hands it to one (the bridge's crossing is
+        witnessed on both sides)."""
+        prefix = self.ctx.config.prefix
+        owed: list[Outbox] = []
+        if origin is None or origin.kind == "unit":
+            der = hub_evidence.issue(self.ctx, s, message_id=h.message_id, event="accepted", envelope_sha256=digest,
+                                     message=f"{prefix} 已接收 accepted", recipients=list(routes))
+            owed += self._notify_sender(s, h.message_id, h.sender, "accepted", der, prefix)
+        links = sorted({f"link:{r.link}" for r in routes.values() if r.kind in ("child", "parent")})
+        if origin is not None and origin.kind == "link" or links:
+            came = f"link:{origin.name}" if origin is not None and origin.kind == "link" else "local"
+            onward = sorted({"local" if r.kind == "local" else "paper" if r.kind == "paper" else f"link:{r.link}"
+                             for r in routes.values()})
+            der = hub_evidence.issue(self.ctx, s, message_id=h.message_id, event="relayed", envelope_sha256=digest,
+                                     code=f"{came}->{','.join(onward)}",
+                                     message=f"{prefix}: {came} → {', '.join(onward)}", recipients=list(routes))
+            owed += self._notify_sender(s, h.message_id, h.sender, "relayed", der, prefix)
+        return owed
 
     def _flush(self, publisher: ConfirmedPublisher, keys: list[str]) -> None:
         with self.ctx.db.read() as s:
@@ -279,7 +304,15 @@ class Intake:
                                              Receipt.recipient == receipt.recipient, Receipt.event == receipt.event)
                 ).first()
                 if seen is None:
-                    outcome = self._record_receipt(s, row, receipt, delivery.body, origin, key)
+                    # The hub timestamps on the agent's behalf; the stamped copy is what
+                    # is kept and forwarded, and the recipient gets it back.
+                    body = hub_evidence.stamp(self.ctx, delivery.body) if origin.kind == "unit" else delivery.body
+                    outcome = self._record_receipt(s, row, receipt, body, origin, key)
+                    if body != delivery.body:
+                        outcome.owed.append(outbox.add(
+                            s, key=f"{key}|stamped", kind=messages.RECEIPT, route=self.ctx.route(receipt.recipient),
+                            address=receipt.recipient, body=body))
+                        s.flush()
         if row is None:
             refuse(self.ctx, delivery, origin, "receipt_invalid",
                    f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
@@ -292,7 +325,7 @@ class Intake:
         if outcome is not None:  # new: publish the copy just written
             self._publish(publisher, outcome.owed)
         else:  # a redelivery: whatever is still owed
-            self._flush(publisher, [key])
+            self._flush(publisher, [key, f"{key}|stamped"])
         if outcome is not None:  # counted once the effect is durable, and only if it was new
             observer = self.ctx.observer
             observer.receipt(receipt.event)
@@ -323,7 +356,7 @@ class Intake:
             row.returned_at = now
             row.reason = receipt.reason
             row.person = receipt.person
-        else:
+        elif receipt.event == "refused":
             row.code = receipt.error
             row.reason = receipt.reason
         new_state = states.EVENT_STATE[receipt.event]

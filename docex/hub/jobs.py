@@ -17,6 +17,7 @@ from docex.broker import ConfirmedPublisher, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
 from docex.hub import audit, broker, links, outbox, states
 from docex.hub import directory as hub_directory
+from docex.hub import evidence as hub_evidence
 from docex.hub.context import HubContext
 from docex.hub.job_outages import JobOutageLog
 from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
@@ -160,9 +161,11 @@ class HubJobs:
                 delivery.state = states.EXPIRED
                 delivery.closed_at = utcnow()
                 name = self._unit_name(s, delivery.recipient)
-                der = self._notice(doc.message_id, "expired", "expired",
-                                   f"收文单位 {name} 未在时限内接收《{doc.title}》{doc.doc_number}，投递已过期 "
-                                   f"(recipient {name} did not take delivery in time: expired)", (delivery.recipient,))
+                der = hub_evidence.issue(
+                    self.ctx, s, message_id=doc.message_id, event="expired", envelope_sha256=doc.envelope_sha256,
+                    recipients=(delivery.recipient,),
+                    message=f"收文单位 {name} 未在时限内接收《{doc.title}》{doc.doc_number}，投递已过期 "
+                            f"(recipient {name} did not take delivery in time: expired)")
                 key = messages.notice_key(doc.message_id, "expired", delivery.recipient)
                 route = self.ctx.route(doc.sender)
                 if route.kind != "paper":

@@ -137,6 +137,21 @@ class Receipt(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class EvidenceRecord(Base):
+    """Delivery evidence this hub issued (accepted, rejected, relayed, paper route, expired,
+    recalled: signed, timestamped notices naming the envelope digest) or received from a
+    neighbouring hub, kept as sent or received. Receipts are kept in `receipts`."""
+
+    __tablename__ = "evidence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(128), index=True)
+    event: Mapped[str] = mapped_column(String(30))
+    issuer: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class Outbox(Base):
     """Messages the hub owes the broker (transactional outbox): written in the same
     transaction as the state they report, published with confirms, then marked."""

@@ -24,7 +24,6 @@ from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
 from docex.protocols import messages
 from docex.protocols.errors import DocexError
-from docex.protocols.notice import make_notice
 from docex.protocols.recall import Recall, verify_recall
 
 log = logging.getLogger(__name__)
@@ -114,9 +113,10 @@ def _record(ctx: HubContext, s: Session, doc: Document, recall: Recall, der: byt
     if sender_route.kind != "paper" and not (origin.kind == "link" and sender_route.link == origin.name):
         names = dict(s.execute(select(Unit.address, Unit.name).where(Unit.address.in_(kept))).tuples().all()) if kept else {}
         text = ("已撤销；以下单位已签收，保留该公文: " + "、".join(names.get(a, a) for a in kept)) if kept else "已撤销"
-        _, notice = make_notice(message_id=doc.message_id, event=EVENT, code=EVENT, message=text,
-                                recipients=tuple(kept), hub=ctx.config.prefix, cert=ctx.identity.cert,
-                                key=ctx.identity.key)
+        from docex.hub.evidence import issue
+
+        notice = issue(ctx, s, message_id=doc.message_id, event=EVENT, envelope_sha256=doc.envelope_sha256,
+                       message=text, recipients=kept)
         key = messages.notice_key(doc.message_id, EVENT)
         outbox.add(s, key=key, kind=messages.NOTICE, route=sender_route, address=doc.sender, body=notice)
     log.info("recalled %s by %s: %d delivery(ies) recalled, %d kept (signed for)", doc.message_id, recall.sender,

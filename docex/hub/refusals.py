@@ -105,19 +105,28 @@ def refuse(
     if not name_in_notice:
         notice_id = ""
     who = sender or (origin.name if origin else "")
+    text = f"{describe(code)}: {message}"
+    der: bytes | None = None
     with ctx.db.session() as s:
         s.add(Rejection(message_id=msg_id, sender=who, code=code, message=message, kept_at=kept))
         audit.append(s, "hub", "document.reject", msg_id, code=code, message=message, sender=who,
                      user=delivery.user_id or "", kept_at=kept)
+        if notice_id and (delivery.properties.type or messages.DOCUMENT) == messages.DOCUMENT and origin is not None:
+            # A refused submission is delivery evidence too, bound to the bytes refused.
+            from docex.hub.evidence import issue
+
+            der = issue(ctx, s, message_id=notice_id, event="rejected", code=code, message=text,
+                        recipients=notice_recipients, envelope_sha256=hashlib.sha256(delivery.body).hexdigest())
     ctx.observer.document_rejected(code)
     log.warning("refused %s from %s: [%s] %s", msg_id or "(no id)", who or delivery.user_id, code, message)
     if origin is None or publisher is None:
         return
     routing_key = origin.name if origin.kind == "unit" else f"link.{origin.name}"
-    _, der = make_notice(
-        message_id=notice_id, event="rejected", code=code, message=f"{describe(code)}: {message}",
-        recipients=notice_recipients, hub=ctx.config.prefix, cert=ctx.identity.cert, key=ctx.identity.key,
-    )
+    if der is None:
+        _, der = make_notice(
+            message_id=notice_id, event="rejected", code=code, message=text,
+            recipients=notice_recipients, hub=ctx.config.prefix, cert=ctx.identity.cert, key=ctx.identity.key,
+        )
     try:
         publisher.publish_many([PublishItem(
             DELIVER_EXCHANGE, routing_key, der, messages.notice_key(notice_id or msg_id, "rejected", code),

@@ -238,12 +238,15 @@ def read_files(data: bytes) -> dict[str, bytes]:
                 raise DocexError("unsafe_filename", f"the bundle holds an unsafe name {name!r}")
             if name in files:
                 raise DocexError("evidence_invalid", f"the bundle holds {name} twice")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise DocexError("evidence_invalid", f"{name} is not stored as docex writes bundles")
             total += info.file_size
             if total > MAX_BUNDLE_BYTES:
                 raise DocexError("too_large", "the bundle unpacks to more than any evidence bundle can")
             files[name] = zf.read(info)
         return files
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError,
+            RuntimeError) as exc:
         raise DocexError("evidence_invalid", f"not a readable evidence bundle: {exc}") from exc
 
 

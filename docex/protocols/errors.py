@@ -85,6 +85,17 @@ CODES: dict[str, tuple[str, str]] = {
     "hub_unreachable": ("无法连接交换中心", "the hub cannot be reached"),
     "login_failed": ("证书或口令错误", "wrong certificate or passphrase"),
     "forbidden": ("无权进行此操作", "not allowed"),
+    "timestamp_failed": ("未能取得时间戳", "no timestamp could be obtained from the time-stamping authority"),
+    "timestamp_invalid": ("时间戳无效", "the timestamp does not verify or covers other data"),
+    "timestamp_missing": ("缺少时间戳", "the signature carries no timestamp"),
+    "evidence_invalid": ("送达证据无效", "the delivery evidence (or its bundle) does not verify"),
+    "renewal_needed": ("证据需续期", "the newest archive timestamp has expired: renew the evidence"),
+    "audit_invalid": ("审计记录与检查点不符", "the audit entries do not match their hashes or checkpoint"),
+    "checkpoint_invalid": ("审计检查点无效", "an audit checkpoint does not verify"),
+    "checkpoint_missing": ("审计检查点缺失", "an audit checkpoint is missing"),
+    "entries_missing": ("审计记录被删除", "audit entries a checkpoint covers are missing"),
+    "chain_rewritten": ("审计链被重算", "the audit chain was recomputed after a checkpoint"),
+    "head_missing": ("审计链头缺失", "the stored head of the audit chain is missing"),
 }
 
 

@@ -132,6 +132,9 @@ def test_inbox_shows_names_deadline_and_files_and_sign_for_is_the_persons_signat
     assert "filename*=UTF-8''%E6%AD%A3%E6%96%87.pdf" in pdf.headers["content-disposition"]
     txt = client.get(f"/api/inbox/{mid}/files/附件1 值班表.txt")
     assert txt.headers["content-disposition"].startswith("attachment;") and txt.content == "值班表".encode()
+    # Opening it is delivery evidence: one `opened` receipt, signed by the person who opened it.
+    opened, opener = verify_receipt(outgoing(zfb, messages.receipt_key(mid, ZFB, "opened")).body, zfb.trust)
+    assert (opened.event, opened.person, common_name(opener)) == ("opened", "张三", "张三")
 
     r = client.post(f"/api/inbox/{mid}/sign-for", headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json()["person"] == "张三"

@@ -232,6 +232,10 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
         pdf = entry["name"].lower().endswith(".pdf")
         media = "application/pdf" if pdf else "application/octet-stream"
         record(session, "download", doc["message_id"], entry["name"])
+        from docex.agent.evidence import record_opened
+
+        if record_opened(ctx, doc["message_id"], staff=session.staff):  # evidence: opened, by whom
+            wake()
         return Response(path.read_bytes(), media_type=media,
                         headers={"Content-Disposition": content_disposition(entry["name"], inline and pdf)})
 

@@ -1,0 +1,217 @@
+"""`docex evidence`: delivery evidence a third party can check without our servers.
+
+    export  --home (AGENTDIR|HUBDIR) MESSAGE_ID -o BUNDLE.zip
+    verify  BUNDLE.zip --ca CA.crt [--ca CITY_CA.crt] [--at DATE] [--json]   (offline)
+    renew   BUNDLE.zip -o RENEWED.zip (--home HUBDIR | --tsa URL)
+    opened  --home AGENTDIR MESSAGE_ID [--person DIR]   (evidence that a person opened it)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from docex.cli.options import (
+    PassphraseSource,
+    echo_json,
+    handles_errors,
+    json_option,
+    passphrase_options,
+)
+
+STATUS_ZH = {"VALID": "有效", "RENEWAL_DUE": "有效（需尽快续期）", "INDETERMINATE": "无法确定（需续期）",
+             "INVALID": "无效"}
+
+
+def _is_hub(home: str) -> bool:
+    """A hub home's docex.toml names the prefix it owns; an agent home's does not."""
+    import tomllib
+
+    from docex.hub.config import CONFIG_NAME
+
+    path = Path(home) / CONFIG_NAME
+    try:
+        return path.exists() and "prefix" in tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+
+
+def _hub_parts(home: str, passphrase: PassphraseSource) -> Any:
+    from docex.hub.config import HubConfig
+    from docex.hub.service import make_context
+
+    config = HubConfig.load(home)
+    pw = passphrase.get() if (passphrase.file or passphrase.env or passphrase.insecure) else config.keys.passphrase()
+    ctx = make_context(config, pw)
+    ctx.db.after_operator_action = None
+    return ctx
+
+
+def _stamper(home: str | None, tsa: str | None, passphrase: PassphraseSource) -> Any:
+    from docex.pki.timestamps import http_stamper
+    from docex.protocols.errors import DocexError
+
+    if tsa:
+        return http_stamper(tsa)
+    if home and _is_hub(home):
+        ctx = _hub_parts(home, passphrase)
+        if ctx.stamper is None:
+            raise DocexError("timestamp_failed", f"the hub at {home} runs no TSA (HUBDIR/tsa): give --tsa URL")
+        return ctx.stamper
+    if home:
+        from docex.cli.agent import _ctx
+
+        url = _ctx(home, passphrase).config.seal.tsa_url
+        if url:
+            return http_stamper(url)
+    raise DocexError("timestamp_failed", "no time-stamping authority: give --tsa URL (the hub's /tsa)")
+
+
+@click.group()
+def evidence() -> None:
+    """证据 Delivery evidence: export, verify offline, renew."""
+
+
+@evidence.command()
+@click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent or hub home.")
+@click.argument("message_id")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The bundle to write (.zip).")
+@click.option("--tsa", help="RFC 3161 TSA URL for the bundle's archive timestamp (default: the home's own).")
+@json_option
+@passphrase_options
+@handles_errors
+def export(home: str, message_id: str, output: str, tsa: str | None, as_json: bool,
+           passphrase: PassphraseSource) -> None:
+    """Write the evidence bundle of one document (envelope, inner package, every evidence
+    with its timestamp, certificates and CRLs, audit entries and checkpoint, timeline)."""
+    from docex.protocols.bundle import read_files
+
+    if _is_hub(home):
+        from docex.hub.evidence import export as hub_export
+
+        ctx = _hub_parts(home, passphrase)
+        stamper = _stamper(None, tsa, passphrase) if tsa else ctx.stamper
+        if stamper is None:
+            from docex.protocols.errors import DocexError
+
+            raise DocexError("timestamp_failed", "this hub runs no TSA (HUBDIR/tsa): give --tsa URL")
+        data = hub_export(ctx, message_id, stamper)
+    else:
+        from docex.agent.evidence import export as agent_export
+        from docex.cli.agent import _ctx
+
+        actx = _ctx(home, passphrase)
+        data = agent_export(actx, message_id, _stamper(home, tsa, passphrase))
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    names = sorted(read_files(data))
+    count = sum(1 for n in names if n.startswith("evidence/") and n.endswith(".p7s"))
+    if as_json:
+        echo_json({"ok": True, "bundle": str(path), "bytes": len(data), "evidences": count, "files": names})
+    else:
+        click.echo(f"证据包已导出 evidence bundle written: {path} ({count} evidence(s), {len(data)} bytes)")
+
+
+def _parse_at(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO 8601)") from exc
+    if parsed.tzinfo is None:
+        from docex.protocols import localtime
+
+        parsed = parsed.replace(tzinfo=localtime.zone())
+    return parsed.astimezone(dt.UTC)
+
+
+@evidence.command()
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ca", "cas", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A trusted CA certificate (PEM); repeat for the city's, an archive CA...")
+@click.option("--at", "at", help="Evaluate at this date instead of now (YYYY-MM-DD or ISO 8601).")
+@json_option
+@handles_errors
+def verify(bundle: str, cas: tuple[str, ...], at: str | None, as_json: bool) -> None:
+    """Check a bundle with no server and no network; prints the timeline."""
+    from docex.pki.keys import load_certificates
+    from docex.protocols import localtime
+    from docex.protocols.bundle import verify as verify_bundle
+
+    anchors = [c for path in cas for c in load_certificates(Path(path))]
+    report = verify_bundle(Path(bundle).read_bytes(), anchors, at=_parse_at(at))
+    if as_json:
+        echo_json({"ok": report.ok, "status": report.status, "message_id": report.message_id,
+                   "envelope_sha256": report.envelope_sha256, "doc_number": report.doc_number,
+                   "title": report.title, "sender": report.sender, "exported_by": report.exported_by,
+                   "archive": report.archive, "timeline": report.timeline, "checks": report.checks,
+                   "problems": report.problems})
+    else:
+        click.echo(f"公文 {report.doc_number} 《{report.title}》 发文单位 {report.sender}")
+        click.echo(f"信封摘要 envelope SHA-256 {report.envelope_sha256}")
+        click.echo("时间线：")
+        for r in report.timeline:
+            when = localtime.show(dt.datetime.fromisoformat(r["at"])) if r["at"] else "（无时间戳）"
+            extra = "".join(f"  {zh}：{r[k]}" for k, zh in (("person", "签收人"), ("reason", "理由"), ("code", "代码"))
+                            if r.get(k))
+            click.echo(f"  {when}  {r['zh']}  {r['issuer_name']}（{r['issuer']}）{extra}")
+        click.echo("Timeline:")
+        for r in report.timeline:
+            extra = "".join(f"  {k}: {r[k]}" for k in ("person", "reason", "code") if r.get(k))
+            click.echo(f"  {r['at'] or 'no timestamp'}  {r['en']}  {r['issuer_name']} ({r['issuer']}){extra}")
+        for check in report.checks:
+            click.echo(f"  ✓ {check}")
+        for problem in report.problems:
+            click.echo(f"  ✗ [{problem['code']}] {problem['message']}", err=True)
+        click.echo(f"结论 result: {STATUS_ZH.get(report.status, report.status)} {report.status}"
+                   f" — {report.archive.get('message', '')}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@evidence.command()
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--home", type=click.Path(exists=True, file_okay=False), help="A hub home whose TSA stamps the renewal.")
+@click.option("--tsa", help="RFC 3161 TSA URL for the renewal timestamp.")
+@json_option
+@passphrase_options
+@handles_errors
+def renew(bundle: str, output: str, home: str | None, tsa: str | None, as_json: bool,
+          passphrase: PassphraseSource) -> None:
+    """Add a fresh archive timestamp over the bundle (before the newest one expires)."""
+    from docex.protocols.bundle import renew as renew_bundle
+
+    data = renew_bundle(Path(bundle).read_bytes(), _stamper(home, tsa, passphrase))
+    path = Path(output)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    if as_json:
+        echo_json({"ok": True, "bundle": str(path), "bytes": len(data)})
+    else:
+        click.echo(f"证据包已续期 evidence bundle renewed: {path}")
+
+
+@evidence.command()
+@click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
+@click.argument("message_id")
+@click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False),
+              help="The staff member's certificate folder: who opened it.")
+@passphrase_options
+@handles_errors
+def opened(home: str, message_id: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
+    """Record that a received document was opened (signed evidence, sent to the sender)."""
+    from docex.agent.evidence import record_opened
+    from docex.cli.agent import _ctx
+
+    ctx = _ctx(home, passphrase)
+    made = record_opened(ctx, message_id, person_dir=person_dir, passphrase=passphrase.get() if person_dir else None)
+    click.echo("已记录打开 opened recorded" if made else "已记录过 already recorded")
