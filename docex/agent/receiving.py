@@ -187,8 +187,9 @@ class Receiver:
             log.warning("ignored an invalid receipt: [%s] %s", exc.code, exc.message)
             return
         with self.ctx.store.session() as s:  # every receipt is evidence, our own stamped copies too
-            keep(s, message_id=receipt.message_id, event=receipt.event, issuer=receipt.recipient,
-                 direction="received", der=body)
+            if s.get(Sent, receipt.message_id) is not None or s.get(Received, receipt.message_id) is not None:
+                keep(s, message_id=receipt.message_id, event=receipt.event, issuer=receipt.recipient,
+                     direction="received", der=body)
         state = RECEIPT_STATE.get(receipt.event)
         if state is None:
             return

@@ -45,14 +45,21 @@ def keep(s: Session, *, message_id: str, event: str, issuer: str, der: bytes) ->
         s.add(EvidenceRecord(message_id=message_id, event=event, issuer=issuer, digest=digest, der=der))
 
 
-def issue(ctx: HubContext, s: Session, *, message_id: str, event: str, envelope_sha256: str, code: str = "",
-          message: str = "", recipients: Sequence[str] = ()) -> bytes:
-    """A signed, timestamped notice naming the envelope: evidence of `event`, kept here
-    (in the caller's transaction) and returned for sending to the document's sender."""
+def prepare(ctx: HubContext, *, message_id: str, event: str, envelope_sha256: str, code: str = "",
+            message: str = "", recipients: Sequence[str] = ()) -> bytes:
+    """A signed, timestamped notice naming the envelope: evidence of `event`. Made before
+    a transaction where it can be (signing and timestamping need no database lock)."""
     _, der = make_notice(message_id=message_id, event=event, code=code or event, message=message,
                          recipients=tuple(recipients), hub=ctx.config.prefix, cert=ctx.identity.cert,
                          key=ctx.identity.key, envelope_sha256=envelope_sha256)
-    der = stamp(ctx, der)
+    return stamp(ctx, der)
+
+
+def issue(ctx: HubContext, s: Session, *, message_id: str, event: str, envelope_sha256: str, code: str = "",
+          message: str = "", recipients: Sequence[str] = ()) -> bytes:
+    """`prepare`, kept here in the caller's transaction; returned for sending to the sender."""
+    der = prepare(ctx, message_id=message_id, event=event, envelope_sha256=envelope_sha256, code=code,
+                  message=message, recipients=recipients)
     keep(s, message_id=message_id, event=event, issuer=ctx.config.prefix, der=der)
     return der
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import select, update
@@ -161,12 +162,18 @@ class Intake:
         h = outer.header
         digest = hashlib.sha256(delivery.body).hexdigest()
         owed: list[Outbox] = []
+        with self.ctx.db.read() as s:
+            known = s.get(Document, h.message_id) is not None
+        # Evidence is signed and timestamped before the write lock is taken.
+        evidence = [] if known else self._prepare_evidence(h, digest, routes, origin)
         with self.ctx.db.session() as s:
             existing = s.get(Document, h.message_id)
             replay = existing is not None and existing.envelope_sha256 != digest
             squatted = existing is not None and existing.sender != h.sender
             if existing is None:
-                owed = self._record(s, h, digest, delivery.body, routes, origin)
+                if known:  # it was there a moment ago and is gone: make the evidence now
+                    evidence = self._prepare_evidence(h, digest, routes, origin)
+                owed = self._record(s, h, digest, delivery.body, routes, origin, evidence)
         if squatted:
             # Another unit holds this id: this sender's document did NOT go. Its notice names
             # the recipients, which the sender's agent shows as not delivered (`duplicate`).
@@ -198,7 +205,7 @@ class Intake:
             return s.get(Document, message_id) is not None
 
     def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route],
-                origin: Origin | None) -> list[Outbox]:
+                origin: Origin | None, evidence: list[tuple[str, bytes]]) -> list[Outbox]:
         """Store the document, its deliveries and the outbox rows it owes; returns those rows."""
         now = utcnow()
         hours = self.ctx.config.limits.deadline_hours.get(h.priority, 72.0)
@@ -224,13 +231,11 @@ class Intake:
                               code="paper_route" if paper and address in paper else ""))
         audit.append(s, "hub", "document.accept", h.message_id, sender=h.sender, doc_number=h.doc_number,
                      recipients=list(routes), digest=digest)
-        owed += self._evidence(s, h, digest, routes, origin)
+        prefix = self.ctx.config.prefix
+        for event, der in evidence:
+            hub_evidence.keep(s, message_id=h.message_id, event=event, issuer=prefix, der=der)
+            owed += self._notify_sender(s, h.message_id, h.sender, event, der, "" if event == "paper_route" else prefix)
         if paper:
-            der = hub_evidence.issue(
-                self.ctx, s, message_id=h.message_id, event="paper_route", envelope_sha256=digest,
-                message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=paper,
-            )
-            owed += self._notify_sender(s, h.message_id, h.sender, "paper_route", der)
             audit.append(s, "hub", "document.paper_route", h.message_id, recipients=paper)
         s.flush()  # the rows get their ids, which the publication marks
         return owed
@@ -243,27 +248,31 @@ class Intake:
         return [outbox.add(s, key=messages.notice_key(message_id, event, extra), kind=messages.NOTICE, route=route,
                            address=sender, body=der)]
 
-    def _evidence(self, s: Session, h: RoutingHeader, digest: str, routes: dict[str, Route],
-                  origin: Origin | None) -> list[Outbox]:
+    def _prepare_evidence(self, h: RoutingHeader, digest: str, routes: dict[str, Route],
+                          origin: Origin | None) -> list[tuple[str, bytes]]:
         """Evidence for the sender: `accepted` from its own hub, `relayed` from each hub
         that takes the document over a link or hands it to one (the bridge's crossing is
-        witnessed on both sides)."""
+        witnessed on both sides), `paper_route` for recipients off the network."""
         prefix = self.ctx.config.prefix
-        owed: list[Outbox] = []
+        made: list[tuple[str, bytes]] = []
+
+        def make(event: str, **kw: Any) -> None:
+            made.append((event, hub_evidence.prepare(self.ctx, message_id=h.message_id, event=event,
+                                                     envelope_sha256=digest, **kw)))
+
         if origin is None or origin.kind == "unit":
-            der = hub_evidence.issue(self.ctx, s, message_id=h.message_id, event="accepted", envelope_sha256=digest,
-                                     message=f"{prefix} 已接收 accepted", recipients=list(routes))
-            owed += self._notify_sender(s, h.message_id, h.sender, "accepted", der, prefix)
+            make("accepted", message=f"{prefix} 已接收 accepted", recipients=list(routes))
         links = sorted({f"link:{r.link}" for r in routes.values() if r.kind in ("child", "parent")})
-        if origin is not None and origin.kind == "link" or links:
+        if (origin is not None and origin.kind == "link") or links:
             came = f"link:{origin.name}" if origin is not None and origin.kind == "link" else "local"
             onward = sorted({"local" if r.kind == "local" else "paper" if r.kind == "paper" else f"link:{r.link}"
                              for r in routes.values()})
-            der = hub_evidence.issue(self.ctx, s, message_id=h.message_id, event="relayed", envelope_sha256=digest,
-                                     code=f"{came}->{','.join(onward)}",
-                                     message=f"{prefix}: {came} → {', '.join(onward)}", recipients=list(routes))
-            owed += self._notify_sender(s, h.message_id, h.sender, "relayed", der, prefix)
-        return owed
+            make("relayed", code=f"{came}->{','.join(onward)}", message=f"{prefix}: {came} → {', '.join(onward)}",
+                 recipients=list(routes))
+        paper = [a for a, r in routes.items() if r.kind == "paper"]
+        if paper:
+            make("paper_route", message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=paper)
+        return made
 
     def _flush(self, publisher: ConfirmedPublisher, keys: list[str]) -> None:
         with self.ctx.db.read() as s:
@@ -291,6 +300,9 @@ class Intake:
             return
         key = messages.receipt_key(receipt.message_id, receipt.recipient, receipt.event)
         outcome: _ReceiptOutcome | None = None
+        # The hub timestamps on the agent's behalf (before taking the write lock); the
+        # stamped copy is what is kept and forwarded, and the recipient gets it back.
+        body = hub_evidence.stamp(self.ctx, delivery.body) if origin.kind == "unit" else delivery.body
         with self.ctx.db.session() as s:
             row = s.execute(
                 select(DeliveryRow).where(DeliveryRow.message_id == receipt.message_id,
@@ -304,9 +316,6 @@ class Intake:
                                              Receipt.recipient == receipt.recipient, Receipt.event == receipt.event)
                 ).first()
                 if seen is None:
-                    # The hub timestamps on the agent's behalf; the stamped copy is what
-                    # is kept and forwarded, and the recipient gets it back.
-                    body = hub_evidence.stamp(self.ctx, delivery.body) if origin.kind == "unit" else delivery.body
                     outcome = self._record_receipt(s, row, receipt, body, origin, key)
                     if body != delivery.body:
                         outcome.owed.append(outbox.add(
