@@ -86,8 +86,8 @@ def evidence() -> None:
 @handles_errors
 def export(home: str, message_id: str, output: str, tsa: str | None, as_json: bool,
            passphrase: PassphraseSource) -> None:
-    """Write the evidence bundle of one document (envelope, inner package, every evidence
-    with its timestamp, certificates and CRLs, audit entries and checkpoint, timeline)."""
+    """导出证据包 Write the evidence bundle of one document (envelope, inner package, every
+    evidence with its timestamp, certificates and CRLs, audit entries and checkpoint, timeline)."""
     from docex.protocols.bundle import read_files
 
     if _is_hub(home):
@@ -140,7 +140,7 @@ def _parse_at(value: str | None) -> dt.datetime | None:
 @json_option
 @handles_errors
 def verify(bundle: str, cas: tuple[str, ...], at: str | None, as_json: bool) -> None:
-    """Check a bundle with no server and no network; prints the timeline."""
+    """离线核验证据包 Check a bundle with no server and no network; prints the timeline."""
     from docex.pki.keys import load_certificates
     from docex.protocols import localtime
     from docex.protocols.bundle import verify as verify_bundle
@@ -186,7 +186,7 @@ def verify(bundle: str, cas: tuple[str, ...], at: str | None, as_json: bool) -> 
 @handles_errors
 def renew(bundle: str, output: str, home: str | None, tsa: str | None, as_json: bool,
           passphrase: PassphraseSource) -> None:
-    """Add a fresh archive timestamp over the bundle (before the newest one expires)."""
+    """证据包续期 Add a fresh archive timestamp over the bundle (before the newest one expires)."""
     from docex.protocols.bundle import renew as renew_bundle
 
     data = renew_bundle(Path(bundle).read_bytes(), _stamper(home, tsa, passphrase))
@@ -208,7 +208,7 @@ def renew(bundle: str, output: str, home: str | None, tsa: str | None, as_json: 
 @passphrase_options
 @handles_errors
 def opened(home: str, message_id: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
-    """Record that a received document was opened (signed evidence, sent to the sender)."""
+    """记录已打开 Record that a received document was opened (signed evidence, sent to the sender)."""
     from docex.agent.evidence import record_opened
     from docex.cli.agent import _ctx
 

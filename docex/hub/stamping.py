@@ -21,7 +21,8 @@ def load_stamper(config: HubConfig, passphrase: bytes | None) -> Stamper | None:
     from docex.pki.tsa import TimeStampAuthority
 
     try:
-        return local_stamper(TimeStampAuthority.load(folder, passphrase))
+        # Every token still goes into the TSA's ledger, without an fsync each (see tsa.py).
+        return local_stamper(TimeStampAuthority.load(folder, passphrase, sync_ledger=False))
     except PkiError as exc:
         log.warning("the hub's TSA cannot be used: [%s] %s", exc.code, exc.message)
         return None

@@ -113,6 +113,7 @@ class TimeStampAuthority:
         policy_oid: str = TSA_POLICY_OID,
         clock: Callable[[], dt.datetime] | None = None,
         ledger: str | os.PathLike[str] | None = None,
+        sync_ledger: bool = True,
     ) -> None:
         if role_of(cert) is not CertRole.TSA:
             raise PkiError("wrong_certificate_role", "the TSA needs a certificate issued by issue_tsa")
@@ -126,6 +127,10 @@ class TimeStampAuthority:
         # Every token issued is recorded (serial, time, imprint) before it leaves: the TSA's
         # answer to "did you issue this token?" years later. JSON lines, append-only.
         self.ledger = Path(ledger) if ledger is not None else None
+        # fsync per token: right for the HTTP service; the hub's in-process stamping of
+        # delivery evidence turns it off (an fsync on a busy disk can stall for minutes,
+        # and every evidence it stamps is itself kept durably in the hub's database).
+        self._sync_ledger = sync_ledger
         self._ledger_lock = threading.Lock()
         self._asn1_cert = _asn1_cert(cert)
         # DER kept apart: certificates are embedded freshly loaded (unparsed) in every
@@ -164,7 +169,8 @@ class TimeStampAuthority:
             fd = os.open(self.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, line)
-                os.fsync(fd)
+                if self._sync_ledger:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
 
