@@ -543,17 +543,54 @@ def as_content_info(kind: str, content_der: bytes) -> bytes:
 def recipient_ids(der: bytes) -> list[tuple[bytes, int]]:
     """(issuer name DER, serial) of every key-transport recipient of an AuthEnvelopedData:
     whom it is encrypted to, readable without any key."""
-    info = _load_content_info(der, "authenticated_enveloped_data")
     out: list[tuple[bytes, int]] = []
     try:
-        for ri in info["content"]["recipient_infos"]:
+        for ri in _recipient_infos(der):
             if ri.name != "ktri" or ri.chosen["rid"].name != "issuer_and_serial_number":
                 raise PkiError("malformed_envelope", "recipients must be named by issuer and serial number")
             ias = ri.chosen["rid"].chosen
             out.append((ias["issuer"].dump(), int(ias["serial_number"].native)))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise PkiError("malformed_envelope", "the recipient infos are not well formed") from exc
     return out
+
+
+def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end) of the DER element at `pos` (low tag numbers only)."""
+    tag, first = der[pos], der[pos + 1]
+    if first < 0x80:
+        return tag, pos + 2, pos + 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4:
+        raise ValueError("indefinite or huge length")
+    length = int.from_bytes(der[pos + 2 : pos + 2 + count], "big")
+    return tag, pos + 2 + count, pos + 2 + count + length
+
+
+def _recipient_infos(der: bytes) -> asn1_cms.RecipientInfos:
+    """The RecipientInfos of an AuthEnvelopedData ContentInfo, found by walking the DER
+    headers: nothing of the (large) ciphertext after them is parsed or copied."""
+    tag, pos, end = _tlv(der, 0)  # ContentInfo
+    if tag != 0x30 or end != len(der):
+        raise ValueError("not a ContentInfo")
+    tag, start, pos = _tlv(der, pos)  # contentType
+    if tag != 0x06 or der[start:pos] != _AUTH_ENVELOPED_OID:
+        raise PkiError("malformed_envelope", "expected CMS authenticated_enveloped_data")
+    tag, pos, _ = _tlv(der, pos)  # [0] EXPLICIT
+    tag2, pos, _ = _tlv(der, pos)  # AuthEnvelopedData
+    if tag != 0xA0 or tag2 != 0x30:
+        raise ValueError("not an AuthEnvelopedData")
+    _, _, pos = _tlv(der, pos)  # version
+    tag, _, after = _tlv(der, pos)
+    if tag == 0xA0:  # originatorInfo
+        pos = after
+        tag, _, after = _tlv(der, pos)
+    if tag != 0x31:
+        raise ValueError("no RecipientInfos")
+    return asn1_cms.RecipientInfos.load(der[pos:after], strict=True)
+
+
+_AUTH_ENVELOPED_OID = bytes.fromhex("2a864886f70d0109100117")  # 1.2.840.113549.1.9.16.1.23
 
 
 def same_issuer(name_der: bytes, name: x509.Name) -> bool:
