@@ -221,6 +221,10 @@ class AgentContext:
         with self._lock:
             return sorted(self._directories)
 
+    def directories(self) -> list[DirectorySnapshot]:
+        with self._lock:
+            return list(self._directories.values())
+
     def units(self) -> list[UnitEntry]:
         with self._lock:
             return [u for snap in self._directories.values() for u in snap.units]

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # sender-side states, from receipts and notices
 RECEIPT_STATE = {"delivered": "delivered", "signed_for": "signed_for", "returned": "returned", "refused": "rejected"}
-_RANK = {"queued": 0, "sent": 1, "routed": 2, "waiting_for_link": 2, "dead_letter": 2, "delivered": 3, "signed_for": 4,
+_RANK = {"queued": 0, "waiting_for_directory": 0, "sent": 1, "routed": 2, "waiting_for_link": 2, "dead_letter": 2, "delivered": 3, "signed_for": 4,
          "returned": 4, "rejected": 4, "expired": 4, "paper_route": 4, "recalled": 4}
 
 

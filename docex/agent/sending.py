@@ -4,6 +4,7 @@ the sender's record of it. The service publishes the outbox when the broker is t
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -12,18 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy import select, update
 
 from docex.agent.context import AgentContext
 from docex.agent.evidence import keep_envelope
-from docex.agent.store import Outgoing, Sent, SentRecipient
+from docex.agent.store import Held, Outgoing, Sent, SentRecipient
+from docex.pki.errors import PkiError
 from docex.pki.recipients import usable_for_encryption
 from docex.protocols import envelope, messages
 from docex.protocols.address import check_address, is_under
-from docex.protocols.directory import UnitEntry
+from docex.protocols.directory import UnitEntry, no_hub_knows
 from docex.protocols.errors import DocexError
 from docex.protocols.manifest import Manifest, new_message_id
 
 log = logging.getLogger(__name__)
+WAITING = "waiting_for_directory"
 
 
 @dataclass(frozen=True)
@@ -96,21 +100,59 @@ def paper_route(ctx: AgentContext, addresses: tuple[str, ...]) -> list[str]:
     return off
 
 
-def queue_document(ctx: AgentContext, draft: Draft) -> str:
-    """Validate, seal (if configured), pack and store in the outbox. Returns the message id."""
-    recipients = tuple(dict.fromkeys((*draft.to, *draft.cc)))
-    certs = []
-    off_network = set()
+@dataclass
+class _Resolved:
+    certs: list[x509.Certificate] = field(default_factory=list)
+    off_network: set[str] = field(default_factory=set)  # no hub knows them: the hub answers paper route
+    unknown: list[str] = field(default_factory=list)  # not in our directory yet
+
+
+def _resolve(ctx: AgentContext, recipients: Sequence[str], paper: frozenset[str] = frozenset()) -> _Resolved:
+    out = _Resolved()
     for address in recipients:
         check_address(address)
+        if address in paper:
+            out.off_network.add(address)
+            continue
         entry = ctx.lookup(address)
         if entry is None:
-            refuse_unknown(ctx, address)
-            off_network.add(address)  # the hub answers paper_route
+            refuse_unknown(ctx, address)  # a typo inside what the network knows: refused now
+            if no_hub_knows(ctx.directories(), address):
+                out.off_network.add(address)
+            else:
+                out.unknown.append(address)
             continue
         if entry.state != "enabled":
             raise DocexError("recipient_disabled", f"{address} ({entry.name}) is disabled")
-        certs.append(_encryption_certificate(ctx, address, entry))
+        out.certs.append(_encryption_certificate(ctx, address, entry))
+    return out
+
+
+def queue_document(ctx: AgentContext, draft: Draft) -> str:
+    """Validate, seal (if configured), pack and store in the outbox. Returns the message id.
+    A recipient our directory does not know yet (another hub's unit whose directory has
+    not reached us) holds the document unpacked, `waiting_for_directory`: it is never
+    encrypted to fewer recipients than it names. The hub is asked at once; it answers
+    paper route for an address no hub knows."""
+    recipients = tuple(dict.fromkeys((*draft.to, *draft.cc)))
+    resolved = _resolve(ctx, recipients)
+    # Only off-network recipients: nobody to encrypt to; the hub settles them first.
+    ask = resolved.unknown + ([] if resolved.certs else sorted(resolved.off_network))
+    if ask:
+        _hold(ctx, draft, recipients, ask)
+        return draft.message_id
+    data, inner = _pack(ctx, draft, resolved)
+    with ctx.store.session() as s:
+        s.add(Outgoing(kind=messages.DOCUMENT, message_id=draft.message_id, body=data))
+        keep_envelope(s, message_id=draft.message_id, role="sent", envelope=data, inner=inner)
+        s.add(Sent(message_id=draft.message_id, title=draft.title, doc_number=draft.doc_number, priority=draft.priority))
+        for address in recipients:
+            s.add(SentRecipient(message_id=draft.message_id, recipient=address, state="queued"))
+    log.info("queued %s %s for %d recipient(s)", draft.message_id, draft.doc_number, len(recipients))
+    return draft.message_id
+
+
+def _pack(ctx: AgentContext, draft: Draft, resolved: _Resolved) -> tuple[bytes, bytes]:
     files = dict(draft.files)
     main = _main_document(files)
     seal_if_configured(ctx, main, files)
@@ -119,18 +161,91 @@ def queue_document(ctx: AgentContext, draft: Draft) -> str:
         title=draft.title, doc_number=draft.doc_number, priority=draft.priority,
         classification=draft.classification, fields=dict(draft.fields),
     )
-    data, inner = envelope.pack_layers(manifest, files, ctx.creds, certs, main_document=main,
-                                       off_network=frozenset(off_network))
+    data, inner = envelope.pack_layers(manifest, files, ctx.creds, resolved.certs, main_document=main,
+                                       off_network=frozenset(resolved.off_network))
     if len(data) > ctx.config.max_envelope_bytes:
         raise DocexError("too_large", f"the envelope is {len(data)} bytes, over {ctx.config.max_envelope_bytes}")
+    return data, inner
+
+
+def _draft_json(draft: Draft) -> bytes:
+    return json.dumps({"to": list(draft.to), "cc": list(draft.cc), "title": draft.title, "doc_number": draft.doc_number,
+                       "priority": draft.priority, "classification": draft.classification, "fields": dict(draft.fields),
+                       "message_id": draft.message_id,
+                       "files": {n: base64.b64encode(b).decode() for n, b in draft.files.items()}},
+                      ensure_ascii=False).encode()
+
+
+def _draft_of(data: bytes) -> Draft:
+    d = json.loads(data)
+    return Draft(to=tuple(d["to"]), cc=tuple(d["cc"]), title=d["title"], doc_number=d["doc_number"],
+                 priority=d["priority"], classification=d["classification"], fields=d["fields"],
+                 message_id=d["message_id"], files={n: base64.b64decode(b) for n, b in d["files"].items()})
+
+
+def _hold(ctx: AgentContext, draft: Draft, recipients: Sequence[str], unknown: list[str]) -> None:
+    lookup = json.dumps({"message_id": draft.message_id, "recipients": unknown}).encode()
     with ctx.store.session() as s:
-        s.add(Outgoing(kind=messages.DOCUMENT, message_id=manifest.message_id, body=data))
-        keep_envelope(s, message_id=manifest.message_id, role="sent", envelope=data, inner=inner)
-        s.add(Sent(message_id=manifest.message_id, title=draft.title, doc_number=draft.doc_number, priority=draft.priority))
+        s.add(Held(message_id=draft.message_id, draft=_draft_json(draft)))
+        s.add(Sent(message_id=draft.message_id, title=draft.title, doc_number=draft.doc_number, priority=draft.priority,
+                   state=WAITING))
         for address in recipients:
-            s.add(SentRecipient(message_id=manifest.message_id, recipient=address, state="queued"))
-    log.info("queued %s %s for %d recipient(s)", manifest.message_id, draft.doc_number, len(recipients))
-    return manifest.message_id
+            s.add(SentRecipient(message_id=draft.message_id, recipient=address, state=WAITING))
+        s.add(Outgoing(kind=messages.DIRECTORY_REQUEST, message_id=f"{messages.DIRECTORY_REQUEST}|{draft.message_id}",
+                       body=lookup))
+    log.info("holding %s %s: %s not in the directory yet (waiting for directory)", draft.message_id, draft.doc_number,
+             ", ".join(unknown))
+
+
+def release_held(ctx: AgentContext) -> int:
+    """Pack and queue every held document whose recipients are all known now (or answered
+    paper route by the hub). Returns how many were released."""
+    with ctx.store.session() as s:
+        held = [(h.message_id, h.draft) for h in s.execute(select(Held)).scalars()]
+    released = 0
+    for message_id, data in held:
+        draft = _draft_of(data)
+        recipients = tuple(dict.fromkeys((*draft.to, *draft.cc)))
+        with ctx.store.session() as s:
+            rows = {r.recipient: r.state for r in s.execute(
+                select(SentRecipient).where(SentRecipient.message_id == message_id)).scalars()}
+        paper = frozenset(a for a, state in rows.items() if state == "paper_route")
+        try:
+            resolved = _resolve(ctx, recipients, paper)
+            if resolved.unknown or (not resolved.certs and resolved.off_network - paper):
+                continue  # still waiting for the directory, or for the hub's answer
+            body = _pack(ctx, draft, resolved) if resolved.certs else None
+        except DocexError as exc:
+            _give_up(ctx, message_id, exc)
+            continue
+        with ctx.store.session() as s:
+            row = s.get(Held, message_id)
+            if row is None:
+                continue  # released by another process meanwhile
+            s.delete(row)
+            if body is not None:
+                s.add(Outgoing(kind=messages.DOCUMENT, message_id=message_id, body=body[0]))
+                keep_envelope(s, message_id=message_id, role="sent", envelope=body[0], inner=body[1])
+                s.execute(update(Sent).where(Sent.message_id == message_id).values(state="queued"))
+                s.execute(update(SentRecipient).where(SentRecipient.message_id == message_id,
+                                                      SentRecipient.state == WAITING).values(state="queued"))
+            else:
+                s.execute(update(Sent).where(Sent.message_id == message_id).values(state="paper_route"))
+        released += 1
+        log.info("released %s: %s", message_id, "queued" if body is not None else "every recipient on paper")
+    return released
+
+
+def _give_up(ctx: AgentContext, message_id: str, exc: PkiError) -> None:
+    """A held document that can no longer go (a recipient was disabled meanwhile...)."""
+    with ctx.store.session() as s:
+        row = s.get(Held, message_id)
+        if row is not None:
+            s.delete(row)
+        s.execute(update(Sent).where(Sent.message_id == message_id).values(state="rejected"))
+        s.execute(update(SentRecipient).where(SentRecipient.message_id == message_id, SentRecipient.state == WAITING)
+                  .values(state="rejected", code=exc.code, reason=exc.message))
+    log.warning("held %s cannot be sent: [%s] %s", message_id, exc.code, exc.message)
 
 
 def draft_from_sidecar(sidecar: Path) -> Draft:

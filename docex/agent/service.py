@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from docex.agent.config import BROKER_CA_NAME
 from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
-from docex.agent.sending import draft_from_sidecar, queue_document
+from docex.agent.sending import draft_from_sidecar, queue_document, release_held
 from docex.agent.store import Outgoing, Sent, SentRecipient, Setting, utcnow
 from docex.broker import (
     BrokerError,
@@ -197,6 +197,7 @@ class AgentService:
                         beat = now
                     if now - folder >= self.folder_seconds:
                         scan_outbox_folder(self.ctx)
+                        release_held(self.ctx)  # documents waiting for the directory
                         folder = now
                     if not sent:
                         # The publisher's own I/O thread answers heartbeats meanwhile.

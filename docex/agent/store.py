@@ -60,6 +60,16 @@ class Sent(Base):
     state: Mapped[str] = mapped_column(String(30), default="queued")  # queued | sent | rejected
 
 
+class Held(Base):
+    """A document held before packing: a recipient is not in our directory yet (nor known
+    to be nowhere). Released when the directory knows it or the hub answers paper route."""
+
+    __tablename__ = "held"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    draft: Mapped[bytes] = mapped_column(LargeBinary)  # JSON: the Draft, files base64
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class SentRecipient(Base):
     """The sender's view of one recipient, kept current from receipts and notices."""
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from docex.hub.identity import HubIdentity
-from docex.hub.models import Setting, Unit
+from docex.hub.models import Link, Setting, Unit
 from docex.pki.recipients import usable_for_encryption
 from docex.pki.trust import TrustStore
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, cert_pem, sign_directory
@@ -118,6 +118,7 @@ def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tup
         children=children,
         crls=tuple(p.read_text() for p in identity.crl_files if p.exists()),
         anchors=anchor_pems(identity),
+        has_parent=session.execute(select(Link.name).where(Link.role == "parent")).first() is not None,
     )
 
 

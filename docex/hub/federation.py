@@ -272,3 +272,66 @@ def accept_remote_notice(ctx: HubContext, delivery: Delivery, origin: Origin, pu
         with ctx.db.read() as s:
             rows_out = outbox.pending(s, [key])
         outbox.deliver(ctx.db, publisher, not_held(ctx.db, rows_out))
+
+
+# -- addresses a sender's directory does not know yet ---------------------------------------------
+MAX_LOOKUP = 200
+
+
+def unroutable(ctx: HubContext, address: str) -> bool:
+    """Whether no hub can deliver `address`: nowhere to route it, or the directories we
+    hold settle that it exists nowhere. False while it may still become known (its hub's
+    snapshot has not crossed the link yet)."""
+    from docex.protocols.directory import no_hub_knows
+
+    route = ctx.route(address)
+    if route.kind == "paper":
+        ctx.refresh_links()  # a link made a moment ago (`docex bridge run`) counts
+        route = ctx.route(address)
+    if route.kind == "paper":
+        return True
+    if route.kind == "local":
+        with ctx.db.read() as s:
+            return s.get(Unit, address) is None
+    with ctx.db.read() as s:
+        rows = list(s.execute(select(RemoteDirectory)).scalars())
+    snaps = []
+    for row in rows:
+        try:
+            snaps.append(verify_directory(row.der, ctx.identity.trust))
+        except PkiError:
+            continue
+    return no_hub_knows(snaps, address)
+
+
+def answer_lookup(ctx: HubContext, body: bytes, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
+    """A unit holds a document for addresses its directory does not know: tell it, signed,
+    which ones no hub can deliver (paper route); for the others its directory will do."""
+    import json
+
+    from docex.broker.topology import DELIVER_EXCHANGE as DELIVER
+    from docex.protocols.address import check_address
+    from docex.protocols.errors import describe
+    from docex.protocols.identifiers import check_message_id
+    from docex.protocols.notice import make_notice
+
+    if origin is None or origin.kind != "unit" or len(body) > 64 * 1024:
+        return
+    try:
+        data = json.loads(body)
+        message_id = check_message_id(str(data["message_id"]))
+        addresses = [str(a) for a in data["recipients"]][:MAX_LOOKUP]
+        for address in addresses:
+            check_address(address)
+    except (ValueError, KeyError, TypeError, PkiError) as exc:
+        log.warning("ignored a malformed directory lookup from %s: %s", origin.name, exc)
+        return
+    paper = tuple(a for a in addresses if unroutable(ctx, a))
+    if not paper:
+        return
+    _, der = make_notice(message_id=message_id, event="paper_route", code="paper_route",
+                         message=f"{describe('paper_route')}: {', '.join(paper)}", recipients=paper,
+                         hub=ctx.config.prefix, cert=ctx.identity.cert, key=ctx.identity.key)
+    publisher.publish_many([PublishItem(DELIVER, origin.name, der,
+                                        messages.notice_key(message_id, "paper_route", "lookup"), type=messages.NOTICE)])
+    log.info("lookup by %s for %s: paper route for %s", origin.name, message_id, ", ".join(paper))

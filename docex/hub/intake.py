@@ -73,6 +73,10 @@ class Intake:
             self.heartbeat(origin)
         elif kind == messages.DIRECTORY_REQUEST:
             self.directory_request(origin, publisher)
+            if delivery.body:
+                from docex.hub.federation import answer_lookup
+
+                answer_lookup(self.ctx, delivery.body, origin, publisher)
         elif kind == messages.DIRECTORY and origin is not None and origin.kind == "link":
             from docex.hub.federation import accept_remote_directory
 

@@ -6,6 +6,7 @@ is accepted only when signed by the hub owning its prefix."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,6 +66,9 @@ class DirectorySnapshot:
     # Other CAs (PEM) the hub trusts, configured or learned over its links. Agents take them
     # only from their own hub's snapshot (pinned to their hub's CA).
     anchors: tuple[str, ...] = field(default_factory=tuple)
+    # Whether the hub hands addresses outside its prefix to a parent exchange. A hub
+    # without one is the top of the network: nothing outside its prefix exists.
+    has_parent: bool = True
 
     def to_payload(self) -> dict[str, Any]:
         data = asdict(self)
@@ -86,6 +90,7 @@ class DirectorySnapshot:
                 children=tuple(str(c) for c in data.get("children", ())),
                 crls=tuple(str(c) for c in data.get("crls", ())),
                 anchors=tuple(str(c) for c in data.get("anchors", ())),
+                has_parent=bool(data.get("has_parent", True)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DocexError("directory_untrusted", "the directory snapshot is not well formed") from exc
@@ -108,6 +113,22 @@ class DirectorySnapshot:
             if unit.address == address:
                 return unit
         return None
+
+
+def no_hub_knows(snapshots: Iterable[DirectorySnapshot], address: str) -> bool:
+    """Whether the directories in hand settle that `address` exists nowhere: the most
+    specific snapshot covering it does not list it, nor does it hand its prefix to a child
+    hub (whose own snapshot would); or no snapshot covers it and we hold the top hub's
+    (one with no parent). Otherwise False: it may still become known."""
+    known = list(snapshots)
+    covering = [s for s in known if is_under(address, s.prefix) and address != s.prefix]
+    if not covering:
+        # outside the tree of the network's top hub: no hub anywhere delivers it
+        return any(not s.has_parent for s in known)
+    best = max(covering, key=lambda s: len(s.prefix))
+    if best.find(address) is not None:
+        return False
+    return not any(is_under(address, child) for child in best.children)
 
 
 def sign_directory(snapshot: DirectorySnapshot, cert: x509.Certificate, key: PrivateKey) -> bytes:

@@ -23,6 +23,7 @@ SENDER_STATES: dict[str, tuple[str, str]] = {
     "queued": ("待发送", "queued"),
     "sent": ("已发出", "sent to the hub"),
     "waiting_for_link": ("等待链路", "waiting for link"),
+    "waiting_for_directory": ("等待通讯录", "waiting for the directory"),
     "recalling": ("撤销中", "recalling"),
 }
 

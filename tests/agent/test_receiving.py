@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
-from docex.agent.sending import Draft, queue_document
+from docex.agent.sending import Draft, queue_document, release_held
 from docex.agent.store import Notice, Outgoing, Quarantined, Received, Sent, SentRecipient
 from docex.broker import Delivery
 from docex.pki.errors import PkiError
@@ -130,9 +130,12 @@ def test_receipts_move_the_senders_view_forward_only(county: County) -> None:
 
 
 def test_notices_are_kept_and_a_refusal_marks_the_document(county: County) -> None:
-    sender, mid, _ = _send(county, to=(ZFB, "guangdong.swb"))
+    sender = county.context(XXZX)
+    mid = queue_document(sender, Draft(to=(ZFB, "guangdong.swb"), title="测试通知", doc_number="阳信发〔2011〕3号",
+                                       files=FILES))  # held: guangdong.swb is in no directory we hold
     receiver = Receiver(sender)
     receiver.notice(county.notice(mid, "paper_route", "paper_route", ("guangdong.swb",)))
+    assert release_held(sender) == 1
     receiver.notice(county.notice(mid, "rejected", "too_large"))
     with sender.store.session() as s:
         rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from docex.agent.context import AgentContext
-from docex.agent.sending import Draft, draft_from_sidecar, queue_document
-from docex.agent.store import Outgoing, Sent, SentRecipient
+from docex.agent.receiving import Receiver
+from docex.agent.sending import Draft, draft_from_sidecar, queue_document, release_held
+from docex.agent.store import Held, Outgoing, Sent, SentRecipient
 from docex.protocols import messages
 from docex.protocols.envelope import open_envelope, read_header
 from docex.protocols.errors import DocexError
@@ -56,9 +57,34 @@ def test_a_document_is_queued_with_the_senders_record(county: County, sender: Ag
         assert opened.files == FILES and opened.manifest.title == "防汛通知"
 
 
-def test_an_address_off_the_network_stays_in_the_header_for_the_paper_route(sender: AgentContext) -> None:
+def test_an_unknown_address_holds_the_document_until_the_hub_answers_paper_route(sender: AgentContext,
+                                                                                 county: County) -> None:
     mid = queue_document(sender, Draft(to=(ZFB, "guangdong.swb"), title="报送材料", doc_number="1号", files=FILES))
-    assert read_header(outgoing(sender, mid).body).recipients == (ZFB, "guangdong.swb")
+    # Held unpacked, waiting for the directory; the hub is asked which addresses no hub knows.
+    lookup = outgoing(sender, f"directory_request|{mid}")
+    assert json.loads(lookup.body) == {"message_id": mid, "recipients": ["guangdong.swb"]}
+    with sender.store.session() as s:
+        assert s.get(Held, mid) is not None and s.get(Outgoing, mid) is None
+        assert s.get(Sent, mid).state == "waiting_for_directory"  # type: ignore[union-attr]
+    assert release_held(sender) == 0  # nothing new: it keeps waiting
+    Receiver(sender).notice(county.notice(mid, "paper_route", "paper_route", ("guangdong.swb",)))
+    assert release_held(sender) == 1
+    body = outgoing(sender, mid).body
+    # The paper-route address stays in the header (the hub records it); only ZFB can open it.
+    assert read_header(body).recipients == (ZFB, "guangdong.swb")
+    assert open_envelope(body, county.context(ZFB).creds, sender.trust).manifest.title == "报送材料"
+    with sender.store.session() as s:
+        states = {r.recipient: r.state for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+    assert states == {ZFB: "queued", "guangdong.swb": "paper_route"}
+
+
+def test_a_document_only_for_addresses_no_hub_knows_is_never_packed(sender: AgentContext, county: County) -> None:
+    mid = queue_document(sender, Draft(to=("guangdong.swb",), title="报送材料", doc_number="2号", files=FILES))
+    Receiver(sender).notice(county.notice(mid, "paper_route", "paper_route", ("guangdong.swb",)))
+    assert release_held(sender) == 1
+    with sender.store.session() as s:
+        assert s.get(Outgoing, mid) is None and s.get(Held, mid) is None
+        assert s.get(Sent, mid).state == "paper_route"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("draft", "code"), [

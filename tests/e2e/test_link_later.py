@@ -16,6 +16,9 @@ import pytest
 
 from docex.agent.actions import sign_for
 from docex.agent.context import AgentContext
+from docex.agent.store import Held, Outgoing
+from docex.bridge.config import BridgeConfig
+from docex.cli.link import attach
 from docex.cli.localnet import CITY_PREFIX, COUNTY_PREFIX, LocalNetwork
 from docex.hub.db import Database
 from docex.hub.units import CsvUnit
@@ -65,11 +68,24 @@ def later(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Later]:
         city.close()
 
 
+def _held(net: Network, sender: str, message_id: str) -> bool:
+    with net.agent(sender).store.session() as s:
+        return s.get(Held, message_id) is not None and s.get(Outgoing, message_id) is None
+
+
 def test_the_county_runs_alone_first(later: Later) -> None:
     county = later.county
     mid, _ = county.send(XXZX, [YANGCHENG], doc_number="阳信发〔2011〕30号")
     county.wait_sent(XXZX, mid, "delivered", [YANGCHENG])
     assert not knows(county.home(XXZX), SWB)
+    # Not linked yet: an address outside the county waits for the hub's answer, which is
+    # paper route (no hub can deliver it); nothing is ever encrypted for it.
+    alone, _ = county.send(XXZX, [SWB], doc_number="阳信发〔2011〕31号")
+    county.wait_sent(XXZX, alone, "paper_route", [SWB])
+    wait_until(lambda: not _held(county, XXZX, alone) and county.sent_state(XXZX, alone) == "paper_route", 30,
+               "the held document to be settled")
+    with county.agent(XXZX).store.session() as s:
+        assert s.get(Outgoing, alone) is None
 
 
 def test_linked_afterwards_without_reprovisioning_and_exchanging_both_ways(later: Later) -> None:
@@ -79,6 +95,14 @@ def test_linked_afterwards_without_reprovisioning_and_exchanging_both_ways(later
     result = run("link", "create", "--home", str(city.hub_home), "--child", COUNTY_PREFIX, "--out",
                  str(later.bridge_home), "--child-ca", str(county_ca), "--insecure-no-passphrase")
     assert result.exit_code == 0, result.output
+    # The county hub has its parent link before the city's directory crossed it: a county
+    # unit's document to a city unit waits, unpacked, for the directory.
+    attach(BridgeConfig.load(later.bridge_home), str(county.hub_home))
+    held, _ = county.send(YANGCHENG, [SWB], doc_number="阳城发〔2011〕4号")
+    assert _held(county, YANGCHENG, held)
+    assert county.sent(YANGCHENG, held)[SWB].state == "waiting_for_directory"
+    listing = run("sent", "--home", county.home(YANGCHENG))
+    assert "等待通讯录" in listing.output
     # 2. beside the county hub: the bridge, making the county hub trust the city's CA
     county.net._spawn("bridge", ["bridge", "run", "--home", str(later.bridge_home), "--hub", str(county.hub_home),
                                  "--trust-parent-ca"])
@@ -95,6 +119,7 @@ def test_linked_afterwards_without_reprovisioning_and_exchanging_both_ways(later
     up, _ = county.send(YANGCHENG, [SWB], doc_number="阳城发〔2011〕5号")
     down, _ = city.send(SWB, [XXZX, YANGCHENG], doc_number="清办发〔2011〕9号")
     city.wait_hub(up, "delivered", [SWB])
+    county.wait_sent(YANGCHENG, held, "delivered", [SWB])  # released once the directory knew SWB
     county.wait_sent(YANGCHENG, up, "delivered", [SWB])
     county.wait_hub(down, "delivered", [XXZX, YANGCHENG])
     sign_for(county.agent(XXZX), down)
