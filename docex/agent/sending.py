@@ -136,10 +136,8 @@ def queue_document(ctx: AgentContext, draft: Draft) -> str:
     paper route for an address no hub knows."""
     recipients = tuple(dict.fromkeys((*draft.to, *draft.cc)))
     resolved = _resolve(ctx, recipients)
-    # Only off-network recipients: nobody to encrypt to; the hub settles them first.
-    ask = resolved.unknown + ([] if resolved.certs else sorted(resolved.off_network))
-    if ask:
-        _hold(ctx, draft, recipients, ask)
+    if resolved.unknown:
+        _hold(ctx, draft, recipients, resolved.unknown)
         return draft.message_id
     data, inner = _pack(ctx, draft, resolved)
     with ctx.store.session() as s:
@@ -212,9 +210,10 @@ def release_held(ctx: AgentContext) -> int:
         paper = frozenset(a for a, state in rows.items() if state == "paper_route")
         try:
             resolved = _resolve(ctx, recipients, paper)
-            if resolved.unknown or (not resolved.certs and resolved.off_network - paper):
+            if resolved.unknown:
                 continue  # still waiting for the directory, or for the hub's answer
-            body = _pack(ctx, draft, resolved) if resolved.certs else None
+            # Paper-route recipients stay in the header: the hub records and notices them.
+            body = _pack(ctx, draft, resolved)
         except DocexError as exc:
             _give_up(ctx, message_id, exc)
             continue

@@ -150,9 +150,19 @@ def demo(units: int, workdir: str, timeout: int, keep: bool, levels: str) -> Non
         net.start_hub(workers=1, api_port=api_port)
         net.wait_ready("hub", "running")
         net.start_agents(per_process=1 if len(chosen) <= 20 else 16)
+        click.echo("== 2b. 新终端申请证书，信息中心核对指纹后批准 (a terminal enrols; the centre approves)")
+        from docex.cli.enroll_demo import enrol_terminal
+
+        enrolled = enrol_terminal(net, db)
+        net.start_agent(enrolled.name)
         time.sleep(3)
-        addresses = [u.address for u in chosen]
+        addresses = [u.address for u in chosen] + [enrolled.name]
         ctx = {a: AgentContext.open(net.agents[a]) for a in addresses}
+        sender = ctx["qingyuan.yangshan.xxzx"]
+        wait = time.monotonic() + 30
+        while sender.lookup(enrolled.name) is None and time.monotonic() < wait:  # the next directory tick
+            time.sleep(0.5)
+            sender.load_directories()
         click.echo("== 3. 发文 (sending)")
         note = "各单位：\n    为推进电子公文交换系统建设，定于2011年8月24日举办操作培训。\n\n阳山县信息中心\n2011年8月20日\n"
         drafts = [

@@ -60,11 +60,17 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
     try:
         click.echo("== 2. 启动两级中心、桥接和各单位终端 (hubs, bridge, agents as processes)")
         net.start(per_process=8)
+        click.echo("== 2b. 新终端申请证书，县信息中心核对指纹后批准 (a county terminal enrols; the centre approves)")
+        from docex.cli.enroll_demo import enrol_terminal
+
+        enrolled = enrol_terminal(net.county, dbs["county"]).name
+        net.county.start_agent(enrolled)
         homes = {**net.city.agents, **net.county.agents}
         contexts = {a: AgentContext.open(h) for a, h in homes.items()}
         towns = _towns(county_rows, 3) or [XXZX]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (contexts[XWB].lookup(SWB) and contexts[SWB].lookup(towns[0])):
+        while time.monotonic() < deadline and not (contexts[XWB].lookup(SWB) and contexts[SWB].lookup(towns[0])
+                                                   and contexts[SWB].lookup(enrolled)):
             time.sleep(0.5)
         click.echo("   目录已跨链路交换 (directories crossed the link, signed by their own hubs)")
         click.echo("== 3. 发文 (sending): 上行, 下行, 跨县, 出省")
@@ -72,7 +78,7 @@ def run_three_levels(units: int, workdir: str, timeout: int, keep: bool) -> None
             ("县→市", "county", XWB, Draft(to=(SWB,), cc=(CITY_ZFB,), title="关于电子公文交换系统试点情况的报告",
                                           doc_number="阳办报〔2011〕15号", priority="加急",
                                           files={"报告.txt": "试点单位已全部开通电子公文交换。".encode()})),
-            ("市→县/镇", "city", SWB, Draft(to=tuple(towns), cc=(ZFB,), title="关于做好秋季森林防火工作的通知",
+            ("市→县/镇", "city", SWB, Draft(to=(*towns, enrolled), cc=(ZFB,), title="关于做好秋季森林防火工作的通知",
                                            doc_number="清办发〔2011〕88号", priority="特急",
                                            files={"通知.txt": "请各地加强巡查。".encode()})),
             ("镇→他县", "county", towns[0], Draft(to=(YINGDE,), title="关于商请协助核实流动人口信息的函",
