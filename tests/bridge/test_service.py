@@ -18,7 +18,7 @@ from docex.broker import (
     PublishTimeout,
     Unroutable,
 )
-from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY
+from docex.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, RECEIPTS_ROUTING_KEY
 from docex.pki.errors import PkiError
 from docex.protocols import messages
 
@@ -32,14 +32,16 @@ def _delivery(headers: dict[str, object], kind: str = "document") -> Delivery:
 def test_a_forwarded_message_keeps_its_bytes_id_and_type_and_counts_a_hop() -> None:
     item = forward_item(_delivery({messages.H_RECIPIENT: "qingyuan.swb", messages.H_HOPS: 2,
                                    "x-delivery-count": 3, "x-death": []}, "receipt"), "tag.link.yangshan")
-    assert (item.exchange, item.routing_key) == (INGRESS_EXCHANGE, INGRESS_ROUTING_KEY)
+    assert (item.exchange, item.routing_key) == (INGRESS_EXCHANGE, RECEIPTS_ROUTING_KEY)  # receipts: own queue
     assert (item.body, item.message_id, item.type, item.user_id) == (b"envelope bytes", "m-1", "receipt", "tag.link.yangshan")
     assert dict(item.headers or {}) == {messages.H_RECIPIENT: "qingyuan.swb", messages.H_HOPS: 3}
     assert item.persistent and item.mandatory
 
 
 def test_first_crossing_starts_the_hop_count() -> None:
-    assert dict(forward_item(_delivery({}), "u").headers or {}) == {messages.H_HOPS: 1}
+    item = forward_item(_delivery({}), "u")
+    assert dict(item.headers or {}) == {messages.H_HOPS: 1}
+    assert item.routing_key == INGRESS_ROUTING_KEY  # documents go to hub.ingress
 
 
 @pytest.mark.parametrize(("exc", "code"), [

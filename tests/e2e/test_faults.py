@@ -101,6 +101,7 @@ def backlog_at_hub(net: Network, count: int, label: str) -> list[str]:
     return ids
 
 
+@pytest.mark.timeout(900)  # three restarts and 450 deliveries: minutes on a loaded 2-core machine
 def test_sigkill_hub_and_agents_mid_stream_loses_and_duplicates_nothing(county: Network) -> None:
     try:
         ids = backlog_at_hub(county, 150, "SIGKILL")

@@ -43,6 +43,7 @@ def county(network: NetworkFactory, postgres: PrivatePostgres) -> Iterator[Netwo
         disk.unmount()
 
 
+@pytest.mark.timeout(600)
 def test_database_outage_at_the_hub_loses_nothing(county: Network, postgres: PrivatePostgres) -> None:
     try:
         postgres.stop()
@@ -63,6 +64,7 @@ def test_database_outage_at_the_hub_loses_nothing(county: Network, postgres: Pri
     assert county.queue_depth("hub.dead") == 0
 
 
+@pytest.mark.timeout(600)
 def test_full_disk_under_an_agent_loses_nothing(county: Network) -> None:
     disk: SmallDisk = county.disk  # type: ignore[attr-defined]
     host = county.hosts[faults.VICTIM]
