@@ -25,6 +25,7 @@ from docex.hub.units import CsvUnit
 from docex.pki.keys import load_certificate
 from docex.protocols import envelope, messages
 from docex.protocols.directory import DirectorySnapshot, sign_directory
+from docex.protocols.errors import DocexError
 from docex.protocols.manifest import Manifest, new_message_id
 from docex.protocols.receipt import verify_receipt
 from tests.cli.runner import run
@@ -185,13 +186,16 @@ def test_units_with_city_certificates_validate_both_ways(levels: Levels) -> None
 
 def test_addresses_no_hub_knows_go_on_paper_with_a_signed_notice(levels: Levels) -> None:
     county = levels.county
-    mid, _ = county.send(XXZX, ["guangdong.swb", "qingyuan.nosuch", SWB], doc_number="阳信发〔2011〕30号")
-    wait_until(lambda: county.hub_states(mid) == {"guangdong.swb": "paper_route", "qingyuan.nosuch": "paper_route",
-                                                  SWB: "delivered"}, 60, f"paper routes of {mid}")
-    # The city's signed notice for the address it does not know came back over the link.
+    # Inside the network (the city's directory) but no unit: refused at the source, not sent.
+    with pytest.raises(DocexError) as refused:
+        county.send(XXZX, ["qingyuan.nosuch", SWB], doc_number="阳信发〔2011〕29号")
+    assert refused.value.code == "unknown_recipient"
+    # Outside the network: on paper, with the hub's signed notice.
+    mid, _ = county.send(XXZX, ["guangdong.swb", SWB], doc_number="阳信发〔2011〕30号")
+    wait_until(lambda: county.hub_states(mid) == {"guangdong.swb": "paper_route", SWB: "delivered"}, 60,
+               f"paper routes of {mid}")
     wait_until(lambda: {a: r.state for a, r in county.sent(XXZX, mid).items()}
-               == {"guangdong.swb": "paper_route", "qingyuan.nosuch": "paper_route", SWB: "delivered"}, 60,
-               "paper notices at the sender")
+               == {"guangdong.swb": "paper_route", SWB: "delivered"}, 60, "paper notices at the sender")
 
 
 def _publish(net: Network, routing_key: str, body: bytes, message_id: str, kind: str) -> None:
