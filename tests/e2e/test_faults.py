@@ -6,6 +6,8 @@ refused as a duplicate, and the audit chain verifies."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,5 +185,15 @@ def test_receipts_do_not_wait_behind_a_document_backlog(county: Network) -> None
         wait_until(lambda: county.hub_states(mid) == {VICTIM: "signed_for"}, 120, "the 签收 recorded")
         assert accepted(county, ids) < len(ids)  # it overtook the backlog
         assert_exactly_once(county, ids)
+    finally:
+        county.recover()
+
+
+def test_an_agent_stops_within_five_seconds_of_sigterm(county: Network) -> None:
+    name = county.hosts[SENDER]
+    proc = county.net.procs[name]
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0  # a service manager's stop: prompt and clean
     finally:
         county.recover()
