@@ -204,7 +204,8 @@ class TimeStampAuthority:
             req = tsp.TimeStampReq.load(request_der)
             req.native  # noqa: B018 - parse everything now, not half-way through signing
             return bytes(self.timestamp(req).dump())
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # AttributeError: asn1crypto on some malformed structures (found by the fuzzer)
             log.info("tsa: malformed request (%s)", type(exc).__name__)
             return Rejection("bad_data_format", "malformed TimeStampReq").der()
         except Rejection as rejection:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import algos, tsp
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from docex.pki.tsa import TimeStampAuthority, response_status
@@ -35,6 +35,7 @@ def test_fuzz_tsa_request(tsa: TimeStampAuthority) -> None:
     assert response_status(tsa.respond(GENUINE))[0] == "granted"
 
     @given(mutations(GENUINE) | st.binary(max_size=256))
+    @example(b"0=\x02\x01\x01010\r\x06\x02`\x86H\x01e\x03\x04\x02\x01\x05\x00\x04 " + bytes(32) + b"\x02\x0209\x01\x01\xff")
     def target(raw: bytes) -> None:
         status, _, _ = response_status(tsa.respond(raw))
         assert status in ("granted", "rejection")
