@@ -5,9 +5,16 @@ from __future__ import annotations
 import click
 
 from docex.cli.options import echo_json, handles_errors, json_option
+from docex.protocols import localtime
 
 HOME = click.option("--home", required=True, type=click.Path(file_okay=False), help="信息中心(hub)目录 (hub home folder).")
 KIND_ZH = {"document": "公文", "receipt": "回执", "notice": "通知"}
+
+
+def _plain(value: str) -> str:
+    """A value a publisher chose (message id, reason), with control characters shown, not run
+    by the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
 
 
 @click.group("dead-letters")
@@ -41,7 +48,8 @@ def list_(home: str, include_replayed: bool, as_json: bool) -> None:
     for r in rows:
         state = "已重新投递" if r.replayed else ("待处理" if r.kept else "内容已清理")
         where = r.recipient or r.queue
-        click.echo(f"#{r.id}  {r.at}  {KIND_ZH.get(r.kind, r.kind or '?')}  {r.message_id}  {where}  {state}  {r.reason}")
+        click.echo(f"#{r.id}  {localtime.show(r.at)}  {KIND_ZH.get(r.kind, r.kind or '?')}  {_plain(r.message_id)}  "
+                   f"{_plain(where)}  {state}  {_plain(r.reason)}")
 
 
 @dead_letters.command("replay")
@@ -71,7 +79,7 @@ def replay_(home: str, ids: tuple[int, ...], replay_all: bool, as_json: bool) ->
                     done = replay(config, db, pub, number)
                     results.append({"id": number, "ok": True, "message_id": done.message_id})
                     if not as_json:
-                        click.echo(f"#{number} {done.message_id} 已重新投递 (replayed)")
+                        click.echo(f"#{number} {_plain(done.message_id)} 已重新投递 (replayed)")
                 except ReplayError as exc:
                     results.append({"id": number, "ok": False, "message": str(exc)})
                     if not as_json:

@@ -28,7 +28,7 @@ from docex.hub.db import Database
 from docex.hub.models import Delivery as DeliveryRow
 from docex.hub.models import Document, Rejection
 from docex.hub.refusals import keep_bytes
-from docex.protocols import messages
+from docex.protocols import localtime, messages
 from docex.protocols.notice import make_notice
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def list_dead_letters(config: HubConfig, db: Database, *, include_replayed: bool
         result.append(DeadLetter(
             id=row.id, message_id=row.message_id, kind=record.get("type", ""), queue=record.get("queue", ""),
             recipient=record.get("recipient", ""), sender=row.sender, reason=row.message,
-            at=row.at.isoformat(timespec="seconds"), replayed=row.code == REPLAYED,
+            at=localtime.iso(row.at) or "", replayed=row.code == REPLAYED,
             kept=bool(row.kept_at) and Path(row.kept_at).exists(),
         ))
     return result
