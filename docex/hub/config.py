@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,17 @@ class ApiConfig:
     users: dict[str, str] = field(default_factory=dict)  # username -> pbkdf2 hash
     tls: bool = False  # HTTPS even on localhost (it always is on any other address)
     enroll_requests_per_10min: int = 10  # terminals' certificate requests, per client address
+
+
+def _section(kind: Any, values: dict[str, Any], name: str) -> Any:
+    """A config section as its dataclass. Keys this version does not know (a home written by
+    a newer docex) are left out with a warning, not a crash."""
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        logging.getLogger(__name__).warning("docex.toml [%s]: 忽略未知设置 (ignored unknown settings): %s",
+                                            name, ", ".join(unknown))
+    return kind(**{k: v for k, v in values.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -154,10 +166,10 @@ class HubConfig:
             prefix=data["prefix"],
             name=data["name"],
             database_url=data["database_url"],
-            broker=BrokerConfig(**data["broker"]),
-            limits=Limits(**data.get("limits", {})),
-            keys=KeyConfig(**data.get("keys", {})),
-            api=ApiConfig(**data.get("api", {})),
+            broker=_section(BrokerConfig, data["broker"], "broker"),
+            limits=_section(Limits, data.get("limits", {}), "limits"),
+            keys=_section(KeyConfig, data.get("keys", {}), "keys"),
+            api=_section(ApiConfig, data.get("api", {}), "api"),
             metrics_port=int(data.get("metrics_port", 0)),
             parent=str(data.get("parent", "")),
             timezone=str(data.get("timezone", "")),
