@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from docex.hub.tracking import (
     stats_dicts,
     unit_stats,
 )
+from docex.monitoring.webserver import ThreadedServer
 from docex.pki.ratelimit import RateLimiter
 from docex.pki.tsa import BURST_PER_CLIENT, RATE_PER_CLIENT, is_loopback
 
@@ -224,14 +224,10 @@ def create_app(ctx: HubContext, *, guard: LoginGuard | None = None, tsa_limiter:
     return app
 
 
-class ApiServer:
-    """uvicorn in a background thread, stoppable."""
+class ApiServer(ThreadedServer):
+    """The read API and dashboard, in a thread of the hub service."""
 
     def __init__(self, ctx: HubContext, host: str, port: int) -> None:
-        import threading
-
-        import uvicorn
-
         # Plain HTTP only on a loopback address; anywhere else HTTPS with the hub's server certificate.
         tls: dict[str, Any] = {}
         if not is_loopback(host) or ctx.config.api.tls:
@@ -240,24 +236,4 @@ class ApiServer:
                    "ssl_keyfile": str(ctx.config.hub_dir / "server.key"),
                    "ssl_keyfile_password": passphrase.decode() if passphrase else None}
         self.tls = bool(tls)
-        self.config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", lifespan="off", **tls)
-        self.server = uvicorn.Server(self.config)
-        self.thread = threading.Thread(target=self.server.run, name="docex-api", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    @property
-    def port(self) -> int:
-        servers = getattr(self.server, "servers", [])
-        for server in servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        return self.config.port
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
+        super().__init__(create_app(ctx), host, port, name="docex-api", **tls)
