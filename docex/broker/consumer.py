@@ -104,7 +104,7 @@ class _Outcome(Enum):
 
 
 _STOP = object()
-_OUTAGE_WORDS = {"database": "数据库", "disk": "磁盘"}
+_OUTAGE_WORDS = {"database": "数据库", "disk": "磁盘", "broker": "消息服务器 RabbitMQ"}
 
 
 class Consumer:

@@ -12,6 +12,10 @@ import errno
 import sqlite3
 from collections.abc import Callable, Iterator
 
+import pika.exceptions
+
+from docex.broker.errors import BrokerConnectionLost
+
 # Errors of the disk under a folder we write to, not of the data we write.
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EMFILE, errno.ENFILE})
 # SQLite says "the disk" in words, not in an errno.
@@ -37,8 +41,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def classify(exc: BaseException) -> str | None:
-    """'disk' or 'database' when `exc` (or what caused it) says a dependency is down."""
+    """'disk', 'database' or 'broker' when `exc` (or what caused it) says a dependency is down."""
     for e in _chain(exc):
+        if isinstance(e, BrokerConnectionLost | pika.exceptions.AMQPConnectionError):
+            return "broker"
         if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
             return "disk"
         if isinstance(e, sqlite3.OperationalError):

@@ -18,7 +18,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from docex.broker.outage import classify
 
 log = logging.getLogger(__name__)
-_WORDS = {"database": "数据库", "disk": "磁盘"}
+_WORDS = {"database": "数据库", "disk": "磁盘", "broker": "消息服务器 RabbitMQ"}
 
 
 class JobOutageLog(logging.Filter):
