@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import stat
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import requests
 from docex.agent.config import AgentConfig
 from docex.broker import Management
 from docex.hub.config import HubConfig
-from tests.cli.runner import refused, run
+from tests.cli.runner import docex_binary, refused, run
 from tests.e2e.support import knows
 
 pytestmark = pytest.mark.rabbitmq
@@ -180,3 +182,22 @@ def test_audit_documents_track_and_report(hub: Hub) -> None:
     assert report.exit_code == 0, report.output
     assert ZFB in {u["address"] for u in json.loads(report.output)["units"]}
     refused(run("unit", "list", "--home", hub.root / "not-a-hub"), "no_hub")
+
+
+def test_output_cut_short_by_head_ends_quietly(hub: Hub, tmp_path: Path) -> None:
+    """`docex … | head`: far more output than a pipe holds, the reader gone after 100 bytes,
+    and nothing on stderr (no traceback, no error line)."""
+    big = tmp_path / "big.csv"
+    with big.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["address", "name", "kind"])
+        for i in range(8000):
+            writer.writerow([f"{PREFIX}.u{i:05d}", f"测试单位第{i}号", "agency"])
+    docex = " ".join(shlex.quote(part) for part in docex_binary())
+    script = (f"{docex} unit import --home {shlex.quote(str(hub.home))} {shlex.quote(str(big))} --out {shlex.quote(str(tmp_path / 'homes'))} --dry-run --json"
+              f" 2>{shlex.quote(str(tmp_path / 'err'))} | head -c 100 >/dev/null; echo ${{PIPESTATUS[0]}}")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300)
+    whole = run("unit", "import", "--home", hub.home, big, "--out", tmp_path / "homes", "--dry-run", "--json")
+    assert len(whole.output) > 200_000  # more than any pipe buffer: the writer meets the closed end
+    assert (tmp_path / "err").read_text() == "", (tmp_path / "err").read_text()
+    assert done.stdout.strip() in ("0", "1"), done.stdout  # click's quiet exit on a closed pipe is 1
