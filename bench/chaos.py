@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -374,6 +375,7 @@ def soak(cfg: ChaosConfig, say=print) -> ChaosReport:  # type: ignore[no-untyped
         return runner.run()
     finally:
         runner.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
