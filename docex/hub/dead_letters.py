@@ -81,7 +81,11 @@ class DeadLetters:
         queue = _text(death.get("queue"))
         keys = [_text(k) for k in death.get("routing-keys") or []]
         kind = delivery.properties.type or ""
-        recipient = _text(headers.get(messages.H_RECIPIENT)) or (queue[5:] if queue.startswith("unit.") else "")
+        # Only copies the hub itself routed (unit and link queues) name a recipient it can trust;
+        # what died in the ingress carries whatever headers its publisher chose.
+        recipient = ""
+        if queue.startswith(("unit.", "link.")):
+            recipient = _text(headers.get(messages.H_RECIPIENT)) or (queue[5:] if queue.startswith("unit.") else "")
         reason = f"{queue or '?'}: {_text(death.get('reason')) or 'dead-lettered'}"
         message_id = delivery.message_id or ""
         kept = keep_bytes(self.ctx, delivery.body)
