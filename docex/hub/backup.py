@@ -1,10 +1,11 @@
 """Backing up a hub and restoring it on a new machine.
 
 The archive (tar.gz) holds the hub home's configuration and keys (docex.toml, ca/, hub/,
-tsa/, trust/, audit-checkpoints/, reports/) and the tracking database as one JSON line per
-row, table by table, with the schema revision it was taken at. Rows rather than a database
-file: the same archive restores into SQLite or PostgreSQL, and into a newer release (the
-rows go in at their own revision, then Alembic upgrades them). The audit chain keeps its
+tsa/, trust/, audit-checkpoints/, reports/), its content store (content/: the envelopes
+kept) and the tracking database as one JSON line per row, table by table, with the
+schema revision it was taken at. Rows rather than a database file: the same archive
+restores into SQLite or PostgreSQL, and into a newer release (the rows go in at their own
+revision, then Alembic upgrades them). The audit chain keeps its
 hashes, so `docex audit verify` holds after a restore."""
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from docex.protocols import localtime
 from docex.protocols.errors import DocexError
 
 FORMAT = 1
-HOME_PARTS = (CONFIG_NAME, "ca", "hub", "tsa", "trust", "audit-checkpoints", "reports")
+# content/: the envelopes (and chunks) still kept (docex.hub.content_store), without the
+# writes in progress under content/tmp.
+HOME_PARTS = (CONFIG_NAME, "ca", "hub", "tsa", "trust", "audit-checkpoints", "reports", "content")
 SKIP_TABLES = {"alembic_version"}
 
 
@@ -85,6 +88,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _skip_tmp(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if member.name.startswith("home/content/tmp") else member
+
+
 def _rows(engine: Engine, table: Table) -> Iterator[bytes]:
     with engine.connect() as conn:
         for row in conn.execute(select(table)).mappings():
@@ -102,7 +109,7 @@ def backup(config: HubConfig, out: str | Path, progress: Callable[[str], None] |
             for part in HOME_PARTS:
                 path = config.home / part
                 if path.exists():
-                    tar.add(path, arcname=f"home/{part}")
+                    tar.add(path, arcname=f"home/{part}", filter=_skip_tmp)
             for table in _tables(engine):
                 if progress is not None:
                     progress(table.name)

@@ -52,6 +52,9 @@ class Limits:
     refused_max_age_days: int = 90
     # How long past its nextUpdate the hub's own CA's CRL is still trusted (then crl_stale).
     crl_grace_hours: float = 72.0
+    # The content store (HUBDIR/content) keeps a document's envelope (and chunks) this many
+    # days after its last delivery reached a final state; the record, evidence and audit stay.
+    content_retention_days: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,10 @@ class HubConfig:
     @property
     def trust_dir(self) -> Path:
         return self.home / "trust"
+
+    @property
+    def content_dir(self) -> Path:
+        return self.home / "content"
 
     @property
     def refused_dir(self) -> Path:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from docex.hub import broker
 from docex.hub.config import HubConfig
+from docex.hub.content_store import ContentStore
 from docex.hub.db import Database
 from docex.hub.identity import HubIdentity
 from docex.hub.models import Link
@@ -37,6 +38,11 @@ class HubContext:
     _links: dict[str, Link] = field(default_factory=dict)
     _links_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def content(self) -> ContentStore:
+        """Envelope and chunk bytes on disk (HUBDIR/content)."""
+        return ContentStore(self.config.content_dir)
 
     def links(self) -> dict[str, Link]:
         """Links by name, re-read every few seconds (`docex link create` adds them live)."""

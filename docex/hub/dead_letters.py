@@ -111,7 +111,7 @@ class DeadLetters:
                   f" for {recipient}" if recipient else "")
         if owed and delivery.publisher is not None:
             try:
-                outbox.flush(self.ctx.db, delivery.publisher, owed)
+                outbox.flush(self.ctx.db, delivery.publisher, owed, store=self.ctx.content)
             except Exception as exc:  # noqa: BLE001 - the outbox relay sends it later
                 log.warning("dead-letter notice for %s waits for the outbox relay: %s", message_id, exc)
 

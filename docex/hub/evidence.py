@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from docex.hub.content_store import envelope_of
 from docex.hub.context import HubContext
-from docex.hub.models import AuditEntry, Document, Envelope, EvidenceRecord, Receipt
+from docex.hub.models import AuditEntry, Document, EvidenceRecord, Receipt
 from docex.pki.errors import PkiError
 from docex.pki.timestamps import Stamper, add_signature_timestamp
 from docex.protocols.evidence import is_evidence
@@ -97,10 +98,14 @@ def export(ctx: HubContext, message_id: str, stamper: Stamper) -> bytes:
 
     with ctx.db.read() as s:
         doc = s.get(Document, message_id)
-        envelope = s.get(Envelope, message_id)
-        if doc is None or envelope is None:
+        if doc is None:
             raise DocexError("unknown_document", f"no document {message_id} at this hub")
-        envelope_bytes = envelope.data
+        if doc.content_purged_at is not None:
+            raise DocexError("content_purged", f"the envelope of {message_id} was removed by the retention policy "
+                                               "(its evidence and audit entries remain)")
+        envelope_bytes = envelope_of(s, ctx.content, message_id)
+        if envelope_bytes is None:
+            raise DocexError("content_missing", f"the envelope of {message_id} is not in the content store")
         evidences = statements(s, message_id)
         last_mine = s.execute(select(AuditEntry.id).where(AuditEntry.subject == message_id)
                               .order_by(AuditEntry.id.desc()).limit(1)).scalar_one_or_none() or 0

@@ -271,7 +271,7 @@ def accept_remote_notice(ctx: HubContext, delivery: Delivery, origin: Origin, pu
 
         with ctx.db.read() as s:
             rows_out = outbox.pending(s, [key])
-        outbox.deliver(ctx.db, publisher, not_held(ctx.db, rows_out))
+        outbox.deliver(ctx.db, publisher, not_held(ctx.db, rows_out), store=ctx.content)
 
 
 # -- addresses a sender's directory does not know yet ---------------------------------------------

@@ -26,7 +26,7 @@ from docex.hub import directory as hub_directory
 from docex.hub import evidence as hub_evidence
 from docex.hub.context import HubContext, Origin
 from docex.hub.models import Delivery as DeliveryRow
-from docex.hub.models import Document, Envelope, Outbox, Receipt, Unit, utcnow
+from docex.hub.models import Document, Outbox, Receipt, Unit, utcnow
 from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
 from docex.pki.recipients import check_recipients
@@ -170,6 +170,8 @@ class Intake:
             known = s.get(Document, h.message_id) is not None
         # Evidence is signed and timestamped before the write lock is taken.
         evidence = [] if known else self._prepare_evidence(h, digest, routes, origin)
+        if not known:  # the bytes are on disk, fsynced, before the row naming them commits
+            self.ctx.content.put(delivery.body, digest)
         with self.ctx.db.session() as s:
             existing = s.get(Document, h.message_id)
             replay = existing is not None and existing.envelope_sha256 != digest
@@ -177,6 +179,7 @@ class Intake:
             if existing is None:
                 if known:  # it was there a moment ago and is gone: make the evidence now
                     evidence = self._prepare_evidence(h, digest, routes, origin)
+                    self.ctx.content.put(delivery.body, digest)
                 owed = self._record(s, h, digest, delivery.body, routes, origin, evidence)
         if squatted:
             # Another unit holds this id: this sender's document did NOT go. Its notice names
@@ -219,7 +222,6 @@ class Intake:
             origin="local" if origin is None or origin.kind == "unit" else f"link:{origin.name}",
             created_at=_parse_time(h.created_at), accepted_at=now, deadline=now + dt.timedelta(hours=hours),
         ))
-        s.add(Envelope(message_id=h.message_id, data=body))
         s.flush()
         paper: list[str] = []
         owed: list[Outbox] = []
@@ -287,7 +289,8 @@ class Intake:
         from docex.hub.links import not_held
 
         # Copies for a paused or draining link wait in the outbox until it resumes.
-        outbox.deliver(self.ctx.db, publisher, not_held(self.ctx.db, rows), self.ctx.observer, envelopes=envelopes)
+        outbox.deliver(self.ctx.db, publisher, not_held(self.ctx.db, rows), self.ctx.observer, envelopes=envelopes,
+                       store=self.ctx.content)
 
     # -- receipts ---------------------------------------------------------------------------
     def receipt(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:

@@ -185,17 +185,29 @@ class HubJobs:
                 select(Outbox).where(Outbox.published_at.is_(None), Outbox.created_at < cutoff,
                                      Outbox.routing_key.not_in(held)).order_by(Outbox.id).limit(500)
             ).scalars())
-        count = outbox.deliver(self.ctx.db, self.publisher(), rows, self.ctx.observer)
+        count = outbox.deliver(self.ctx.db, self.publisher(), rows, self.ctx.observer, store=self.ctx.content)
         if count:
             log.info("outbox relay published %d message(s)", count)
         return count
+
+    def content_housekeeping(self) -> list[str]:
+        """The content store: envelopes an earlier release kept in the database move to it;
+        the content of documents closed longer than the retention period goes (evidence and
+        audit stay); files nothing names go. Returns the message ids purged."""
+        from docex.hub import content_store
+
+        store = self.ctx.content
+        content_store.adopt_legacy(self.ctx.db, store)
+        purged = content_store.purge(self.ctx.db, store, retention_days=self.ctx.config.limits.content_retention_days)
+        content_store.sweep_orphans(self.ctx.db, store)
+        return purged
 
     def link_housekeeping(self) -> dict[str, int]:
         """Links: drained ones pause, senders hear of documents waiting for a link that is down."""
         return links.housekeeping(self.ctx, self.publisher())
 
     def _flush(self, keys: list[str]) -> int:
-        return outbox.flush(self.ctx.db, self.publisher(), keys, self.ctx.observer)
+        return outbox.flush(self.ctx.db, self.publisher(), keys, self.ctx.observer, store=self.ctx.content)
 
     # -- PKI housekeeping -------------------------------------------------------------------------
     def publish_crl(self) -> Path | None:
@@ -334,6 +346,7 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.link_housekeeping, "interval", seconds=5, id="links")
     scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
     scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
+    scheduler.add_job(jobs.content_housekeeping, "interval", hours=1, id="content-retention")
     scheduler.add_job(jobs.enforce_revocations, "interval", seconds=3, id="revocations")
     scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")
     scheduler.add_job(jobs.checkpoint_audit, "interval", minutes=CHECKPOINT_MINUTES, id="audit-checkpoint")

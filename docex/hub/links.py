@@ -31,6 +31,7 @@ from docex.broker.topology import link_permissions, link_queue, link_routing_key
 from docex.hub import audit, broker, outbox, states
 from docex.hub import directory as hub_directory
 from docex.hub.config import HubConfig
+from docex.hub.content_store import ContentStore
 from docex.hub.context import HubContext
 from docex.hub.db import Database
 from docex.hub.models import (
@@ -311,7 +312,7 @@ def release(config: HubConfig, db: Database, publisher: ConfirmedPublisher, *, n
             ).scalars())
         if not rows:
             return total
-        total += outbox.deliver(db, publisher, rows)
+        total += outbox.deliver(db, publisher, rows, store=ContentStore(config.content_dir))
         if len(rows) < limit:
             return total
 
@@ -410,7 +411,7 @@ def notify_waiting(ctx: HubContext, publisher: ConfirmedPublisher, names: list[s
         return 0
     with ctx.db.read() as s:
         pending = outbox.pending(s, keys)
-    outbox.deliver(ctx.db, publisher, not_held(ctx.db, pending))
+    outbox.deliver(ctx.db, publisher, not_held(ctx.db, pending), store=ctx.content)
     return len(keys)
 
 

@@ -87,10 +87,14 @@ class Document(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     accepted_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     deadline: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The envelope's bytes live in the content store (docex.hub.content_store) under
+    # envelope_sha256, until retention removes them after the last delivery closed.
+    content_purged_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Envelope(Base):
-    """The envelope bytes, kept to (re)publish from the outbox."""
+    """Envelope bytes as releases before the content store kept them; read as a fallback
+    and moved to the content store by `content_store.adopt_legacy`. Nothing new is written."""
 
     __tablename__ = "envelopes"
     message_id: Mapped[str] = mapped_column(ForeignKey("documents.message_id"), primary_key=True)

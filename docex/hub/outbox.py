@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 from docex.broker import ConfirmedPublisher, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
 from docex.hub import audit, states
+from docex.hub.content_store import ContentStore
+from docex.hub.content_store import load as load_content
 from docex.hub.db import Database
-from docex.hub.models import Delivery, Envelope, Outbox, utcnow
+from docex.hub.models import Delivery, Outbox, utcnow
 from docex.monitoring.observer import Observer
 from docex.protocols import messages
 from docex.protocols.address import Route
@@ -67,11 +69,8 @@ def publish_rows(publisher: ConfirmedPublisher, rows: list[Outbox], envelopes: d
         publisher.publish_many(items)
 
 
-def load_envelopes(session: Session, rows: list[Outbox]) -> dict[str, bytes]:
-    wanted = {r.message_id for r in rows if r.body is None}
-    if not wanted:
-        return {}
-    return {e.message_id: e.data for e in session.execute(select(Envelope).where(Envelope.message_id.in_(wanted))).scalars()}
+def load_envelopes(session: Session, store: ContentStore, rows: list[Outbox]) -> dict[str, bytes]:
+    return load_content(session, store, {r.message_id for r in rows if r.body is None})
 
 
 def mark_published(session: Session, ids: list[int]) -> None:
@@ -80,16 +79,16 @@ def mark_published(session: Session, ids: list[int]) -> None:
 
 
 def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], observer: Observer | None = None,
-            *, envelopes: dict[str, bytes] | None = None) -> int:
+            *, store: ContentStore, envelopes: dict[str, bytes] | None = None) -> int:
     """Publish rows (one confirmed batch), then in one transaction mark them published and
-    move the deliveries they carry from accepted to routed, audited. `envelopes` spares
-    reading back an envelope the caller still holds."""
+    move the deliveries they carry from accepted to routed, audited. Envelopes are read
+    from the content store; `envelopes` spares reading back one the caller still holds."""
     if not rows:
         return 0
     known = envelopes or {}
     if any(r.body is None and r.message_id not in known for r in rows):
         with db.read() as s:
-            known = {**known, **load_envelopes(s, rows)}
+            known = {**known, **load_envelopes(s, store, rows)}
     publish_rows(publisher, rows, known)
     routed: dict[str, list[str]] = {}
     for row in rows:
@@ -112,8 +111,9 @@ def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], obs
     return len(rows)
 
 
-def flush(db: Database, publisher: ConfirmedPublisher, keys: list[str], observer: Observer | None = None) -> int:
+def flush(db: Database, publisher: ConfirmedPublisher, keys: list[str], observer: Observer | None = None,
+          *, store: ContentStore) -> int:
     """Publish whatever is still owed under these outbox keys."""
     with db.read() as s:
         rows = pending(s, keys)
-    return deliver(db, publisher, rows, observer)
+    return deliver(db, publisher, rows, observer, store=store)

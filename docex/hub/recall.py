@@ -80,7 +80,7 @@ def handle_recall(ctx: HubContext, delivery: Delivery, origin: Origin | None, pu
         rows = outbox.pending(s, [messages.notice_key(recall.message_id, EVENT)]) + list(s.execute(
             select(Outbox).where(Outbox.message_id.like(f"{recall_key(recall.message_id)}%"),
                                  Outbox.published_at.is_(None)).order_by(Outbox.id)).scalars())
-    outbox.deliver(ctx.db, publisher, not_held(ctx.db, rows), ctx.observer)
+    outbox.deliver(ctx.db, publisher, not_held(ctx.db, rows), ctx.observer, store=ctx.content)
 
 
 def _record(ctx: HubContext, s: Session, doc: Document, recall: Recall, der: bytes, origin: Origin) -> None:

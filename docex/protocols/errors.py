@@ -96,6 +96,13 @@ CODES: dict[str, tuple[str, str]] = {
     "entries_missing": ("审计记录被删除", "audit entries a checkpoint covers are missing"),
     "chain_rewritten": ("审计链被重算", "the audit chain was recomputed after a checkpoint"),
     "head_missing": ("审计链头缺失", "the stored head of the audit chain is missing"),
+    "chunk_invalid": ("大文件分片无效或与签名清单不符", "a chunk is malformed or not the one the signed header names"),
+    "chunk_index": ("分片序号超出范围", "the chunk index is out of range"),
+    "chunk_misplaced": ("分片不属于该公文或位置不对", "the chunk belongs to another document or another position"),
+    "chunk_missing": ("大文件分片尚未收齐", "chunks of the document are missing"),
+    "content_missing": ("交换中心内容库中缺少该公文的内容", "the document's bytes are not in the hub's content store"),
+    "content_purged": ("公文内容已按保存期限删除（证据与审计记录仍在）",
+                       "the document's content was removed after its retention period (evidence and audit remain)"),
 }
 
 

@@ -12,7 +12,9 @@ import signal
 import pytest
 
 from docex.agent.actions import sign_for
+from docex.hub.content_store import ContentStore
 from docex.hub.db import Database
+from docex.hub.models import Document
 from tests.cli.runner import run
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER
@@ -45,6 +47,11 @@ def test_a_restored_hub_keeps_delivering_tracking_and_verifying(network: Network
     assert restored["audit_ok"] and restored["rows"]["documents"] == 1 and restored["units_without_broker_login"] == []
     assert (net.hub_home / "ca" / "ca.crt").read_bytes() == (net.hub_home.parent / "old-hub" / "ca" / "ca.crt").read_bytes()
     net.db = Database(net.config.database_url)
+    # the envelopes came back in the content store, not in the database: an evidence bundle
+    # of the document from before still holds its envelope
+    with net.db.read() as s:
+        digest = s.get(Document, before).envelope_sha256
+    assert ContentStore(net.hub_home / "content").has(digest)
 
     net.start_hub()
     after, _ = net.send(SENDER, [recipient], doc_number="阳信发〔2011〕32号")
