@@ -58,6 +58,8 @@ _OAEP_SHA256_PARAMS = algos.RSAESOAEPParams(
 ATTRIBUTE_OIDS: dict[str, str] = {
     "docex_routing_header": f"{DOCEX_ARC}.2.1",
     "docex_statement_type": f"{DOCEX_ARC}.2.2",
+    # a large document's chunk: which document and which chunk (docex.protocols.chunks)
+    "docex_chunk": f"{DOCEX_ARC}.2.3",
 }
 
 
@@ -204,11 +206,16 @@ def sign(
     attributes: Mapping[str, bytes] | None = None,
     extra_certs: Sequence[x509.Certificate] = (),
     signing_time: dt.datetime | None = None,
+    detached_digest: bytes | None = None,
 ) -> bytes:
     """CMS SignedData (DER ContentInfo) with the content encapsulated, RSA PKCS#1 v1.5 or
-    ECDSA over SHA-256, the signer's certificate (and `extra_certs`) included."""
+    ECDSA over SHA-256, the signer's certificate (and `extra_certs`) included. With
+    `detached_digest` (the SHA-256 of content too large to hold, computed over its file)
+    the content is left out: `openssl cms -verify -binary -content FILE` checks it."""
     a_cert = _asn1_cert(cert)
-    digest = hashlib.sha256(content).digest()
+    if detached_digest is not None and (content or len(detached_digest) != 32):
+        raise ValueError("a detached signature takes a SHA-256 digest and no content")
+    digest = detached_digest if detached_digest is not None else hashlib.sha256(content).digest()
     when = signing_time or dt.datetime.now(dt.UTC)
     sig_alg = {"algorithm": "sha256_rsa" if isinstance(key, rsa.RSAPrivateKey) else "sha256_ecdsa"}
     signed_attrs = [
@@ -247,14 +254,14 @@ def sign(
             "signature": signature,
         }
     )
+    encap: dict[str, object] = {"content_type": content_type}
+    if detached_digest is None:
+        encap["content"] = core.ParsableOctetString(content)
     signed_data = _SignedData(
         {
             "version": "v1" if content_type == "data" else "v3",
             "digest_algorithms": [{"algorithm": "sha256"}],
-            "encap_content_info": {
-                "content_type": content_type,
-                "content": core.ParsableOctetString(content),
-            },
+            "encap_content_info": encap,
             "certificates": [a_cert, *(_asn1_cert(c) for c in extra_certs)],
             "signer_infos": [_frozen(signer_info)],
         }
@@ -284,9 +291,11 @@ def verify(
     *,
     role: CertRole | None = None,
     at: dt.datetime | None = None,
+    detached_digest: bytes | None = None,
 ) -> Verified:
     """Verify a CMS SignedData: the signature, the content digest, the signer's chain to a
-    trust anchor and its revocation. Raises PkiError with a stable code."""
+    trust anchor and its revocation. Raises PkiError with a stable code. A detached
+    signature is checked against `detached_digest` (the SHA-256 of its content's file)."""
     info = _load_content_info(der, "signed_data")
     signed_data = info["content"]
     try:
@@ -304,9 +313,15 @@ def verify(
         if [a["algorithm"].native for a in signed_data["digest_algorithms"]] != ["sha256"]:
             raise PkiError("malformed_envelope", "the message must list exactly the SHA-256 digest")
         content_obj = encap["content"]
-        if isinstance(content_obj, core.Void) or content_obj is None:
+        absent = isinstance(content_obj, core.Void) or content_obj is None
+        if detached_digest is not None:
+            if not absent:
+                raise PkiError("malformed_envelope", "a detached signature was expected, the content is inside")
+            content = b""
+        elif absent:
             raise PkiError("malformed_envelope", "the signed content is missing (detached)")
-        content = _encap_bytes(content_obj)
+        else:
+            content = _encap_bytes(content_obj)
         certs = [c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"]
         sid = signer_info["sid"]
         if sid.name != "issuer_and_serial_number":
@@ -361,7 +376,8 @@ def verify(
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise PkiError("malformed_envelope", "the signature structure is damaged") from exc
 
-    if hashlib.sha256(content).digest() != expected_digest:
+    actual = detached_digest if detached_digest is not None else hashlib.sha256(content).digest()
+    if actual != expected_digest:
         raise PkiError("signature_invalid", "the content was changed after it was signed")
     try:
         if "signing_certificate_v2" in attrs:

@@ -29,6 +29,7 @@ from docex.pki.errors import PkiError
 from docex.pki.names import CertRole, address_of
 from docex.pki.trust import TrustStore
 from docex.protocols import package as pkg
+from docex.protocols.chunks import CHUNKS_NAME, ChunkKey, ChunkList
 from docex.protocols.errors import DocexError
 from docex.protocols.header import RoutingHeader
 from docex.protocols.manifest import Manifest
@@ -53,6 +54,9 @@ class OpenedEnvelope:
     files: dict[str, bytes]
     signer: x509.Certificate
     inner: bytes = b""  # the inner SignedData (the package signed by the sender): kept as evidence
+    # A large document: the key and description of its big file, which follows in chunks
+    # (docex.protocols.large); `files` then holds the rest (the sealed PDF...).
+    chunk_key: ChunkKey | None = None
 
 
 def pack(
@@ -63,12 +67,13 @@ def pack(
     *,
     main_document: str | None = None,
     off_network: frozenset[str] = frozenset(),
+    chunks: ChunkList | None = None,
 ) -> bytes:
     """Seal a document for its recipients; `recipient_certs` are their encryption certs.
     Addresses in `off_network` have none: they stay in the header, and the hub tells the
     sender to deliver those copies on paper."""
     return pack_layers(manifest, files, sender, recipient_certs, main_document=main_document,
-                       off_network=off_network)[0]
+                       off_network=off_network, chunks=chunks)[0]
 
 
 def pack_layers(
@@ -79,6 +84,7 @@ def pack_layers(
     *,
     main_document: str | None = None,
     off_network: frozenset[str] = frozenset(),
+    chunks: ChunkList | None = None,
 ) -> tuple[bytes, bytes]:
     """`pack`, returning the envelope and its inner SignedData (the sender keeps that as
     evidence of what it sent: it cannot decrypt its own envelope)."""
@@ -107,6 +113,7 @@ def pack_layers(
         created_at=manifest.created_at,
         doc_number=manifest.doc_number,
         title=manifest.title,
+        chunks=chunks,
     )
     outer = cms.sign(
         encrypted,
@@ -206,4 +213,13 @@ def open_envelope(
         h.doc_number, h.title
     ):
         raise DocexError("signature_invalid", "the routing header does not match the signed manifest")
-    return OpenedEnvelope(h, m, package.files, outer.signer, inner_der)
+    files, chunk_key = package.files, None
+    if h.chunks is not None:
+        raw = files.pop(CHUNKS_NAME, None)
+        if raw is None:
+            raise DocexError("signature_invalid", "the header announces chunks the signed package does not describe")
+        chunk_key = ChunkKey.from_json(raw)
+        chunk_key.matches(h.chunks)
+        if chunk_key.name in files:
+            raise DocexError("unsafe_filename", f"{chunk_key.name!r} is both in the package and in chunks")
+    return OpenedEnvelope(h, m, files, outer.signer, inner_der, chunk_key)

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from docex.protocols.chunks import ChunkList
 from docex.protocols.errors import DocexError
 from docex.protocols.identifiers import check_message_id
 from docex.protocols.version import PROTOCOL_VERSION
@@ -26,6 +27,9 @@ class RoutingHeader:
     doc_number: str = ""
     title: str = ""
     protocol_version: str = PROTOCOL_VERSION
+    # A large document: its big file travels in chunks, each authenticated against this
+    # list (docex.protocols.chunks). None for a document that travels whole.
+    chunks: ChunkList | None = None
 
     @property
     def all_recipients(self) -> tuple[str, ...]:
@@ -62,6 +66,10 @@ class RoutingHeader:
         data = asdict(self)
         data["recipients"] = list(self.recipients)
         data["cc"] = list(self.cc)
+        if self.chunks is None:
+            data.pop("chunks")  # a whole document's header is what it always was
+        else:
+            data["chunks"] = self.chunks.to_dict()
         return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +91,7 @@ class RoutingHeader:
                 doc_number=str(data.get("doc_number", "")),
                 title=str(data.get("title", "")),
                 protocol_version=str(data["protocol_version"]),
+                chunks=ChunkList.from_dict(data["chunks"]) if data.get("chunks") is not None else None,
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise DocexError("malformed_envelope", "the routing header is not well formed") from exc
