@@ -67,6 +67,9 @@ class AgentConfig:
     prefetch: int = 32
     workers: int = 2
     crl_grace_hours: float = 72.0  # our hub's CRL past nextUpdate this long: crl_stale
+    # A document signed under a CA we do not trust yet waits this long for our hub's snapshot
+    # to bring that CA (receiving.py) before it is quarantined as certificate_untrusted.
+    trust_wait_minutes: float = 10.0
 
     @property
     def inbox(self) -> Path:
@@ -121,6 +124,7 @@ class AgentConfig:
             prefetch=int(data.get("prefetch", 32)),
             workers=int(data.get("workers", 2)),
             crl_grace_hours=float(data.get("crl_grace_hours", 72.0)),
+            trust_wait_minutes=float(data.get("trust_wait_minutes", 10.0)),
         )
 
 

@@ -4,7 +4,15 @@ A document is verified (every layer, chain, revocation, every hash, the seal), w
 atomically to inbox/<message id>/, recorded, and a signed `delivered` receipt is put in
 the outbox — all before the broker message is acknowledged. A redelivery is recognised by
 message id and not written twice. What cannot be opened is kept in quarantine/, recorded,
-reported to the hub with a named error (a signed `refused` receipt), and acknowledged."""
+reported to the hub with a named error (a signed `refused` receipt), and acknowledged.
+
+One refusal may be only a matter of time: a signer whose CA we do not trust yet, though
+our hub let the document through (it trusts that CA; our copy of its anchors lags, as when
+a link was just made). Such a document is kept in the store (awaiting_trust) and acked,
+the hub is asked for a fresh directory, and it is tried again whenever our trust changes;
+only after `trust_wait_minutes` is it quarantined as certificate_untrusted. Each waits on
+its own clock and costs nothing while nothing changes, so an unknown CA cannot make the
+agent hang or loop, and other messages keep flowing."""
 
 from __future__ import annotations
 
@@ -12,14 +20,15 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from docex.agent.context import AgentContext
 from docex.agent.evidence import keep, keep_envelope
-from docex.agent.store import Notice as NoticeRow
 from docex.agent.store import (
+    AwaitingTrust,
     Outgoing,
     Quarantined,
     Received,
@@ -28,9 +37,11 @@ from docex.agent.store import (
     SentRecipient,
     utcnow,
 )
+from docex.agent.store import Notice as NoticeRow
 from docex.broker import Delivery
 from docex.pki.errors import PkiError
 from docex.pki.names import common_name
+from docex.pki.trust import TrustStore
 from docex.protocols import messages
 from docex.protocols.envelope import open_envelope, read_header
 from docex.protocols.errors import DocexError
@@ -55,11 +66,20 @@ def _advance(row: SentRecipient, state: str, at: dt.datetime) -> None:
         row.at = at
 
 
+def _utc(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)  # SQLite gives times back naive
+
+
 class Receiver:
     """The handler of the agent's inbox queue. Thread-safe."""
 
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
+        self._retry_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._tried_with: TrustStore | None = None  # the trust the waiting documents last failed under
+        self._arrivals = 0  # documents set waiting by this process
+        self._none_after = -1  # _arrivals when the table was last found empty: no need to look again
 
     def __call__(self, delivery: Delivery) -> None:
         kind = delivery.properties.type or messages.DOCUMENT
@@ -81,7 +101,7 @@ class Receiver:
             log.warning("ignored a message of unknown type %r", kind)
 
     # -- documents --------------------------------------------------------------------------
-    def document(self, body: bytes) -> None:
+    def document(self, body: bytes, *, now: dt.datetime | None = None) -> None:
         ctx = self.ctx
         digest = envelope_digest(body)
         try:
@@ -90,9 +110,9 @@ class Receiver:
             self._quarantine(body, "", digest, exc)
             return
         with ctx.store.session() as s:
-            if s.get(Received, header.message_id) is not None:
-                return  # a redelivery: already stored and receipted
-            if s.execute(select(Quarantined.id).where(Quarantined.digest == digest)).first():
+            if (s.get(Received, header.message_id) is not None  # a redelivery: already stored and receipted
+                    or s.execute(select(Quarantined.id).where(Quarantined.digest == digest)).first()):
+                s.execute(delete(AwaitingTrust).where(AwaitingTrust.digest == digest))
                 return
         try:
             opened = open_envelope(body, ctx.creds, ctx.trust, max_size=ctx.config.max_envelope_bytes)
@@ -100,6 +120,8 @@ class Receiver:
             seal_status = self._check_seal(opened.files, opened.manifest)
             target = inside(ctx.config.inbox, header.message_id)
         except PkiError as exc:
+            if exc.code == "certificate_untrusted" and self._await_trust(body, header.message_id, digest, now or utcnow()):
+                return
             self._quarantine(body, header.message_id, digest, exc)
             return
         extract_to(target, opened.files, extra={"manifest.json": opened.manifest.to_json()})
@@ -109,6 +131,7 @@ class Receiver:
         )
         m = opened.manifest
         with ctx.store.session() as s:
+            s.execute(delete(AwaitingTrust).where(AwaitingTrust.digest == digest))
             if s.get(Received, header.message_id) is not None:
                 return
             s.add(Received(
@@ -126,6 +149,56 @@ class Receiver:
 
         if recall_waiting(ctx, m.message_id):
             log.info("%s had been recalled by its sender before it arrived", m.message_id)
+
+    # -- documents whose signer's CA reaches us later ----------------------------------------
+    def _await_trust(self, body: bytes, message_id: str, digest: str, now: dt.datetime) -> bool:
+        """Keep a document whose signer's CA we do not trust (yet); True while it may wait,
+        False once its time is over (it is then quarantined)."""
+        wait = dt.timedelta(minutes=self.ctx.config.trust_wait_minutes)
+        with self.ctx.store.session() as s:
+            row = s.get(AwaitingTrust, digest)
+            if row is not None:
+                return now - _utc(row.since) < wait
+            if wait <= dt.timedelta(0):
+                return False
+            s.add(AwaitingTrust(digest=digest, message_id=message_id, body=body, since=now))
+            # Our hub trusts the CA (it routed the document): its current snapshot carries it.
+            # One request a minute, however many documents wait.
+            key = f"{messages.DIRECTORY_REQUEST}|trust|{int(now.timestamp()) // 60}"
+            if not s.execute(select(Outgoing.id).where(Outgoing.message_id == key)).first():
+                s.add(Outgoing(kind=messages.DIRECTORY_REQUEST, message_id=key, body=b""))
+        with self._count_lock:
+            self._arrivals += 1
+        log.warning("%s waits for its signer's CA (not trusted here yet; asked the hub for its directory), "
+                    "at most %g min", message_id, self.ctx.config.trust_wait_minutes)
+        return True
+
+    def retry_waiting(self, now: dt.datetime | None = None) -> int:
+        """Try the documents waiting for their signer's CA again: every one when our trust
+        changed since the last try, else those whose wait is over (which are quarantined).
+        Returns how many were tried. Nearly free when nothing waits."""
+        with self._count_lock:
+            arrivals = self._arrivals
+        if arrivals == self._none_after:
+            return 0
+        now = now or utcnow()
+        wait = dt.timedelta(minutes=self.ctx.config.trust_wait_minutes)
+        with self._retry_lock:
+            trust = self.ctx.trust
+            changed = trust is not self._tried_with
+            with self.ctx.store.session() as s:
+                rows = s.execute(select(AwaitingTrust.digest, AwaitingTrust.since)).all()
+            if not rows:
+                self._none_after = arrivals
+            due = [digest for digest, since in rows if changed or now - _utc(since) >= wait]
+            for digest in due:
+                with self.ctx.store.session() as s:
+                    row = s.get(AwaitingTrust, digest)
+                    body = row.body if row is not None else None
+                if body is not None:
+                    self.document(body, now=now)  # delivered, waiting on, or quarantined
+            self._tried_with = trust
+        return len(due)
 
     def _check_seal(self, files: dict[str, bytes], manifest: Manifest) -> str:
         """Every seal of every PDF of the package (by name or by content) must verify and be
@@ -150,6 +223,7 @@ class Receiver:
             {"message_id": message_id, "code": exc.code, "message": exc.message, "at": utcnow().isoformat()},
             ensure_ascii=False, indent=1).encode("utf-8"))
         with ctx.store.session() as s:
+            s.execute(delete(AwaitingTrust).where(AwaitingTrust.digest == digest))
             if s.execute(select(Quarantined.id).where(Quarantined.digest == digest)).first():
                 return
             s.add(Quarantined(message_id=message_id, digest=digest, code=exc.code, message=exc.message, path=str(path)))
@@ -270,6 +344,7 @@ class Receiver:
             return
         if snap is not None:
             log.info("directory %s v%d: %d units", snap.prefix, snap.version, len(snap.units))
+            self.retry_waiting()  # it may have brought the CA a waiting document was signed under
 
     def seal(self, body: bytes) -> None:
         """A registered seal impression (印模) for this unit, signed by the hub."""

@@ -198,6 +198,7 @@ class AgentService:
                     if now - folder >= self.folder_seconds:
                         scan_outbox_folder(self.ctx)
                         release_held(self.ctx)  # documents waiting for the directory
+                        self._receiver.retry_waiting()  # documents waiting for their signer's CA
                         folder = now
                     if not sent:
                         # The publisher's own I/O thread answers heartbeats meanwhile.

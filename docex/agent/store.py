@@ -113,6 +113,19 @@ class Quarantined(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class AwaitingTrust(Base):
+    """A document whose signer's CA we do not trust yet although our hub let it through: our
+    copy of the hub's anchors lags behind (a link was just made). Kept here so the broker's
+    copy can be acked; tried again when our trust changes; quarantined as
+    certificate_untrusted once `trust_wait_minutes` have passed since it came."""
+
+    __tablename__ = "awaiting_trust"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # of the envelope, as in quarantine
+    message_id: Mapped[str] = mapped_column(String(200), index=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Notice(Base):
     """Every signed notice the hub sent about our documents (a refusal with its code, the
     paper route, expiry, reminders), kept as received: the hub's word, provable later."""

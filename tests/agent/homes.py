@@ -12,6 +12,7 @@ from sqlalchemy import select
 from docex.agent.config import AgentKeys, write_home
 from docex.agent.context import AgentContext
 from docex.agent.store import Outgoing
+from docex.pki.ca import CertificateAuthority
 from docex.pki.keys import PrivateKey, load_certificate, load_private_key
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, cert_pem, sign_directory
 from docex.protocols.manifest import utcnow_iso
@@ -41,8 +42,10 @@ class County:
     def hub_key(self) -> PrivateKey:
         return load_private_key(self.hub_dir / "server.key", None)
 
-    def snapshot(self, *, version: int | None = None, extra: tuple[UnitEntry, ...] = ()) -> bytes:
-        """The hub-signed directory of these units (with their current states)."""
+    def snapshot(self, *, version: int | None = None, extra: tuple[UnitEntry, ...] = (),
+                 anchors: tuple[CertificateAuthority, ...] = ()) -> bytes:
+        """The hub-signed directory of these units (with their current states), carrying the
+        other CAs the hub trusts (`anchors`) with their CRLs."""
         units = tuple(
             UnitEntry(address=a, name=UNITS.get(a, a), state=self.states.get(a, "enabled"),
                       enc_cert=(home / "enc.crt").read_text())
@@ -51,7 +54,8 @@ class County:
         hub_cert = load_certificate(self.hub_dir / "server.crt")
         snap = DirectorySnapshot(prefix=PREFIX, version=version or self.version, generated_at=utcnow_iso(),
                                  units=units, hub_cert=cert_pem(hub_cert),
-                                 crls=((self.pki.county.directory / "crl.pem").read_text(),))
+                                 crls=tuple((ca.directory / "crl.pem").read_text() for ca in (self.pki.county, *anchors)),
+                                 anchors=tuple((ca.directory / "ca.crt").read_text() for ca in anchors))
         return sign_directory(snap, hub_cert, self.hub_key())
 
     def publish(self) -> None:

@@ -6,8 +6,10 @@ our own hub."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pika
@@ -17,15 +19,25 @@ from sqlalchemy import func, select
 from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
 from docex.agent.sending import Draft, queue_document, release_held
-from docex.agent.store import Notice, Outgoing, Quarantined, Received, Sent, SentRecipient
+from docex.agent.store import (
+    AwaitingTrust,
+    Notice,
+    Outgoing,
+    Quarantined,
+    Received,
+    Sent,
+    SentRecipient,
+)
 from docex.broker import Delivery
+from docex.pki.ca import CertificateAuthority
+from docex.pki.credentials import UnitCredentials
 from docex.pki.errors import PkiError
 from docex.pki.keys import load_certificate, load_private_key
-from docex.protocols import messages
+from docex.protocols import envelope, messages
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, sign_directory
-from docex.protocols.manifest import utcnow_iso
+from docex.protocols.manifest import Manifest, new_message_id, utcnow_iso
 from docex.protocols.receipt import make_receipt, verify_receipt
-from tests.agent.homes import PREFIX, County, build_county, outgoing
+from tests.agent.homes import PREFIX, UNITS, County, build_county, outgoing
 from tests.conftest import Pki
 
 XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
@@ -200,3 +212,114 @@ def test_a_directory_signed_by_another_hub_is_refused(county: County, pki: Pki, 
     assert exc.value.code in ("directory_untrusted", "certificate_untrusted")
     Receiver(me).directory(der)  # the service logs and drops it
     assert me.lookup(f"{PREFIX}.jiamao") is None and me.directory_version() < 10_000
+
+
+# -- a signer whose CA reaches us later --------------------------------------------------------
+SWB = "qingyuan.swb"
+
+
+@dataclass
+class Later:
+    county: County
+    me: AgentContext
+    ca: CertificateAuthority  # trusted by our hub, not yet by this agent
+    body: bytes
+    message_id: str
+
+
+def _letter(sender: UnitCredentials, to: AgentContext, doc_number: str) -> tuple[str, bytes]:
+    manifest = Manifest(message_id=new_message_id(), sender=sender.address, recipients=(to.creds.address,),
+                        title="关于联网后公文交换的通知", doc_number=doc_number)
+    return manifest.message_id, envelope.pack(manifest, FILES, sender, [to.creds.enc_cert])
+
+
+@pytest.fixture(scope="module")
+def city_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertificateAuthority, UnitCredentials]:
+    root = tmp_path_factory.mktemp("later-city")
+    ca = CertificateAuthority.init(root / "ca", "清远市电子公文交换中心", None)
+    ca.issue_unit(SWB, "中共清远市委办公室", root / "swb", None)
+    return ca, UnitCredentials.load(root / "swb", None)
+
+
+@pytest.fixture
+def later(pki: Pki, tmp_path: Path, city_ca: tuple[CertificateAuthority, UnitCredentials]) -> Later:
+    """ZFB's agent, and a document to it from a city unit under a CA that ZFB's snapshot
+    does not carry yet (as when its hub was linked to the city a moment ago)."""
+    county = build_county(pki, tmp_path / "county", {ZFB: UNITS[ZFB]})
+    me = county.context(ZFB)
+    mid, body = _letter(city_ca[1], me, "清办发〔2011〕9号")
+    return Later(county, me, city_ca[0], body, mid)
+
+
+def _waiting(ctx: AgentContext) -> list[str]:
+    with ctx.store.session() as s:
+        return list(s.execute(select(AwaitingTrust.message_id)).scalars())
+
+
+def test_a_document_under_a_ca_not_trusted_yet_waits_and_is_delivered_once_trust_arrives(later: Later, pki: Pki) -> None:
+    me, mid = later.me, later.message_id
+    receiver = Receiver(me)
+    receiver.document(later.body)
+    receiver.document(later.body)  # a redelivery while it waits: kept once
+    assert _waiting(me) == [mid]
+    assert _count(me, Received) == 0 and _count(me, Quarantined) == 0
+    assert _count(me, Outgoing, Outgoing.message_id.like(f"{mid}|%")) == 0  # no receipt of any kind yet
+    # The hub is asked for its current directory (which carries the CA it routed the document under).
+    asked = _count(me, Outgoing, Outgoing.kind == messages.DIRECTORY_REQUEST)
+    assert asked == 1
+    # Another document flows meanwhile.
+    other, other_body = _letter(pki.creds("qingyuan.yangshan.jyj"), me, "阳教发〔2011〕2号")
+    receiver.document(other_body)
+    assert _count(me, Received, Received.message_id == other) == 1
+    assert receiver.retry_waiting() == 1  # the first look of a run tries everything once
+    assert receiver.retry_waiting() == 0  # nothing changed, nothing is due: nothing is tried
+    assert _waiting(me) == [mid]
+
+    # The trust arrives with our hub's next snapshot: the document is delivered at once.
+    receiver.directory(later.county.snapshot(version=later.county.version + 1, anchors=(later.ca,)))
+    assert _waiting(me) == [] and _count(me, Quarantined) == 0
+    with me.store.session() as s:
+        received = s.get(Received, mid)
+    assert received is not None and received.sender == SWB and received.doc_number == "清办发〔2011〕9号"
+    folder = me.config.inbox / mid
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"} == FILES
+    receipt, _ = verify_receipt(outgoing(me, messages.receipt_key(mid, ZFB, "delivered")).body, me.trust)
+    assert (receipt.event, receipt.message_id) == ("delivered", mid)
+    receiver.document(later.body)  # redelivered afterwards: already there
+    assert _count(me, Received, Received.message_id == mid) == 1 and _waiting(me) == []
+
+
+def test_a_ca_that_never_becomes_trusted_ends_in_quarantine_after_the_wait(later: Later) -> None:
+    me, mid = later.me, later.message_id
+    wait = dt.timedelta(minutes=me.config.trust_wait_minutes)
+    came = dt.datetime(2011, 6, 1, 9, 0, tzinfo=dt.UTC)
+    receiver = Receiver(me)
+    receiver.document(later.body, now=came)
+    receiver.retry_waiting(now=came + wait - dt.timedelta(seconds=1))
+    assert _waiting(me) == [mid] and _count(me, Quarantined) == 0
+    assert receiver.retry_waiting(now=came + wait) == 1  # its time is over
+    assert _waiting(me) == []
+    with me.store.session() as s:
+        row = s.execute(select(Quarantined).where(Quarantined.message_id == mid)).scalar_one()
+        refused = s.execute(select(Outgoing).where(Outgoing.message_id.like(f"{mid}|{ZFB}|refused-%"))).scalars().all()
+    assert row.code == "certificate_untrusted" and Path(row.path).read_bytes() == later.body
+    assert len(refused) == 1
+    receipt, _ = verify_receipt(refused[0].body, me.trust)
+    assert (receipt.event, receipt.error, receipt.message_id) == ("refused", "certificate_untrusted", mid)
+    receiver.document(later.body, now=came + 2 * wait)  # the same bytes again: quarantined once, not waiting again
+    assert _count(me, Quarantined, Quarantined.message_id == mid) == 1 and _waiting(me) == []
+    assert _count(me, Received, Received.message_id == mid) == 0
+
+
+def test_with_no_wait_configured_an_untrusted_ca_is_quarantined_at_once(later: Later) -> None:
+    me = later.me
+    replace(me.config, trust_wait_minutes=0).save()
+    me = AgentContext.open(me.config.home)
+    Receiver(me).document(later.body)
+    assert _waiting(me) == []
+    assert [q.code for q in _quarantined(me)] == ["certificate_untrusted"]
+
+
+def _quarantined(ctx: AgentContext) -> list[Quarantined]:
+    with ctx.store.session() as s:
+        return list(s.execute(select(Quarantined)).scalars())

@@ -9,6 +9,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,18 @@ from sqlalchemy import func, select
 from docex.agent.context import AgentContext
 from docex.agent.sending import Draft, queue_document
 from docex.agent.service import AgentService, OutboxPublisher, scan_outbox_folder
-from docex.agent.store import Outgoing, Received, Sent, SentRecipient
+from docex.agent.store import AwaitingTrust, Outgoing, Quarantined, Received, Sent, SentRecipient
 from docex.broker import BrokerConnectionLost, BrokerSettings, PublishItem, amqp_url
 from docex.broker.topology import DELIVER_EXCHANGE, INGRESS_EXCHANGE, INGRESS_QUEUE, RECEIPTS_QUEUE
 from docex.cli.localnet import LocalNetwork
 from docex.hub.units import CsvUnit
-from docex.protocols import messages
+from docex.pki.ca import CertificateAuthority
+from docex.pki.credentials import UnitCredentials
+from docex.pki.keys import load_certificate, load_private_key
+from docex.protocols import envelope, messages
+from docex.protocols.directory import sign_directory, verify_directory
+from docex.protocols.manifest import Manifest, new_message_id
+from docex.protocols.receipt import envelope_digest
 from tests.agent.homes import County, build_county, outgoing
 from tests.conftest import Pki
 from tests.e2e.support import wait_until
@@ -172,3 +179,64 @@ def test_the_service_announces_itself_publishes_as_its_user_receives_and_stops(n
     assert not thread.is_alive()
     with me.store.session() as s:
         assert s.execute(select(Outgoing.id).where(Outgoing.sent_at.is_(None))).first() is None
+
+
+@pytest.mark.rabbitmq
+def test_a_document_under_a_ca_not_trusted_yet_is_kept_asks_the_hub_and_is_delivered(
+        net: LocalNetwork, tmp_path: Path) -> None:
+    """The race of a link just made, gated: ZFB's agent receives a document signed under a CA
+    its snapshot does not carry yet. It keeps the document in its store (the broker's copy is
+    acked: a restart does not get it back from the queue), asks the hub for its directory, and
+    delivers the document when the hub's snapshot with that CA comes."""
+    city = CertificateAuthority.init(tmp_path / "city-ca", "清远市电子公文交换中心", None)
+    city.issue_unit("qingyuan.swb", "中共清远市委办公室", tmp_path / "swb", None)
+    me = AgentContext.open(net.agents[ZFB])
+    manifest = Manifest(message_id=new_message_id(), sender="qingyuan.swb", recipients=(ZFB,), title="联网通知",
+                        doc_number="清办发〔2011〕9号")
+    body = envelope.pack(manifest, {"a.txt": b"a"}, UnitCredentials.load(tmp_path / "swb", None), [me.creds.enc_cert])
+    mid, digest = manifest.message_id, envelope_digest(body)
+    admin = BrokerSettings(url=amqp_url(net.config.broker.management_user, net.config.broker.management_password,
+                                        net.config.broker.vhost))
+    conn = pika.BlockingConnection(admin.parameters("docex-test-hub"))
+    channel = conn.channel()
+    seen: list[tuple[str, str, str]] = []
+
+    def arrived(kind: str, key: str) -> bool:
+        seen.extend(_ingress(net))
+        return any(t == kind and m.startswith(key) for t, m, _ in seen)
+
+    def start() -> tuple[AgentService, threading.Thread]:
+        service = AgentService(AgentContext.open(net.agents[ZFB]))
+        thread = threading.Thread(target=service.run, daemon=True)
+        thread.start()
+        assert service.connected.wait(30) and service.consumer.wait_ready(30)
+        return service, thread
+
+    service, thread = start()
+    try:
+        channel.basic_publish(DELIVER_EXCHANGE, ZFB, body,
+                              pika.BasicProperties(message_id=mid, type=messages.DOCUMENT, delivery_mode=2))
+        wait_until(lambda: arrived(messages.DIRECTORY_REQUEST, f"{messages.DIRECTORY_REQUEST}|trust|"), 30,
+                   "the agent to ask the hub for its directory")
+        service.stop()
+        thread.join(30)
+        with me.store.session() as s:
+            assert s.get(AwaitingTrust, digest) is not None and s.get(Received, mid) is None
+        assert channel.queue_declare(f"unit.{ZFB}", passive=True).method.message_count == 0
+        service, thread = start()
+        # The hub's next snapshot carries the city's CA (the hub trusts it: it routed the document).
+        current = verify_directory((net.agents[ZFB] / "directory.der").read_bytes(), me._home_trust())
+        fresh = replace(current, version=current.version + 1, anchors=((city.directory / "ca.crt").read_text(),),
+                        crls=(*current.crls, (city.directory / "crl.pem").read_text()))
+        hub_dir = net.config.hub_dir
+        der = sign_directory(fresh, load_certificate(hub_dir / "server.crt"), load_private_key(hub_dir / "server.key", None))
+        channel.basic_publish(DELIVER_EXCHANGE, ZFB, der, pika.BasicProperties(type=messages.DIRECTORY, delivery_mode=2))
+        wait_until(lambda: arrived(messages.RECEIPT, messages.receipt_key(mid, ZFB, "delivered")), 30,
+                   "the document delivered and receipted")
+        with me.store.session() as s:
+            assert s.get(Received, mid) is not None and s.get(AwaitingTrust, digest) is None
+            assert s.execute(select(Quarantined.id)).first() is None
+    finally:
+        conn.close()
+        service.stop()
+        thread.join(30)
