@@ -2,7 +2,7 @@
 
     export  --home (AGENTDIR|HUBDIR) MESSAGE_ID -o BUNDLE.zip
     verify  BUNDLE.zip --ca CA.crt [--ca CITY_CA.crt] [--at DATE] [--json]   (offline)
-    renew   BUNDLE.zip -o RENEWED.zip (--home HUBDIR | --tsa URL)
+    renew   BUNDLE.zip -o RENEWED.zip (--home (HUBDIR|AGENTDIR) | --tsa URL --ca CA.crt) [--crl CRL.pem]
     opened  --home AGENTDIR MESSAGE_ID [--person DIR]   (evidence that a person opened it)
 """
 
@@ -40,13 +40,19 @@ def _is_hub(home: str) -> bool:
         return False
 
 
+def _hub_passphrase(home: str, passphrase: PassphraseSource) -> bytes | None:
+    from docex.hub.config import HubConfig
+
+    if passphrase.file or passphrase.env or passphrase.insecure:
+        return passphrase.get()
+    return HubConfig.load(home).keys.passphrase()
+
+
 def _hub_parts(home: str, passphrase: PassphraseSource) -> Any:
     from docex.hub.config import HubConfig
     from docex.hub.service import make_context
 
-    config = HubConfig.load(home)
-    pw = passphrase.get() if (passphrase.file or passphrase.env or passphrase.insecure) else config.keys.passphrase()
-    ctx = make_context(config, pw)
+    ctx = make_context(HubConfig.load(home), _hub_passphrase(home, passphrase))
     ctx.db.after_operator_action = None
     return ctx
 
@@ -176,28 +182,69 @@ def verify(bundle: str, cas: tuple[str, ...], at: str | None, as_json: bool) -> 
         sys.exit(1)
 
 
+def _renewal_inputs(home: str | None, cas: tuple[str, ...], crl_paths: tuple[str, ...], cert_paths: tuple[str, ...],
+                    passphrase: PassphraseSource) -> tuple[list[Any], list[Any], list[Any]]:
+    """Anchors, CRLs and CA certificates for a renewal: the home's own (a hub issues a fresh
+    CRL of its CA; an agent has its CA's CRL, kept fresh from the directory), plus files."""
+    from docex.pki.keys import load_certificates, load_crl
+    from docex.protocols.errors import DocexError
+
+    anchors: list[Any] = [c for path in cas for c in load_certificates(Path(path))]
+    crls: list[Any] = [load_crl(Path(path)) for path in crl_paths]
+    certs: list[Any] = [c for path in cert_paths for c in load_certificates(Path(path))]
+    if home and _is_hub(home):
+        from docex.hub.evidence import renewal_inputs
+
+        more = renewal_inputs(_hub_parts(home, passphrase), _hub_passphrase(home, passphrase))
+    elif home:
+        from docex.cli.agent import _ctx
+
+        trust = _ctx(home, passphrase).trust
+        more = (list(trust.anchors), list(trust.crls), [])
+    else:
+        more = ([], [], [])
+    anchors, crls, certs = [*anchors, *more[0]], [*crls, *more[1]], [*certs, *more[2]]
+    if not anchors:
+        raise DocexError("certificate_untrusted", "no trust anchor: give --home or --ca CA.crt")
+    return anchors, crls, certs
+
+
 @evidence.command()
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--home", type=click.Path(exists=True, file_okay=False), help="A hub home whose TSA stamps the renewal.")
+@click.option("--home", type=click.Path(exists=True, file_okay=False),
+              help="A hub or agent home: its TSA, trust anchors and current CRLs.")
 @click.option("--tsa", help="RFC 3161 TSA URL for the renewal timestamp.")
+@click.option("--ca", "cas", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A trusted CA certificate (PEM); repeat. Default: the home's.")
+@click.option("--crl", "crl_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A current CRL to put into the bundle (PEM or DER); repeat. Added to the home's.")
+@click.option("--cert", "cert_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A CA certificate the chains need (PEM); repeat.")
 @json_option
 @passphrase_options
 @handles_errors
-def renew(bundle: str, output: str, home: str | None, tsa: str | None, as_json: bool,
-          passphrase: PassphraseSource) -> None:
-    """证据包续期 Add a fresh archive timestamp over the bundle (before the newest one expires)."""
+def renew(bundle: str, output: str, home: str | None, tsa: str | None, cas: tuple[str, ...],
+          crl_paths: tuple[str, ...], cert_paths: tuple[str, ...], as_json: bool, passphrase: PassphraseSource) -> None:
+    """证据包续期 Renew a bundle before its newest archive timestamp expires: add the current
+    CRLs and CA certificates (validation data), then a fresh archive timestamp over them."""
     from docex.protocols.bundle import renew as renew_bundle
 
-    data = renew_bundle(Path(bundle).read_bytes(), _stamper(home, tsa, passphrase))
+    anchors, crls, certs = _renewal_inputs(home, cas, crl_paths, cert_paths, passphrase)
+    done = renew_bundle(Path(bundle).read_bytes(), _stamper(home, tsa, passphrase), anchors=anchors, crls=crls,
+                        certificates=certs)
     path = Path(output)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
+    tmp.write_bytes(done.data)
     tmp.replace(path)
     if as_json:
-        echo_json({"ok": True, "bundle": str(path), "bytes": len(data)})
+        echo_json({"ok": True, "bundle": str(path), "bytes": len(done.data), "archive_timestamp": done.number,
+                   "crls_of": done.refreshed, "not_refreshed": done.not_refreshed})
     else:
-        click.echo(f"证据包已续期 evidence bundle renewed: {path}")
+        click.echo(f"证据包已续期 evidence bundle renewed: {path} (存证时间戳 archive timestamp {done.number:04d}；"
+                   f"吊销列表 CRLs of: {'、'.join(done.refreshed)})")
+        if done.not_refreshed:
+            click.echo(f"  ! 无当前吊销列表 no current CRL at hand for: {'、'.join(done.not_refreshed)}", err=True)
 
 
 @evidence.command()

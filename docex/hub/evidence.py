@@ -14,6 +14,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 
+from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -127,3 +128,20 @@ def export(ctx: HubContext, message_id: str, stamper: Stamper) -> bytes:
     log.info("evidence bundle of %s: %d evidence(s), %d audit entries", message_id, len(evidences), len(entries))
     return build(parts, stamper)
 
+
+
+def renewal_inputs(ctx: HubContext, passphrase: bytes | None) -> tuple[list[x509.Certificate],
+                                                                         list[x509.CertificateRevocationList],
+                                                                         list[x509.Certificate]]:
+    """What the hub brings to an evidence renewal (`docex.protocols.bundle.renew`): its
+    trust anchors, the CRLs it holds (a freshly issued one of its own CA when its key is
+    here, so a renewal never waits for the 6-hourly publication) and its CA certificate."""
+    from docex.pki.ca import CertificateAuthority
+
+    trust = ctx.identity.trust
+    crls = list(trust.crls)
+    try:
+        crls.append(CertificateAuthority.open(ctx.config.ca_dir, passphrase).crl())
+    except (PkiError, OSError, ValueError, TypeError) as exc:  # an imported CA may have no key here
+        log.info("renewal uses the published CRL of the hub's CA: %s", exc)
+    return list(trust.anchors), crls, [ctx.identity.ca_cert]

@@ -521,8 +521,9 @@ class CertificateAuthority:
                 return record
         raise PkiError("unknown_serial", f"this CA issued no certificate with serial {serial_hex}")
 
-    def crl(self) -> x509.CertificateRevocationList:
-        now = _now()
+    def crl(self, *, now: dt.datetime | None = None) -> x509.CertificateRevocationList:
+        """The current CRL (`now`: as of another time, for a controlled clock)."""
+        now = now or _now()
         revoked = [r for r in self.records() if r.status == "revoked"]
         number = len(revoked) + int(now.timestamp())
         builder = (

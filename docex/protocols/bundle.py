@@ -2,8 +2,14 @@
 without our servers, years later (`docex evidence export / verify / renew`).
 
     MANIFEST.json          what is in the bundle: SHA-256 of every other file
-    archive/0001.tsr       RFC 3161 token over MANIFEST.json (renewals add 0002.tsr... each
-                           over MANIFEST.json and every earlier archive token)
+    archive/0001.tsr       RFC 3161 token over MANIFEST.json
+    archive/NNNN/certs/*.pem, archive/NNNN/crls/*.pem   (renewal N = 2, 3, ...) validation
+                           data as it stood at renewal N: the certificates and current CRLs
+                           of every CA the earlier archive token and the signatures rely on
+    archive/NNNN/index.sha256   SHA-256 of each of those files (`sha256sum -c` format)
+    archive/NNNN.tsr       token over MANIFEST.json, then each earlier renewal's index and
+                           token in order (0001.tsr, 0002/index.sha256, 0002.tsr, ...), then
+                           archive/NNNN/index.sha256 (RFC 4998 / ETSI EN 319 102-1 renewal)
     envelope.p7m           the envelope as it travelled (outer SignedData)
     inner.p7m              the sender's inner SignedData over the package (the content
                            itself), when the exporter is the sender or a recipient
@@ -32,19 +38,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from docex.pki import cms
 from docex.pki.errors import PkiError
 from docex.pki.names import CertRole, address_of
 from docex.pki.timestamps import (
+    RENEW_MARGIN,
     ArchiveStatus,
     Stamper,
-    archive_input,
-    evaluate_archive,
+    TokenInfo,
     signature_timestamp,
     signature_value,
     token_time,
+    verify_token,
 )
 from docex.pki.trust import TrustStore
 from docex.protocols import evidence as ev
@@ -56,6 +64,9 @@ FORMAT = "docex-evidence-1"
 MANIFEST = "MANIFEST.json"
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 _ARCHIVE = re.compile(r"^archive/(\d{4})\.tsr$")
+_RENEWAL_DATA = re.compile(r"^archive/(\d{4})/(certs|crls)/[0-9a-f]{16}\.pem$")
+_RENEWAL_INDEX = re.compile(r"^archive/(\d{4})/index\.sha256$")
+CLOCK_SKEW = dt.timedelta(minutes=10)  # between a CA's clock and the TSA's
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
 
@@ -144,8 +155,6 @@ def _unverified_evidence(der: bytes) -> ev.Evidence:
     token = signature_timestamp(der)
     info = None
     if token is not None:
-        from docex.pki.timestamps import TokenInfo
-
         info = TokenInfo(token_time(token), 0, None, [], b"")  # type: ignore[arg-type]
     issuer = str(p.get("recipient") or p.get("hub") or "")
     details = {k: p[k] for k in ("person", "reason", "code") if p.get(k)}
@@ -250,16 +259,182 @@ def read_files(data: bytes) -> dict[str, bytes]:
         raise DocexError("evidence_invalid", f"not a readable evidence bundle: {exc}") from exc
 
 
-def renew(data: bytes, stamper: Stamper) -> bytes:
-    """The bundle with one more archive timestamp over its manifest and every earlier
-    archive token (ETSI EN 319 102-1 style renewal); nothing else changes."""
+def _token_name(n: int) -> str:
+    return f"archive/{n:04d}.tsr"
+
+
+def _index_name(n: int) -> str:
+    return f"archive/{n:04d}/index.sha256"
+
+
+def archive_covered(files: dict[str, bytes], n: int) -> bytes:
+    """What archive timestamp `n` covers: MANIFEST.json, each earlier renewal's index and
+    token in order, then renewal n's own index (renewals made before docex added
+    validation data have no index: then nothing stands in its place)."""
+    parts = [files[MANIFEST]]
+    for k in range(1, n + 1):
+        if k > 1 and _index_name(k) in files:
+            parts.append(files[_index_name(k)])
+        if k < n:
+            parts.append(files[_token_name(k)])
+    return b"".join(parts)
+
+
+def _index(files: dict[str, bytes], n: int) -> bytes:
+    """Renewal n's index: `sha256sum` lines for its validation data, sorted."""
+    prefix = f"archive/{n:04d}/"
+    names = sorted(name for name in files if name.startswith(prefix) and _RENEWAL_DATA.match(name))
+    return "".join(f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in names).encode()
+
+
+def _certificates_in(der: bytes) -> list[x509.Certificate]:
+    """The certificates a CMS SignedData (a timestamp token) carries."""
+    info = cms._ContentInfo.load(der)
+    return [x509.load_der_x509_certificate(c.chosen.dump())
+            for c in info["content"]["certificates"] or [] if c.name == "certificate"]
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject or not _is_ca(issuer):
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _issuer(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    if cert.issuer == cert.subject:
+        return None  # a root: nobody vouches for it but the verifier
+    return next((c for c in pool if _issued_by(cert, c)), None)
+
+
+def _chain(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    chain = [cert]
+    while len(chain) <= 4 and (issuer := _issuer(chain[-1], pool)) is not None and issuer not in chain:
+        chain.append(issuer)
+    return chain
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
+def _ca_name(cert: x509.Certificate) -> str:
+    from docex.pki.names import common_name
+
+    return common_name(cert) or cert.subject.rfc4514_string()
+
+
+@dataclass
+class Renewal:
+    """A renewed bundle and what went into it."""
+
+    data: bytes
+    number: int  # the archive timestamp added (2, 3, ...)
+    refreshed: list[str]  # CAs whose current CRL the renewal carries
+    not_refreshed: list[str]  # CAs of signers' chains with no current CRL at hand (not fatal)
+
+
+def renew(data: bytes, stamper: Stamper, *, anchors: Sequence[x509.Certificate],
+          crls: Sequence[x509.CertificateRevocationList], certificates: Sequence[x509.Certificate] = (),
+          now: dt.datetime | None = None) -> Renewal:
+    """The bundle with one more archive timestamp, ETSI EN 319 102-1 / RFC 4998 style: first
+    the validation data as it stands now (the current CRL and the certificate of every CA
+    that the newest archive timestamp's TSA and the bundle's signers depend on) goes into
+    archive/NNNN/, then a timestamp covers it with the manifest and every earlier archive
+    token. The newest archive timestamp must still verify now, with those CRLs: a renewal
+    after it expired or was revoked proves nothing. Nothing else in the bundle changes.
+
+    Raises DocexError(crl_missing / crl_stale) when there is no current CRL of a CA on that
+    timestamp's chain, and the PkiError of that timestamp when it no longer verifies."""
+    when = now or dt.datetime.now(dt.UTC)
     files = read_files(data)
     if MANIFEST not in files:
         raise DocexError("evidence_invalid", "the bundle has no MANIFEST.json")
-    tokens = [files[n] for n in sorted(n for n in files if _ARCHIVE.match(n))]
-    covered = archive_input(files[MANIFEST], tokens)
-    files[f"archive/{len(tokens) + 1:04d}.tsr"] = stamper(hashlib.sha256(covered).digest())
-    return _zip(files)
+    count = sum(1 for n in files if _ARCHIVE.match(n))
+    if count == 0 or any(_token_name(k) not in files for k in range(1, count + 1)):
+        raise DocexError("evidence_invalid", "the bundle's archive timestamps are not numbered 0001, 0002, ...")
+    number = count + 1
+    newest = files[_token_name(count)]
+
+    # Every certificate the bundle holds or relies on, and the CAs we were handed.
+    pool: dict[str, x509.Certificate] = {}
+    for cert in [*anchors, *certificates]:
+        pool[_fingerprint(cert)] = cert
+    for name, blob in files.items():
+        if name.endswith(".pem") and (name.startswith("certs/") or "/certs/" in name):
+            for cert in x509.load_pem_x509_certificates(blob):
+                pool[_fingerprint(cert)] = cert
+        elif _ARCHIVE.match(name) or (name.startswith("evidence/") and name.endswith(".tsr")) \
+                or name == "audit/checkpoint.tsr":
+            for cert in _certificates_in(blob):
+                pool[_fingerprint(cert)] = cert
+    certs = list(pool.values())
+    tsa_cert = _token_signer(newest, certs)
+    required = _chain(tsa_cert, certs)
+    depends: dict[str, x509.Certificate] = {}  # the CAs whose current CRL the renewal carries
+    for cert in certs:
+        issuer = _issuer(cert, certs)
+        if issuer is not None:
+            depends[_fingerprint(issuer)] = issuer
+
+    def current(issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
+        mine = [c for c in crls if _crl_signed_by(c, issuer)]
+        return max(mine, key=lambda c: c.last_update_utc, default=None)
+
+    chosen: dict[str, x509.CertificateRevocationList] = {}
+    not_refreshed: list[str] = []
+    for fp, issuer in sorted(depends.items()):
+        crl = current(issuer)
+        on_chain = any(_fingerprint(c) == fp for c in required[1:])
+        if crl is None or (crl.next_update_utc is not None and crl.next_update_utc < when):
+            if on_chain:
+                if crl is None:
+                    raise DocexError("crl_missing", f"no current CRL of {_ca_name(issuer)}, which issued the "
+                                                    "newest archive timestamp's TSA certificate: give it to renew")
+                raise DocexError("crl_stale", f"the CRL of {_ca_name(issuer)} expired on "
+                                              f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC: refresh it first")
+            not_refreshed.append(_ca_name(issuer))
+            continue
+        chosen[fp] = crl
+
+    # The newest archive timestamp must still prove something now, by these CRLs.
+    trust = TrustStore(list(anchors), [], [c for c in certs if _is_ca(c)])
+    for crl in chosen.values():
+        trust.add_crl(crl)
+    verify_token(newest, trust, data=archive_covered(files, count), at=when)
+
+    prefix = f"archive/{number:04d}"
+    for fp, issuer in depends.items():
+        files[f"{prefix}/certs/{fp[:16]}.pem"] = _pem(issuer)
+    for cert in required:
+        files[f"{prefix}/certs/{_fingerprint(cert)[:16]}.pem"] = _pem(cert)
+    for crl in chosen.values():
+        pem = crl.public_bytes(serialization.Encoding.PEM)
+        files[f"{prefix}/crls/{hashlib.sha256(pem).hexdigest()[:16]}.pem"] = pem
+    files[_index_name(number)] = _index(files, number)
+    files[_token_name(number)] = stamper(hashlib.sha256(archive_covered(files, number)).digest())
+    refreshed = sorted(_ca_name(depends[fp]) for fp in chosen)
+    return Renewal(_zip(files), number, refreshed, sorted(set(not_refreshed)))
+
+
+def _token_signer(token: bytes, pool: Sequence[x509.Certificate]) -> x509.Certificate:
+    """The TSA certificate that signed a token, by the signer's serial number (the token's
+    signature itself is checked when the token is verified)."""
+    from docex.pki.timestamps import _signer_info
+
+    sid = _signer_info(cms._ContentInfo.load(token))["sid"]
+    if sid.name == "issuer_and_serial_number":
+        serial = sid.chosen["serial_number"].native
+        for cert in [*_certificates_in(token), *pool]:
+            if cert.serial_number == serial and not _is_ca(cert):
+                return cert
+    raise DocexError("timestamp_invalid", "an archive timestamp does not carry its TSA's certificate")
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -285,16 +460,21 @@ class BundleReport:
 
 
 def _trust(files: dict[str, bytes], anchors: Sequence[x509.Certificate]) -> TrustStore:
+    """Anchors from the verifier; CA certificates and CRLs from the bundle and its renewals.
+    A CRL counts only when a known CA signed it: a forged "newer" CRL must not push the
+    genuine one aside (the store keeps one per issuer name)."""
     crls = []
     intermediates = []
     for name, data in files.items():
-        if name.startswith("crls/"):
+        if name.startswith("crls/") or _RENEWAL_DATA.match(name) and "/crls/" in name:
             crls.append(x509.load_pem_x509_crl(data))
-        elif name.startswith("certs/"):
+        elif name.startswith("certs/") or _RENEWAL_DATA.match(name):
             intermediates.extend(x509.load_pem_x509_certificates(data))
-    store = TrustStore(list(anchors), [], [c for c in intermediates if c.extensions and _is_ca(c)])
+    cas = [c for c in intermediates if _is_ca(c)]
+    store = TrustStore(list(anchors), [], cas)
     for crl in crls:
-        store.add_crl(crl)
+        if any(_crl_signed_by(crl, ca) for ca in [*anchors, *cas]):
+            store.add_crl(crl)
     return store
 
 
@@ -303,6 +483,79 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+def _renewal_gap(files: dict[str, bytes], n: int, prior: TokenInfo, made: dt.datetime) -> str | None:
+    """What renewal n lacks to prove that archive timestamp n-1 still stood when n was made
+    (None: nothing): for every CA on that token's chain, a CRL it signed, issued after that
+    token and still current then. A CRL there that revokes the chain by then is INVALID."""
+    if _index_name(n) not in files:
+        return f"archive timestamp {n} was added without validation data"
+    prefix = f"archive/{n:04d}/crls/"
+    crls = [x509.load_pem_x509_crl(blob) for name, blob in files.items() if name.startswith(prefix)]
+    for link, issuer in zip(prior.chain, prior.chain[1:], strict=False):
+        fresh = [c for c in crls if _crl_signed_by(c, issuer) and c.last_update_utc >= prior.gen_time - CLOCK_SKEW
+                 and (c.next_update_utc is None or c.next_update_utc + CLOCK_SKEW >= made)]
+        for crl in fresh:
+            entry = crl.get_revoked_certificate_by_serial_number(link.serial_number)
+            if entry is not None and entry.revocation_date_utc <= made:
+                raise PkiError("certificate_revoked", f"renewal {n}'s CRL shows {_ca_name(link)} revoked on "
+                                                      f"{entry.revocation_date_utc:%Y-%m-%d}, before it was made")
+        if not fresh:
+            return f"archive timestamp {n} carries no CRL of {_ca_name(issuer)} current on {made:%Y-%m-%d}"
+    return None
+
+
+def evaluate_archive(files: dict[str, bytes], trust: TrustStore, *, at: dt.datetime,
+                     margin: dt.timedelta = RENEW_MARGIN) -> tuple[ArchiveStatus, list[str]]:
+    """Judge a bundle's archive timestamps at `at` (ETSI EN 319 102-1 long-term validation):
+    each must cover what it claims and have been valid when made; each renewal must carry
+    the CRLs that show the timestamp before it still valid when the renewal was made (then
+    that one is proven, and so on down to the manifest); the newest so proven must still be
+    valid at `at`. A renewal without that data extends nothing: the timestamp before it
+    must stand alone. Returns the status and what was checked (for the report)."""
+    count = sum(1 for n in files if _ARCHIVE.match(n))
+    if count == 0:
+        return ArchiveStatus("INDETERMINATE", [], "no archive timestamp: renew to add one"), []
+    tokens = [files[_token_name(k)] for k in range(1, count + 1)]
+    infos: list[TokenInfo] = []
+    for k, token in enumerate(tokens, 1):
+        try:
+            infos.append(verify_token(token, trust, data=archive_covered(files, k)))
+        except PkiError as exc:
+            return ArchiveStatus("INVALID", infos, f"archive timestamp {k}: [{exc.code}] {exc.message}"), []
+    notes: list[str] = []
+    live = max(1, sum(1 for i in infos if i.gen_time <= at))  # renewals made after `at` do not count then
+    top = 1
+    for k in range(1, live):
+        made = infos[k].gen_time
+        try:
+            verify_token(tokens[k - 1], trust, data=archive_covered(files, k), at=made)
+            gap = _renewal_gap(files, k + 1, infos[k - 1], made)
+        except PkiError as exc:
+            if exc.code != "certificate_expired":
+                return ArchiveStatus("INVALID", infos, f"archive timestamp {k} on {made:%Y-%m-%d}: "
+                                                       f"[{exc.code}] {exc.message}"), notes
+            gap = f"archive timestamp {k + 1} was added after timestamp {k} had expired"
+        if gap is not None:
+            notes.append(f"{gap}: it extends nothing (timestamp {k} must stand alone)")
+            break
+        top = k + 1
+        notes.append(f"renewal {k + 1} ({made:%Y-%m-%d}): archive timestamp {k} was valid then, "
+                     "by the CRLs the renewal carries")
+    name = "the newest archive timestamp" if top == count else f"archive timestamp {top}"
+    try:
+        info = verify_token(tokens[top - 1], trust, data=archive_covered(files, top), at=at)
+    except PkiError as exc:
+        if exc.code == "certificate_expired":
+            return ArchiveStatus("INDETERMINATE", infos, f"{name} no longer proves existence on {at:%Y-%m-%d}: "
+                                 f"renew the evidence ({exc.message})"), notes
+        return ArchiveStatus("INVALID", infos, f"archive timestamp {top}: [{exc.code}] {exc.message}"), notes
+    expires = min(c.not_valid_after_utc for c in info.chain)
+    if expires - at < margin:
+        return ArchiveStatus("RENEWAL_DUE", infos, f"{name} expires on {expires:%Y-%m-%d}: renew soon",
+                             expires), notes
+    return ArchiveStatus("VALID", infos, f"protected until {expires:%Y-%m-%d}", expires), notes
 
 
 def verify(data: bytes, anchors: Sequence[x509.Certificate], *, at: dt.datetime | None = None) -> BundleReport:
@@ -330,12 +583,22 @@ def _verify(data: bytes, anchors: Sequence[x509.Certificate], at: dt.datetime, r
         raise DocexError("evidence_invalid", "MANIFEST.json is not a docex evidence manifest")
     listed: dict[str, str] = manifest["files"]
     archive_names = sorted(n for n in files if _ARCHIVE.match(n))
-    expected = {f"archive/{i:04d}.tsr" for i in range(1, len(archive_names) + 1)}
-    if set(archive_names) != expected:
+    count = len(archive_names)
+    if set(archive_names) != {_token_name(i) for i in range(1, count + 1)}:
         report.fail("evidence_invalid", "the archive timestamps are not numbered 0001, 0002, ...")
+    renewal_files = {n for n in files if _RENEWAL_DATA.match(n) or _RENEWAL_INDEX.match(n)}
     for name in files:
-        if name != MANIFEST and name not in listed and name not in archive_names:
+        if name != MANIFEST and name not in listed and name not in archive_names and name not in renewal_files:
             report.fail("evidence_invalid", f"{name} is not listed in the manifest")
+    for name in sorted(renewal_files):
+        if not 2 <= int(name[8:12]) <= count:
+            report.fail("evidence_invalid", f"{name} belongs to no renewal of this bundle")
+    for n in range(2, count + 1):
+        if _index_name(n) in files:
+            if files[_index_name(n)] != _index(files, n):
+                report.fail("evidence_invalid", f"the validation data of renewal {n} does not match its index")
+        elif any(name.startswith(f"archive/{n:04d}/") for name in renewal_files):
+            report.fail("evidence_invalid", f"archive/{n:04d}/ holds files without the index that lists them")
     for name, digest in listed.items():
         if name not in files:
             report.fail("evidence_invalid", f"{name} is listed in the manifest but missing")
@@ -347,10 +610,11 @@ def _verify(data: bytes, anchors: Sequence[x509.Certificate], at: dt.datetime, r
     trust = _trust(files, anchors)
 
     # Archive timestamps: the bundle as a whole, at the evaluation date.
-    status: ArchiveStatus = evaluate_archive(files[MANIFEST], [files[n] for n in archive_names], trust, at=at)
+    status, notes = evaluate_archive(files, trust, at=at)
     report.archive = {"status": status.status, "message": status.message,
                       "expires": status.expires.isoformat() if status.expires else None,
                       "timestamps": [t.gen_time.isoformat() for t in status.tokens]}
+    report.checks.extend(notes)
     if status.status == "INVALID":
         report.fail("timestamp_invalid", status.message)
     elif status.status == "INDETERMINATE":

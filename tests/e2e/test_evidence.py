@@ -2,8 +2,9 @@
 unit sends to a city unit, a person there signs for it; the evidence is exported at the
 sender, at the recipient and at the county hub, and each bundle verifies offline in a clean
 folder holding only the CA certificates (`docex evidence verify`, and OpenSSL alone for
-every evidence, timestamp and the archive timestamp); a changed byte fails. The county
-hub's audit checkpoint reaches the city hub over the link."""
+every evidence, timestamp and the archive timestamp); a changed byte fails; the sender's
+bundle renewed at its terminal verifies too. The county hub's audit checkpoint reaches the
+city hub over the link."""
 
 from __future__ import annotations
 
@@ -186,6 +187,15 @@ def test_evidence_across_the_city_link_verifies_offline(levels: Levels, tmp_path
     result = _openssl(unpacked, "ts", "-verify", "-token_in", "-in", "archive/0001.tsr", "-data", "MANIFEST.json",
                       "-CAfile", "cas.pem")
     assert result.returncode == 0 and "Verification: OK" in result.stdout, result.stderr
+
+    # Renewed at the sender's terminal: the CRLs of that day from the agent's home go in.
+    renewed = clean / "renewed.zip"
+    result = run("evidence", "renew", str(bundles["sender"]), "-o", str(renewed), "--home", str(county.home(XXZX)),
+                 "--tsa", levels.county_tsa.url, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["crls_of"], result.output
+    code, report = _verify(renewed, cas)
+    assert code == 0 and report["status"] == "VALID" and len(report["archive"]["timestamps"]) == 2, report["problems"]
 
 
 def test_the_county_audit_checkpoint_reaches_the_city_hub(levels: Levels) -> None:
