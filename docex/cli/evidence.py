@@ -2,6 +2,7 @@
 
     export  --home (AGENTDIR|HUBDIR) MESSAGE_ID -o BUNDLE.zip
     verify  BUNDLE.zip --ca CA.crt [--ca CITY_CA.crt] [--at DATE] [--json]   (offline)
+    archive --home HUBDIR [MESSAGE_ID ...] [--replace]   (into [hub] evidence_archive)
     renew   BUNDLE.zip -o RENEWED.zip (--home (HUBDIR|AGENTDIR) | --tsa URL --ca CA.crt) [--crl CRL.pem]
     opened  --home AGENTDIR MESSAGE_ID [--person DIR]   (evidence that a person opened it)
 """
@@ -79,7 +80,7 @@ def _stamper(home: str | None, tsa: str | None, passphrase: PassphraseSource) ->
 
 @click.group()
 def evidence() -> None:
-    """证据 Delivery evidence: export, verify offline, renew."""
+    """证据 Delivery evidence: export, verify offline, renew, archive."""
 
 
 @evidence.command()
@@ -245,6 +246,53 @@ def renew(bundle: str, output: str, home: str | None, tsa: str | None, cas: tupl
                    f"吊销列表 CRLs of: {'、'.join(done.refreshed)})")
         if done.not_refreshed:
             click.echo(f"  ! 无当前吊销列表 no current CRL at hand for: {'、'.join(done.not_refreshed)}", err=True)
+
+
+@evidence.command()
+@click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Hub home (HUBDIR).")
+@click.argument("message_ids", nargs=-1)
+@click.option("--replace", is_flag=True, help="Write again a bundle that is in the archive already.")
+@json_option
+@passphrase_options
+@handles_errors
+def archive(home: str, message_ids: tuple[str, ...], replace: bool, as_json: bool,
+            passphrase: PassphraseSource) -> None:
+    """归档证据包 Write bundles into `[hub] evidence_archive` now: the documents named, or (none
+    named) every document closed since the last sweep, as the hub does every 5 minutes."""
+    from docex.hub import evidence_archive
+    from docex.protocols.errors import DocexError
+    from docex.protocols.identifiers import check_message_id
+
+    if not _is_hub(home):
+        raise DocexError("no_hub", f"{home} is not a hub home: the evidence archive is the hub's")
+    ctx = _hub_parts(home, passphrase)
+    root = evidence_archive.folder(ctx)
+    if root is None:
+        raise DocexError("no_archive", "no evidence archive: set evidence_archive = \"FOLDER\" in docex.toml")
+    if ctx.stamper is None:
+        raise DocexError("timestamp_failed", "this hub runs no TSA (HUBDIR/tsa): bundles cannot be sealed")
+    written: list[str] = []
+    present: list[str] = []
+    failed: dict[str, str] = {}
+    if message_ids:
+        for mid in message_ids:
+            check_message_id(mid, code="bad_metadata")
+            path = evidence_archive.archive_one(ctx, root, mid, ctx.stamper, replace=replace)
+            (written if path is not None else present).append(mid)
+    else:
+        result = evidence_archive.sweep(ctx, root, ctx.stamper)
+        written, failed = result.written, result.failed
+        if result.stopped:
+            raise DocexError("timestamp_failed", result.stopped)
+    if as_json:
+        echo_json({"ok": not failed, "archive": str(root), "written": written, "present": present, "failed": failed})
+    else:
+        click.echo(f"证据包已归档 bundles written: {len(written)}；已存在 already there: {len(present)}；"
+                   f"失败 failed: {len(failed)} ({root})")
+        for mid, code in failed.items():
+            click.echo(f"  ✗ {mid}: [{code}]", err=True)
+    if failed:
+        sys.exit(1)
 
 
 @evidence.command()

@@ -109,6 +109,10 @@ class HubConfig:
     # adds a fresh archive timestamp to each one whose newest timestamp is about to expire.
     # The hub cannot read documents in transit; this is for what the county archives. "": none.
     seal_archive: str = ""
+    # Folder (absolute, or under HUBDIR) where the hub writes each document's evidence bundle
+    # once every delivery reached a final state, and renews them before their newest archive
+    # timestamp expires (docex.hub.evidence_archive). "": none.
+    evidence_archive: str = ""
 
     @property
     def ca_dir(self) -> Path:
@@ -182,6 +186,7 @@ class HubConfig:
             timezone=str(data.get("timezone", "")),
             assessment={str(k): float(v) for k, v in data.get("assessment", {}).items()},
             seal_archive=str(data.get("seal_archive", "")),
+            evidence_archive=str(data.get("evidence_archive", "")),
         )
 
     def with_changes(self, **changes: Any) -> HubConfig:

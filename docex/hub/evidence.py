@@ -10,6 +10,7 @@ third party checks offline is exported from here or from an agent (`docex eviden
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -130,7 +131,7 @@ def export(ctx: HubContext, message_id: str, stamper: Stamper) -> bytes:
 
 
 
-def renewal_inputs(ctx: HubContext, passphrase: bytes | None) -> tuple[list[x509.Certificate],
+def renewal_inputs(ctx: HubContext, passphrase: bytes | None, *, now: dt.datetime | None = None) -> tuple[list[x509.Certificate],
                                                                          list[x509.CertificateRevocationList],
                                                                          list[x509.Certificate]]:
     """What the hub brings to an evidence renewal (`docex.protocols.bundle.renew`): its
@@ -141,7 +142,7 @@ def renewal_inputs(ctx: HubContext, passphrase: bytes | None) -> tuple[list[x509
     trust = ctx.identity.trust
     crls = list(trust.crls)
     try:
-        crls.append(CertificateAuthority.open(ctx.config.ca_dir, passphrase).crl())
+        crls.append(CertificateAuthority.open(ctx.config.ca_dir, passphrase).crl(now=now))
     except (PkiError, OSError, ValueError, TypeError) as exc:  # an imported CA may have no key here
         log.info("renewal uses the published CRL of the hub's CA: %s", exc)
     return list(trust.anchors), crls, [ctx.identity.ca_cert]

@@ -56,6 +56,7 @@ class HubJobs:
         self.rollout = rollout or Rollout()
         self._publisher: ConfirmedPublisher | None = None
         self._revoked_seen: set[str] = set()
+        self._archive_failed: set[str] = set()  # documents the evidence archive cannot export (said once)
 
     def publisher(self) -> ConfirmedPublisher:
         if self._publisher is None or not self._publisher.is_open:
@@ -331,6 +332,39 @@ class HubJobs:
             log.info("seal archive: renewed %d file(s)", len(renewed))
         return renewed
 
+    def archive_evidence(self) -> list[str]:
+        """``[hub] evidence_archive``: write the evidence bundle of every document that reached
+        a final state since the last sweep (docex.hub.evidence_archive). Returns the ids."""
+        from docex.hub import evidence_archive
+
+        root = evidence_archive.folder(self.ctx)
+        if root is None:
+            return []
+        if self.ctx.stamper is None:
+            log.warning("evidence archive: this hub runs no TSA (HUBDIR/tsa): no bundle written")
+            return []
+        result = evidence_archive.sweep(self.ctx, root, self.ctx.stamper, skip=self._archive_failed)
+        if result.stopped:
+            log.warning("evidence archive: stopped until the next run: %s", result.stopped)
+        return result.written
+
+    def renew_evidence_archive(self, margin_days: int = 180) -> list[str]:
+        """Renew every bundle under ``[hub] evidence_archive`` whose newest archive timestamp's
+        certificate expires within ``margin_days``: current CRLs and CA certificates, then a
+        timestamp of the hub's TSA, each file replaced atomically and audited. Returns the
+        renewed files (relative to the folder)."""
+        from docex.hub import evidence_archive
+
+        root = evidence_archive.folder(self.ctx)
+        if root is None or not root.is_dir():
+            return []
+        if self.ctx.stamper is None:
+            log.warning("evidence archive: this hub runs no TSA (HUBDIR/tsa): nothing renewed")
+            return []
+        result = evidence_archive.renew_due(self.ctx, root, self.ctx.stamper, self.ctx.config.keys.passphrase(),
+                                            margin=dt.timedelta(days=margin_days))
+        return result.renewed
+
     def monthly_report(self) -> Path:
         from docex.hub.reports import write_report
 
@@ -354,4 +388,6 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.apply_rollout, "cron", hour=0, minute=5, id="rollout")
     scheduler.add_job(jobs.monthly_report, "cron", day=1, hour=1, id="report")
     scheduler.add_job(jobs.renew_seal_archive, "cron", hour=2, minute=30, id="seal-archive")
+    scheduler.add_job(jobs.archive_evidence, "interval", minutes=5, id="evidence-archive")
+    scheduler.add_job(jobs.renew_evidence_archive, "cron", hour=2, minute=45, id="evidence-renewal")
     return scheduler

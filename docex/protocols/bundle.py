@@ -558,6 +558,21 @@ def evaluate_archive(files: dict[str, bytes], trust: TrustStore, *, at: dt.datet
     return ArchiveStatus("VALID", infos, f"protected until {expires:%Y-%m-%d}", expires), notes
 
 
+def archive_status(data: bytes, anchors: Sequence[x509.Certificate], *, at: dt.datetime | None = None) -> ArchiveStatus:
+    """The archive timestamps alone, judged at `at` (default now): is a renewal due? Cheap
+    beside `verify` (no evidence is read), for sweeping an archive of bundles."""
+    when = at or dt.datetime.now(dt.UTC)
+    try:
+        files = read_files(data)
+        if MANIFEST not in files:
+            raise DocexError("evidence_invalid", "the bundle has no MANIFEST.json")
+        return evaluate_archive(files, _trust(files, anchors), at=when)[0]
+    except PkiError as exc:
+        return ArchiveStatus("INVALID", [], f"[{exc.code}] {exc.message}")
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        return ArchiveStatus("INVALID", [], f"the bundle is damaged: {type(exc).__name__}")
+
+
 def verify(data: bytes, anchors: Sequence[x509.Certificate], *, at: dt.datetime | None = None) -> BundleReport:
     """Check a bundle offline: every byte accounted for, every signature and timestamp,
     chains and revocation as of each event's time, one envelope digest throughout, the

@@ -90,6 +90,7 @@ CODES: dict[str, tuple[str, str]] = {
     "timestamp_missing": ("缺少时间戳", "the signature carries no timestamp"),
     "evidence_invalid": ("送达证据无效", "the delivery evidence (or its bundle) does not verify"),
     "renewal_needed": ("证据需续期", "the newest archive timestamp has expired: renew the evidence"),
+    "no_archive": ("未设置证据归档目录", "no evidence archive is configured ([hub] evidence_archive)"),
     "audit_invalid": ("审计记录与检查点不符", "the audit entries do not match their hashes or checkpoint"),
     "checkpoint_invalid": ("审计检查点无效", "an audit checkpoint does not verify"),
     "checkpoint_missing": ("审计检查点缺失", "an audit checkpoint is missing"),

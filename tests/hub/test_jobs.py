@@ -5,6 +5,7 @@ county's rollout plan moves units from pilot to dual track to electronic only.""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -152,3 +153,99 @@ def test_the_seal_archive_is_renewed_when_due(keyed_ctx: HubContext, pki: Pki) -
     with keyed_ctx.db.session() as s:
         actions = s.execute(select(AuditEntry.action, AuditEntry.subject)).all()
     assert ("seal.renewed", "2011/阳府〔2011〕12号.pdf") in [tuple(a) for a in actions]
+
+
+def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
+        keyed_ctx: HubContext, pki: Pki, tmp_path_factory: Any) -> None:
+    """[hub] evidence_archive: a document's bundle is written once every delivery is final
+    (not before; never twice, even when the sweep's mark is lost); years later, on a
+    controlled clock, the job renews each bundle whose archive timestamp is about to expire
+    with the CRL of that day and the hub's new TSA (not with one that expires as soon), and
+    the renewed bundle verifies after the first TSA certificate expired."""
+    import dataclasses
+    import hashlib
+    import shutil
+
+    from docex.hub import audit
+    from docex.hub import evidence as hub_evidence
+    from docex.hub.config import KeyConfig
+    from docex.hub.models import Envelope
+    from docex.pki.timestamps import local_stamper
+    from docex.pki.tsa import TimeStampAuthority
+    from docex.protocols import bundle, envelope, localtime
+    from docex.protocols.manifest import Manifest
+
+    config = keyed_ctx.config
+    shutil.copytree(pki.county.directory, config.ca_dir)  # the hub's own CA: it issues the CRL of renewal day
+    keyed_ctx.config = dataclasses.replace(config, evidence_archive="evidence",
+                                           keys=KeyConfig(insecure_no_passphrase=True))
+    first_tsa = tmp_path_factory.mktemp("first-tsa")
+    pki.county.issue_tsa("阳山县信息中心时间戳服务", first_tsa, None)  # five years
+    keyed_ctx.stamper = local_stamper(TimeStampAuthority.load(first_tsa, None, clock=localtime.utcnow))
+    sender = pki.creds(XXZX)
+    for mid, state in ((OLD, states.SIGNED_FOR), (NEW, states.DELIVERED)):
+        env, _ = envelope.pack_layers(Manifest(message_id=mid, sender=XXZX, recipients=(ZFB,), title="防汛通知",
+                                               doc_number="阳府办明电〔2011〕12号"), {"a.txt": b"x"}, sender,
+                                      [pki.creds(ZFB).enc_cert])
+        digest = hashlib.sha256(env).hexdigest()
+        now = utcnow()
+        with keyed_ctx.db.session() as s:
+            s.add(Document(message_id=mid, sender=XXZX, title="防汛通知", doc_number="阳府办明电〔2011〕12号",
+                           envelope_sha256=digest, created_at=now, accepted_at=now))
+            s.flush()
+            s.add(Envelope(message_id=mid, data=env))
+            s.add(Delivery(message_id=mid, recipient=ZFB, state=state, accepted_at=now,
+                           closed_at=now if state in states.FINAL else None))
+            audit.append(s, XXZX, "document.accept", mid, digest=digest)
+            hub_evidence.issue(keyed_ctx, s, message_id=mid, event="accepted", envelope_sha256=digest)
+    jobs, _ = _jobs(keyed_ctx)
+    root = config.home / "evidence"
+    assert jobs.archive_evidence() == [OLD]  # NEW is still open
+    assert jobs.archive_evidence() == []
+    (root / ".archived-until").unlink()  # as if the hub died before moving its mark
+    assert jobs.archive_evidence() == []  # the bundle is there: not written again
+    [written] = root.rglob("*.zip")
+    assert written.name == f"{OLD}.zip" and written.parent.parent.parent == root
+    anchors = [pki.county.certificate]
+    assert bundle.verify(written.read_bytes(), anchors).status == "VALID"
+    with keyed_ctx.db.session() as s:
+        s.execute(select(Delivery).where(Delivery.message_id == NEW)).scalar_one().state = states.RETURNED
+        s.execute(select(Delivery).where(Delivery.message_id == NEW)).scalar_one().closed_at = utcnow()
+    assert jobs.archive_evidence() == [NEW]
+    assert jobs.renew_evidence_archive() == []  # the first TSA certificate has years left
+
+    # Four years and nine months on: the first TSA certificate expires within the margin.
+    start = utcnow()
+    later = start + dt.timedelta(days=365 * 5 - 90)
+    localtime.set_clock(lambda: later)
+    try:
+        shutil.copytree(first_tsa, config.home / "tsa")  # a hub TSA that expires as soon renews nothing
+        assert jobs.renew_evidence_archive() == []
+        shutil.rmtree(config.home / "tsa")
+        pki.county.issue_tsa("阳山县信息中心时间戳服务（二）", config.home / "tsa", None, validity_days=365 * 8)
+        keyed_ctx.stamper = local_stamper(TimeStampAuthority.load(config.home / "tsa", None, clock=localtime.utcnow))
+        renewed = jobs.renew_evidence_archive()
+        assert len(renewed) == 2 and all(n.endswith(".zip") for n in renewed)
+        assert jobs.renew_evidence_archive() == []  # renewed: not due again
+    finally:
+        localtime.set_clock(None)
+    after_expiry = start + dt.timedelta(days=365 * 5 + 30)
+    for path in root.rglob("*.zip"):
+        report = bundle.verify(path.read_bytes(), anchors, at=after_expiry)
+        assert report.ok and report.status == "VALID", report.problems
+        assert len(report.archive["timestamps"]) == 2
+    with keyed_ctx.db.read() as s:
+        actions = [a for (a,) in s.execute(select(AuditEntry.action).where(AuditEntry.action.like("evidence.%")))]
+    assert actions.count("evidence.archived") == 2 and actions.count("evidence.renewed") == 2
+    assert actions.count("evidence.renew_blocked") == 1
+    # On demand, from the command line (the hub's home as it stands).
+    from tests.cli.runner import run
+
+    keyed_ctx.config.save()
+    result = run("evidence", "archive", "--home", str(config.home), OLD, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["present"] == [OLD], result.output
+    result = run("evidence", "archive", "--home", str(config.home), OLD, "--replace", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["written"] == [OLD], result.output
+    assert len(bundle.read_files(next(root.rglob(f"{OLD}.zip")).read_bytes())) > 0
+    result = run("evidence", "archive", "--home", str(config.home), "not-an-id")
+    assert result.exit_code == 2 and "UUID" in result.output
