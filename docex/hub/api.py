@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from docex.hub.api_security import LoginGuard, SessionStore, same_origin, security_headers
 from docex.hub.context import HubContext
+from docex.hub.dead_letters import page as dead_letter_page
 from docex.hub.links import status as link_status
 from docex.hub.status import dashboard_links
 from docex.hub.tracking import (
@@ -163,7 +164,15 @@ def create_app(ctx: HubContext, *, guard: LoginGuard | None = None, tsa_limiter:
     def api_overview(user: str = Depends(current_user)) -> dict[str, Any]:
         link_rows = dashboard_links(link_status(ctx.config, ctx.db))
         with ctx.db.read() as s:
-            return overview(s, online_seconds=online, links=link_rows)
+            data = overview(s, online_seconds=online, links=link_rows)
+        data["dead_letters"] = dead_letter_page(ctx.config, ctx.db, limit=1)["total"]
+        return data
+
+    @app.get("/api/dead-letters")
+    def api_dead_letters(offset: int = 0, limit: int = 50, include_replayed: bool = Query(False, alias="all"),
+                         user: str = Depends(current_user)) -> dict[str, Any]:
+        """Dead letters, newest first, a page at a time (`docex hub dead-letters list`)."""
+        return dead_letter_page(ctx.config, ctx.db, offset=offset, limit=limit, include_replayed=include_replayed)
 
     @app.get("/api/documents")
     def api_documents(

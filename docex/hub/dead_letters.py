@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from docex.broker import ConfirmedPublisher, Delivery, PublishItem
 from docex.broker.topology import INGRESS_EXCHANGE, ingress_routing_key
 from docex.hub import audit, outbox, states
-from docex.hub.broker import hub_user
+from docex.hub.broker import address_of_user, hub_user
 from docex.hub.config import HubConfig
 from docex.hub.context import HubContext
 from docex.hub.db import Database
 from docex.hub.models import Delivery as DeliveryRow
-from docex.hub.models import Document, Rejection
+from docex.hub.models import Document, Rejection, Unit
 from docex.hub.refusals import keep_bytes
 from docex.protocols import localtime, messages
+from docex.protocols.errors import describe
 from docex.protocols.notice import make_notice
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class DeadLetter:
     at: str
     replayed: bool
     kept: bool
+    tries: int | None = None  # deliveries tried before it died (unknown for older records)
 
     def as_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -67,6 +70,18 @@ def _first_death(headers: dict[str, Any]) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _tries(headers: dict[str, Any], death: dict[str, Any], limit: int) -> int:
+    """How many deliveries were tried before it died. Quorum queues count the earlier ones
+    in `x-delivery-count`; a message refused outright (RejectMessage) was tried once."""
+    try:
+        earlier = int(headers.get("x-delivery-count") or 0)
+    except (TypeError, ValueError):
+        earlier = 0
+    if earlier:
+        return earlier + 1
+    return limit + 1 if _text(death.get("reason")) == "delivery_limit" else 1
 
 
 class DeadLetters:
@@ -98,6 +113,7 @@ class DeadLetters:
             record = {
                 "queue": queue, "exchange": _text(death.get("exchange")), "routing_key": keys[0] if keys else "",
                 "type": kind, "message_id": message_id, "user_id": delivery.user_id or "", "recipient": recipient,
+                "tries": _tries(headers, death, self.ctx.config.broker.delivery_limit),
                 "headers": {k: _text(v) for k, v in headers.items() if not str(k).startswith("x-")},
             }
             path = _record_path(self.ctx.config, row.id)
@@ -128,8 +144,6 @@ class DeadLetters:
             if row is not None and row.state in states.OPEN:
                 row.state = states.DEAD_LETTER
         else:  # the hub itself could not take it in: the publishing unit, whole document
-            from docex.hub.broker import address_of_user
-
             sender, concerns = address_of_user(self.ctx.config, user_id) or "", ()
         if not sender:
             return []
@@ -160,8 +174,54 @@ def list_dead_letters(config: HubConfig, db: Database, *, include_replayed: bool
             recipient=record.get("recipient", ""), sender=row.sender, reason=row.message,
             at=localtime.iso(row.at) or "", replayed=row.code == REPLAYED,
             kept=bool(row.kept_at) and Path(row.kept_at).exists(),
+            tries=record["tries"] if isinstance(record.get("tries"), int) else None,
         ))
     return result
+
+
+PAGE_MAX = 200
+
+
+def replay_command(config: HubConfig, rejection_id: int) -> str:
+    """What the information centre types to put it back (the home is the operator's own path)."""
+    return f"docex hub dead-letters replay --home {shlex.quote(str(config.home))} {int(rejection_id)}"
+
+
+def page(config: HubConfig, db: Database, *, offset: int = 0, limit: int = 50,
+         include_replayed: bool = False) -> dict[str, Any]:
+    """One page of dead letters, newest first, as the dashboard shows them: unit names,
+    the document's number and title where the hub accepted it, the named code with its
+    description, the tries, and the command that replays it. Values a publisher chose are
+    returned as data; the page shows them as text."""
+    offset, limit = max(0, int(offset)), max(1, min(PAGE_MAX, int(limit)))
+    codes = (CODE, REPLAYED) if include_replayed else (CODE,)
+    with db.read() as s:
+        total = s.execute(select(func.count()).select_from(Rejection).where(Rejection.code.in_(codes))).scalar_one()
+        rows = list(s.execute(select(Rejection).where(Rejection.code.in_(codes))
+                              .order_by(Rejection.id.desc()).offset(offset).limit(limit)).scalars())
+        records = {row.id: _load_record(config, row.id) for row in rows}
+        docs = {d.message_id: d for d in s.execute(select(Document).where(
+            Document.message_id.in_({r.message_id for r in rows if r.message_id}))).scalars()}
+        senders = {row.id: (docs[row.message_id].sender if row.message_id in docs
+                            else address_of_user(config, row.sender) or "") for row in rows}
+        addresses = {a for a in senders.values() if a} | {records[r.id].get("recipient", "") for r in rows}
+        names = dict(s.execute(select(Unit.address, Unit.name).where(Unit.address.in_(addresses - {""}))).tuples().all())
+    items = []
+    for row in rows:
+        record, doc = records[row.id], docs.get(row.message_id)
+        sender, recipient = senders[row.id], str(record.get("recipient", ""))
+        items.append({
+            "id": row.id, "at": localtime.iso(row.at), "message_id": row.message_id,
+            "kind": record.get("type", ""), "queue": record.get("queue", ""),
+            "sender": sender, "sender_name": names.get(sender, ""), "sender_login": row.sender,
+            "recipient": recipient, "recipient_name": names.get(recipient, ""),
+            "doc_number": doc.doc_number if doc else "", "title": doc.title if doc else "",
+            "code": CODE if row.code == CODE else REPLAYED, "code_zh": describe(CODE), "code_en": describe(CODE, "en"),
+            "reason": row.message, "tries": record["tries"] if isinstance(record.get("tries"), int) else None,
+            "replayed": row.code == REPLAYED, "kept": bool(row.kept_at) and Path(row.kept_at).exists(),
+            "replay": replay_command(config, row.id) if row.code == CODE else "",
+        })
+    return {"items": items, "total": total, "offset": offset, "limit": limit}
 
 
 def _load_record(config: HubConfig, rejection_id: int) -> dict[str, Any]:

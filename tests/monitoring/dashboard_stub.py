@@ -155,7 +155,29 @@ def canned() -> dict[str, Any]:
             "cert_expiry": _iso(now + timedelta(days=12)),
         },
     ]
-    return {"documents": [notice, other], "units": units, "now": now}
+    dead = [dead_letter(i, now - timedelta(minutes=i)) for i in range(1, 61)]
+    return {"documents": [notice, other], "units": units, "now": now, "dead_letters": dead}
+
+
+def dead_letter(n: int, at: datetime) -> dict[str, Any]:
+    """Dead letter #n as /api/dead-letters gives it: a copy for a unit that its agent failed
+    on (odd n) or a document the hub's own intake could not take in (even n)."""
+    copy = n % 2 == 1
+    return {
+        "id": n, "at": _iso(at.astimezone(timezone(timedelta(hours=8)))),
+        "message_id": f"d0000000-0000-4000-8000-{n:012d}", "kind": "document",
+        "queue": "unit.qingyuan.yangshan.libu" if copy else "hub.ingress",
+        "sender": "qingyuan.yangshan.zfb", "sender_name": "阳山县人民政府办公室",
+        "sender_login": "qingyuan.yangshan.zfb",
+        "recipient": "qingyuan.yangshan.libu" if copy else "",
+        "recipient_name": "阳山县黎埠镇人民政府" if copy else "",
+        "doc_number": f"阳府办〔2011〕{n}号" if copy else "", "title": "关于防汛工作的通知" if copy else "",
+        "code": "dead_letter", "code_zh": "消息多次处理失败，已转入死信队列",
+        "code_en": "a message failed repeatedly and was dead-lettered",
+        "reason": "unit.qingyuan.yangshan.libu: delivery_limit" if copy else "hub.ingress: delivery_limit",
+        "tries": 11, "replayed": False, "kept": True,
+        "replay": f"docex hub dead-letters replay --home /srv/docex/hub {n}",
+    }
 
 
 class DashboardStub:
@@ -251,6 +273,7 @@ class DashboardStub:
                 "units_total": 125,
                 "units_offline": 7,
                 "links": [{"name": "parent", "state": "up", "backlog": 0}],
+                "dead_letters": len(self.data["dead_letters"]),
                 "generated_at": _iso(datetime.now(UTC)),
             }
         if path == "/api/documents":
@@ -270,6 +293,11 @@ class DashboardStub:
             return copy.deepcopy(doc) if doc else None
         if path == "/api/units":
             return {"items": copy.deepcopy(self.data["units"])}
+        if path == "/api/dead-letters":
+            offset, limit = int(query.get("offset", "0")), min(200, int(query.get("limit", "50")))
+            dead = self.data["dead_letters"]
+            return {"items": copy.deepcopy(dead[offset: offset + limit]), "total": len(dead),
+                    "offset": offset, "limit": limit}
         return None
 
     @staticmethod

@@ -29,7 +29,7 @@ pytestmark = [
 NOTICE = "b3f1c2d4-0001-4a55-9e1b-2011092601aa"
 OTHER = "c9a8e7f6-0002-4b66-8f2c-2011092602bb"
 STATIC = {"/", "/index.html", "/app.js", "/i18n.js", "/style.css", "/favicon.ico", "/favicon.svg"}
-API = re.compile(r"^/api/(overview|units|documents(/[^/?]+)?)(\?.*)?$")
+API = re.compile(r"^/api/(overview|units|dead-letters|documents(/[^/?]+)?)(\?.*)?$")
 
 
 def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None:
@@ -188,3 +188,51 @@ def test_overview_cards_open_the_lists_they_count(tmp_path: Path) -> None:
         wait_for(driver, lambda d: len(css(d, 'tr[data-testid="recipient-row"]')) == 6)
         signer = text_of(driver, 'tr[data-address="qingyuan.yangshan.xwb"] [data-testid="recipient-person"]')
         assert signer == "李明"
+
+
+def test_dead_letters_page_names_units_codes_tries_and_the_replay_command(tmp_path: Path) -> None:
+    """死信: newest first, a page of 50, units by name, the code with its description, the
+    tries and the command that replays it; a hostile title stays text; English on the toggle."""
+    with DashboardStub() as stub, chromium() as driver:
+        with stub.lock:
+            stub.data["dead_letters"][0]["title"] = '<img src=x onerror="window.pwned=1">关于<b>防汛</b>的通知'
+            stub.data["dead_letters"][0]["reason"] = "unit.x: <script>window.pwned=2</script>"
+        driver.get(stub.url)
+        wait_for(driver, lambda d: visible(d, "login-form"))
+        css(driver, "#login-username")[0].send_keys(USER)
+        css(driver, "#login-password")[0].send_keys(PASSWORD)
+        css(driver, "#login-submit")[0].click()
+        wait_for(driver, lambda d: text_of(d, "#overview-dead-letters") == "60")
+        assert "alert" in (css(driver, "#card-dead-letters")[0].get_attribute("class") or "")
+
+        css(driver, "#card-dead-letters")[0].click()
+        rows = 'tr[data-testid="dead-letter-row"]'
+        wait_for(driver, lambda d: len(css(d, rows)) == 50)
+        first = css(driver, rows)[0]
+        assert first.get_attribute("data-id") == "1"
+        assert "阳山县人民政府办公室" in first.text and "阳山县黎埠镇人民政府" in first.text
+        assert "阳府办〔2011〕1号" in first.text
+        assert "消息多次处理失败，已转入死信队列" in text_of(driver, f'{rows} [data-testid="dead-letter-code"]')
+        assert text_of(driver, f'{rows} [data-testid="dead-letter-tries"]') == "11"
+        assert text_of(driver, f'{rows} [data-testid="dead-letter-replay"]') == \
+            "docex hub dead-letters replay --home /srv/docex/hub 1"
+        # hostile values are text, never markup
+        assert '<img src=x onerror="window.pwned=1">' in text_of(driver, f'{rows} [data-testid="dead-letter-title"]')
+        assert not css(driver, f"{rows} img") and not css(driver, f"{rows} b") and not css(driver, f"{rows} script")
+        assert driver.execute_script("return window.pwned === undefined")
+        # died in the hub's ingress: no recipient copy, the whole document
+        second = css(driver, rows)[1]
+        assert "全部收文单位" in second.text
+        assert "第 1–50 条，共 60 条" in text_of(driver, "#dead-letters-page")
+
+        css(driver, "#dead-letters-next")[0].click()
+        wait_for(driver, lambda d: len(css(d, rows)) == 10)
+        assert css(driver, rows)[0].get_attribute("data-id") == "51"
+        assert any("offset=50" in path for _, path in stub.requests if path.startswith("/api/dead-letters?"))
+        assert css(driver, "#dead-letters-next")[0].get_attribute("disabled") is not None
+
+        css(driver, "#lang-toggle")[0].click()
+        wait_for(driver, lambda d: "51–60 of 60" in text_of(d, "#dead-letters-page"))
+        assert "dead-lettered" in text_of(driver, f'{rows} [data-testid="dead-letter-code"]')
+        assert text_of(driver, "#nav-dead-letters") == "Dead letters"
+        keep_screenshot(driver, tmp_path, "stub-dead-letters.png")

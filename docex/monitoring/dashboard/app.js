@@ -11,6 +11,7 @@
   const WAITING = ["accepted", "routed", "delivered"]; // not finished yet
   const I18N = window.DOCEX_I18N || { "zh-CN": {} };
   const ALIASES = window.DOCEX_ALIASES || {};
+  const DEAD_PAGE = 50; // dead letters per page
 
   let lang = localStorage.getItem("docex.lang") === "en" ? "en" : "zh-CN";
   let route = parseRoute();
@@ -109,6 +110,7 @@
 
   // ---------- routing ----------
   // #overview | #documents?q=..&sender=.. | #document/<message id> | #units
+  // | #dead-letters?page=N&all=1
   function parseRoute() {
     const [rawPath, query] = splitOnce(location.hash.replace(/^#\/?/, ""), "?");
     let path = rawPath;
@@ -117,7 +119,7 @@
     if (path.startsWith("document/")) {
       return { view: "document", id: path.slice("document/".length), params };
     }
-    if (path === "documents" || path === "units") return { view: path, params };
+    if (path === "documents" || path === "units" || path === "dead-letters") return { view: path, params };
     return { view: "overview", params };
   }
   function splitOnce(s, sep) {
@@ -151,6 +153,13 @@
       }
       case "units":
         return api("api/units").then((units) => ({ units }));
+      case "dead-letters": {
+        const p = new URLSearchParams();
+        p.set("offset", String((deadPage(r) - 1) * DEAD_PAGE));
+        p.set("limit", String(DEAD_PAGE));
+        if (r.params.get("all")) p.set("all", "true");
+        return api("api/dead-letters?" + p.toString()).then((dead) => ({ dead }));
+      }
       default:
         return Promise.all([api("api/overview"), api("api/documents?limit=10")])
           .then(([overview, recent]) => ({ overview, recent }));
@@ -201,7 +210,7 @@
     $("nav").hidden = false;
     $("auto-refresh-label").hidden = false;
     $("logout-form").hidden = false;
-    for (const view of ["overview", "documents", "document", "units"]) {
+    for (const view of ["overview", "documents", "document", "units", "dead-letters"]) {
       $(view + "-view").hidden = view !== route.view;
     }
     for (const link of document.querySelectorAll("#nav a")) {
@@ -221,6 +230,7 @@
     else if (route.view === "documents") renderDocuments(d.list);
     else if (route.view === "document") renderDocument(d.doc);
     else if (route.view === "units") renderUnits(d.units);
+    else if (route.view === "dead-letters") renderDeadLetters(d.dead);
   }
 
   function progress(states, total) {
@@ -269,6 +279,8 @@
     $("overview-overdue").closest(".card").classList.toggle("alert", (o.overdue || 0) > 0);
     $("overview-units-offline").textContent = num(o.units_offline);
     $("overview-units-total").textContent = t("overview.units_of", { n: num(o.units_total) });
+    $("overview-dead-letters").textContent = num(o.dead_letters);
+    $("card-dead-letters").classList.toggle("alert", (o.dead_letters || 0) > 0);
     $("overview-generated").textContent = fmtTime(o.generated_at);
     if (o.timezone) $("time-zone").textContent = t("time.zone") + " " + o.timezone;
     if (o.today) {
@@ -386,6 +398,55 @@
     }));
   }
 
+  function deadPage(r) {
+    const n = parseInt(r.params.get("page") || "1", 10);
+    return Number.isFinite(n) && n > 0 ? n : 1;
+  }
+  function deadHash(page, all) {
+    const p = new URLSearchParams();
+    if (page > 1) p.set("page", String(page));
+    if (all) p.set("all", "1");
+    const q = p.toString();
+    return "#dead-letters" + (q ? "?" + q : "");
+  }
+  // A unit by its name, the address beneath; an address the hub does not know stays as given.
+  function unitCell(name, address, fallback) {
+    if (!address) return el("td", {}, fallback || "–");
+    return el("td", { title: address }, el("div", { class: "unit-name" }, name || address),
+      name ? el("div", { class: "address" }, address) : null);
+  }
+  function renderDeadLetters(dead) {
+    const items = (dead && dead.items) || [];
+    const total = (dead && dead.total) || 0;
+    const offset = (dead && dead.offset) || 0;
+    $("dead-letters-table").tBodies[0].replaceChildren(...items.map((x) => {
+      const kind = x.kind ? label("dead.kind", x.kind) : "";
+      const doc = x.title ? el("a", { href: documentHash(x.message_id) }, x.title) : null;
+      const replay = x.replayed ? el("span", { class: "hint" }, t("dead.replayed")) :
+        !x.kept ? el("span", { class: "hint" }, t("dead.not_kept")) :
+          el("code", { class: "command", "data-testid": "dead-letter-replay" }, x.replay);
+      return el("tr", { "data-testid": "dead-letter-row", "data-id": x.id, "data-message-id": x.message_id },
+        el("td", { class: "time" }, fmtTime(x.at)),
+        unitCell(x.sender_name, x.sender, x.sender_login),
+        unitCell(x.recipient_name, x.recipient, x.kind === "document" ? t("dead.all_recipients") : "–"),
+        el("td", { "data-testid": "dead-letter-number" }, x.doc_number || "–"),
+        el("td", { class: "title", "data-testid": "dead-letter-title" }, doc || (x.message_id || "–"),
+          kind ? el("div", { class: "hint" }, kind) : null),
+        el("td", { "data-testid": "dead-letter-code" },
+          el("span", { class: "state state-dead_letter", "data-code": x.code }, x.code),
+          el("div", {}, lang === "en" ? (x.code_en || "") : (x.code_zh || "")),
+          x.reason ? el("div", { class: "hint reason" }, x.reason) : null),
+        el("td", { class: "num", "data-testid": "dead-letter-tries" }, num(x.tries)),
+        el("td", {}, replay));
+    }));
+    $("dead-letters-empty").hidden = items.length > 0;
+    $("dead-letters-all").checked = !!route.params.get("all");
+    $("dead-letters-page").textContent = total ? t("pager.text",
+      { from: offset + 1, to: offset + items.length, n: total }) : "";
+    $("dead-letters-prev").disabled = offset <= 0;
+    $("dead-letters-next").disabled = offset + items.length >= total;
+  }
+
   // ---------- timers and events ----------
   function startTimer() {
     if (timer === null && $("auto-refresh").checked) timer = setInterval(refresh, REFRESH_MS);
@@ -426,6 +487,11 @@
     for (const f of SEARCH_FLAGS) $("search-" + f).checked = false;
     go("#documents");
   });
+  $("dead-letters-prev").addEventListener("click", () =>
+    go(deadHash(deadPage(route) - 1, !!route.params.get("all"))));
+  $("dead-letters-next").addEventListener("click", () =>
+    go(deadHash(deadPage(route) + 1, !!route.params.get("all"))));
+  $("dead-letters-all").addEventListener("change", () => go(deadHash(1, $("dead-letters-all").checked)));
   $("units-filter").addEventListener("input", render);
   $("units-offline-only").addEventListener("change", render);
   $("lang-toggle").addEventListener("click", () => {
