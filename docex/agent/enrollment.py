@@ -6,7 +6,11 @@ unit reads out to it; the terminal then fetches its certificates and writes its 
 Everything the hub answers is checked before it is used: the certificates must be for our
 address, carry our public keys and chain to the CA sent with them (and, given
 --ca-fingerprint, that CA must be the one the information centre announced); the directory
-must be signed by the hub under that CA."""
+must be signed by the hub under that CA.
+
+The hub's API speaks plain HTTP only on localhost, and so does the terminal: any other hub
+is reached over HTTPS, its server certificate verified against the CA file given with
+--hub-ca (pinned, with --ca-fingerprint, to the CA the information centre announced)."""
 
 from __future__ import annotations
 
@@ -26,10 +30,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from docex.agent.config import CONFIG_NAME, AgentKeys, SealConfig, write_home
-from docex.pki.keys import generate_rsa_key, load_private_key, save_certificate, save_private_key
+from docex.pki.keys import (
+    generate_rsa_key,
+    load_certificates,
+    load_private_key,
+    save_certificate,
+    save_private_key,
+)
 from docex.pki.names import CertRole, address_of
 from docex.pki.requests import key_fingerprint, make_request, same_fingerprint
 from docex.pki.trust import TrustStore
+from docex.pki.tsa import is_loopback
 from docex.protocols.address import check_address
 from docex.protocols.directory import verify_directory
 from docex.protocols.errors import DocexError
@@ -50,6 +61,7 @@ class Enrollment:
     hub_url: str
     fingerprint: str
     hub_ca: str = ""  # a CA file to verify the hub's HTTPS certificate with
+    ca_fingerprint: str = ""  # SHA-256 of the hub's CA as the information centre announced it
     passphrase_env: str = "DOCEX_PASSPHRASE"
     passphrase_file: str = ""
     insecure_no_passphrase: bool = False
@@ -57,13 +69,34 @@ class Enrollment:
 
 
 def hub_url(value: str) -> str:
-    """`HOST[:PORT]` (the hub's API, port 8470) or a full http(s) URL."""
+    """`HOST[:PORT]` (the hub's API, port 8470) or a full http(s) URL: HTTPS unless the hub
+    is on this machine. A plain-HTTP URL of another machine is refused (`tls_required`):
+    the unit's certificate requests and its certificates would cross the network in clear."""
     value = value.strip().rstrip("/")
-    if "://" in value:
-        return value
-    if ":" not in value:
-        value = f"{value}:{DEFAULT_PORT}"
-    return f"http://{value}"
+    if "://" not in value:
+        if ":" not in value:
+            value = f"{value}:{DEFAULT_PORT}"
+        value = f"{'http' if is_loopback(urlsplit(f'//{value}').hostname or '') else 'https'}://{value}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DocexError("hub_unreachable", f"{value} is not the hub's API (HOST[:PORT] or an https:// URL)")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise DocexError("tls_required", f"the hub's API is plain HTTP only on its own machine: use https://{parts.netloc}")
+    return value
+
+
+def check_pin(hub_ca: str, ca_fingerprint: str) -> None:
+    """The CA file the hub's HTTPS certificate is verified with must be the CA whose
+    fingerprint the information centre announced (when one was given)."""
+    if not (hub_ca and ca_fingerprint):
+        return
+    try:
+        certs = load_certificates(hub_ca)
+    except (OSError, ValueError):
+        raise DocexError("certificate_unreadable", f"cannot read the hub's CA from {hub_ca}") from None
+    if not any(same_fingerprint(ca_fingerprint, c.fingerprint(hashes.SHA256()).hex()) for c in certs):
+        raise DocexError("certificate_untrusted",
+                         f"{hub_ca} is not the CA the information centre announced (fingerprint {ca_fingerprint})")
 
 
 def _call(url: str, *, data: dict[str, Any] | None = None, hub_ca: str = "") -> dict[str, Any]:
@@ -83,6 +116,11 @@ def _call(url: str, *, data: dict[str, Any] | None = None, hub_ca: str = "") -> 
             raise DocexError(detail["code"], str(detail.get("message", ""))) from None
         raise DocexError("hub_unreachable", f"the hub answered {exc.code} at {url}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, ssl.SSLCertVerificationError):  # not the hub, or not the CA we were given
+            raise DocexError("certificate_untrusted", f"the hub's HTTPS certificate at {url} does not verify with "
+                             f"{hub_ca or 'the system CAs (give the hub CA with --hub-ca)'}: "
+                             f"{reason.verify_message or reason}") from None
         raise DocexError("hub_unreachable", f"cannot reach the hub at {url}: {exc}") from None
     if not isinstance(answer, dict):
         raise DocexError("hub_unreachable", f"unexpected answer from {url}")
@@ -108,10 +146,14 @@ def _save_state(home: Path, state: Enrollment) -> None:
 
 
 def begin(home: str | Path, address: str, hub: str, passphrase: bytes | None, keys: AgentKeys, *,
-          hub_ca: str = "") -> Enrollment:
-    """Make the unit's two key pairs here and send their certificate requests."""
+          hub_ca: str = "", ca_fingerprint: str = "") -> Enrollment:
+    """Make the unit's key pairs here and send their certificate requests. The hub's URL and
+    CA (against the announced fingerprint) are checked before any key is made."""
     root = Path(home).resolve()
     check_address(address)
+    url = hub_url(hub)
+    hub_ca = str(Path(hub_ca).resolve()) if hub_ca else ""  # `complete` may run from another folder
+    check_pin(hub_ca, ca_fingerprint)
     if (root / CONFIG_NAME).exists():
         raise DocexError("credentials_exist", f"{root} is an approved terminal already; enrol a new one in an empty folder")
     if any((root / f"{name}.key").exists() for name in KEY_NAMES):
@@ -122,13 +164,18 @@ def begin(home: str | Path, address: str, hub: str, passphrase: bytes | None, ke
     made = {name: generate_rsa_key(2048) for name in KEY_NAMES}
     for name, key in made.items():
         save_private_key(root / f"{name}.key", key, passphrase)
-    url = hub_url(hub)
     body = {"address": address, **{f"{name}_csr": make_request(key, address).decode() for name, key in made.items()}}
-    answer = _call(f"{url}/api/enroll", data=body, hub_ca=hub_ca)
+    try:
+        answer = _call(f"{url}/api/enroll", data=body, hub_ca=hub_ca)
+    except DocexError:
+        for name in KEY_NAMES:  # nothing to wait for: the folder is left as it was, to try again
+            (root / f"{name}.key").unlink(missing_ok=True)
+        raise
     ours = key_fingerprint(*(key.public_key() for key in made.values()))
     if not same_fingerprint(str(answer.get("fingerprint", "")), ours) or not isinstance(answer.get("id"), str):
         raise DocexError("fingerprint_mismatch", "the hub acknowledged a request that is not ours")
     state = Enrollment(id=answer["id"], address=address, hub_url=url, fingerprint=ours, hub_ca=hub_ca,
+                       ca_fingerprint=ca_fingerprint,
                        passphrase_env=keys.passphrase_env, passphrase_file=keys.passphrase_file,
                        insecure_no_passphrase=keys.insecure_no_passphrase)
     _save_state(root, state)
@@ -150,7 +197,9 @@ def complete(home: str | Path, passphrase: bytes | None, *, ca_fingerprint: str 
         raise DocexError("unknown_request", f"{root} has no certificate request: run `docex agent enroll` with --address and --hub")
     if state.state == "approved":
         return state
-    answer = _call(f"{state.hub_url}/api/enroll/{state.id}", hub_ca=state.hub_ca)
+    ca_fingerprint = ca_fingerprint or state.ca_fingerprint
+    check_pin(state.hub_ca, ca_fingerprint)
+    answer = _call(f"{hub_url(state.hub_url)}/api/enroll/{state.id}", hub_ca=state.hub_ca)
     if answer.get("state") == "superseded":
         raise DocexError("request_closed", "this request was superseded; enrol again in an empty folder")
     if answer.get("state") != "approved":

@@ -51,9 +51,11 @@ def _echo_pending(state: Any) -> None:
 @click.command("enroll")
 @click.option("--home", required=True, type=click.Path(file_okay=False), help="AGENTDIR to create on this terminal.")
 @click.option("--address", help="The unit's address, e.g. qingyuan.yangshan.xxzx (first call).")
-@click.option("--hub", "hub", help="The hub's API, HOST[:PORT] (default port 8470) or a URL (first call).")
+@click.option("--hub", "hub", help="The hub's API, HOST[:PORT] (default port 8470; HTTPS unless on this machine) "
+              "or an https:// URL (first call).")
 @click.option("--hub-ca", type=click.Path(exists=True, dir_okay=False), help="CA file to verify the hub's HTTPS certificate.")
-@click.option("--ca-fingerprint", default="", help="SHA-256 of the county CA as the information centre announced it.")
+@click.option("--ca-fingerprint", default="", help="SHA-256 of the county CA as the information centre announced it "
+              "(checks --hub-ca and the CA the hub sends).")
 @click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
               help="Seconds to wait for the approval (0: ask once; run again later).")
 @json_option
@@ -72,7 +74,7 @@ def enroll(home: str, address: str | None, hub: str | None, hub_ca: str | None, 
         if not address or not hub:
             raise DocexError("unknown_request", "first enrolment: give --address and --hub")
         pw, keys = _enroll_passphrase(passphrase, confirm=True)
-        state = enrollment.begin(home, address, hub, pw, keys, hub_ca=hub_ca or "")
+        state = enrollment.begin(home, address, hub, pw, keys, hub_ca=hub_ca or "", ca_fingerprint=ca_fingerprint)
         if not as_json:
             _echo_pending(state)
     else:

@@ -11,21 +11,28 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pika
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from docex.agent.config import AgentConfig
 from docex.agent.context import AgentContext
 from docex.agent.service import broker_settings
+from docex.hub import enrollment as hub_enrollment
+from docex.hub.api import ApiServer
 from docex.hub.config import ApiConfig
+from docex.hub.context import HubContext
+from docex.hub.db import Database
+from docex.hub.identity import HubIdentity
 from docex.pki.ca import read_records
 from docex.pki.keys import generate_rsa_key, load_certificate
 from docex.pki.requests import make_request
-from tests.cli.runner import run
+from tests.cli.runner import refused, run
+from tests.conftest import Pki
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, knows, wait_until
 
@@ -158,6 +165,64 @@ def test_a_second_terminal_replaces_the_first(centre: Centre, monkeypatch: pytes
     mid, _ = net.send(SENDER, [NEW], doc_number="阳信发〔2011〕41号")
     net.wait_sent(SENDER, mid, "delivered", [NEW])
     assert (second / "inbox" / mid).is_dir() and not (first / "inbox" / mid).exists()
+
+
+TLS_UNIT = "qingyuan.yangshan.tlsunit"
+
+
+@pytest.fixture(scope="module")
+def https_api(centre: Centre) -> Iterator[str]:
+    """The same hub's API over HTTPS with the hub's server certificate, as it is served on any
+    address but localhost (here in this process, beside the hub's own plain-HTTP one)."""
+    config = centre.net.config
+    config = config.with_changes(api=replace(config.api, tls=True))
+    db = Database(config.database_url)
+    server = ApiServer(HubContext(config, db, HubIdentity.load(config, None)), "127.0.0.1", 0)
+    server.start()
+    try:
+        assert server.tls
+        yield f"https://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+        db.dispose()
+
+
+def _sha256(path: Path) -> str:
+    return ":".join(f"{b:02X}" for b in load_certificate(path).fingerprint(hashes.SHA256()))
+
+
+def test_enrol_over_https_pinning_the_hubs_ca(centre: Centre, https_api: str) -> None:
+    net, home = centre.net, centre.root / "terminal-https"
+    hub_ca = net.config.ca_dir / "ca.crt"
+    first = run("agent", "enroll", "--home", home, "--address", TLS_UNIT, "--hub", https_api, "--hub-ca", hub_ca,
+                "--ca-fingerprint", _sha256(hub_ca), env=UNIT_PASS)
+    assert first.exit_code == 0, first.output
+    assert f"sent to {https_api}" in first.output
+    match = re.search(r"fingerprint\s+([0-9A-F-]{39})", first.output)
+    assert match, first.output
+    result = run("unit", "approve", "--home", net.hub_home, TLS_UNIT, "--fingerprint", match.group(1), "--name", "阳山县加密单位")
+    assert result.exit_code == 0, result.output
+    done = run("agent", "enroll", "--home", home, env=UNIT_PASS)  # over HTTPS again, the pin remembered
+    assert done.exit_code == 0 and "approved" in done.output, done.output
+    config = AgentConfig.load(home)
+    assert (config.address, config.name) == (TLS_UNIT, "阳山县加密单位")
+    assert load_certificate(home / "ca.crt").fingerprint(hashes.SHA256()) == load_certificate(hub_ca).fingerprint(hashes.SHA256())
+
+
+@pytest.mark.parametrize("case", ["wrong fingerprint", "another CA, pinned", "no CA given"])
+def test_a_hub_ca_that_is_not_the_announced_one_is_refused_before_anything_is_sent(
+        centre: Centre, https_api: str, pki: Pki, case: str) -> None:
+    hub_ca, other_ca = centre.net.config.ca_dir / "ca.crt", pki.stranger.directory / "ca.crt"
+    args = {"wrong fingerprint": ["--hub-ca", hub_ca, "--ca-fingerprint", _sha256(other_ca)],
+            # consistent, but the hub's certificate is not from that CA: the TLS handshake refuses
+            "another CA, pinned": ["--hub-ca", other_ca, "--ca-fingerprint", _sha256(other_ca)],
+            "no CA given": ["--ca-fingerprint", _sha256(hub_ca)]}[case]
+    before = [r.id for r in hub_enrollment.all_requests(centre.net.config)]
+    home = centre.root / f"refused-{case.replace(' ', '-').replace(',', '')}"
+    result = run("agent", "enroll", "--home", home, "--address", TLS_UNIT, "--hub", https_api, *args, env=UNIT_PASS)
+    refused(result, "certificate_untrusted")
+    assert [r.id for r in hub_enrollment.all_requests(centre.net.config)] == before
+    assert not (home / "enroll.json").exists() and not list(home.glob("*.key"))  # the folder can be used again
 
 
 def test_hostile_requests_are_refused_by_name(centre: Centre) -> None:
