@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from docex.hub import audit, states
 from docex.hub import evidence as hub_evidence
@@ -34,6 +34,8 @@ from docex.protocols.identifiers import is_message_id
 log = logging.getLogger(__name__)
 MARK = ".archived-until"
 BATCH = 200
+MOST_PER_SWEEP = 500  # bundles one run writes at most (a first run over years of documents)
+OVERLAP = dt.timedelta(hours=1)
 TRANSIENT = frozenset({"timestamp_failed", "timestamp_unavailable"})  # try again at the next tick
 
 
@@ -104,43 +106,63 @@ class SweepResult:
     stopped: str = ""  # a transient failure ended the sweep early (retried at the next tick)
 
 
-def sweep(ctx: HubContext, root: Path, stamper: Stamper, *, skip: set[str] | None = None,
-          batch: int = BATCH) -> SweepResult:
-    """Archive every document that reached a final state since the mark."""
-    result = SweepResult()
-    skip = skip if skip is not None else set()
-    mark = _read_mark(root)
-    closed = func.max(func.coalesce(Delivery.closed_at, Delivery.accepted_at))
+def _closed_documents(ctx: HubContext, after: tuple[dt.datetime, str], batch: int) -> list[tuple[str, dt.datetime]]:
+    """Documents whose every delivery is final, by the time the last one closed, after the
+    cursor (closing time, message id). Only deliveries closed since the cursor are grouped:
+    the rest of the table is not walked every few minutes."""
+    since, last_id = after
+    closed = func.max(Delivery.closed_at)
+    recent = select(Delivery.message_id).where(Delivery.closed_at >= since).distinct()
     with ctx.db.read() as s:
         rows = s.execute(
             select(Delivery.message_id, closed.label("closed"))
+            .where(Delivery.message_id.in_(recent))
             .group_by(Delivery.message_id)
             .having(func.sum(case((Delivery.state.in_(tuple(states.FINAL)), 0), else_=1)) == 0)
-            .having(closed >= mark)
+            .having(or_(closed > since, and_(closed == since, Delivery.message_id > last_id)))
             .order_by(closed, Delivery.message_id)
             .limit(batch)
         ).tuples().all()
+    return [(mid, at) for mid, at in rows if at is not None]
+
+
+def sweep(ctx: HubContext, root: Path, stamper: Stamper, *, skip: set[str] | None = None,
+          batch: int = BATCH, most: int = MOST_PER_SWEEP) -> SweepResult:
+    """Archive every document that reached a final state since the mark (at most `most`
+    bundles a run). The mark trails by OVERLAP: a delivery closed in a transaction that
+    committed late, or by a hub process whose clock is behind, is still found; what was
+    written already is only looked at."""
+    result = SweepResult()
+    skip = skip if skip is not None else set()
+    mark = _read_mark(root)
+    cursor = (mark - OVERLAP, "")
     reached = mark
-    for message_id, closed_at in rows:
-        if message_id not in skip:
-            try:
-                if archive_one(ctx, root, message_id, stamper) is not None:
-                    result.written.append(message_id)
-            except PkiError as exc:
-                if exc.code in TRANSIENT:
-                    result.stopped = f"[{exc.code}] {exc.message}"
-                    break
-                result.failed[message_id] = exc.code
-                skip.add(message_id)
-                log.warning("evidence archive: %s not archived: [%s] %s", message_id, exc.code, exc.message)
-                with ctx.db.session() as s:
-                    audit.append(s, "hub", "evidence.archive_failed", message_id, code=exc.code)
-            except ValueError as exc:  # an id that cannot name a file: never archived, said once
-                result.failed[message_id] = "bad_message_id"
-                skip.add(message_id)
-                log.warning("evidence archive: %s", exc)
-        if closed_at is not None and closed_at > reached:
-            reached = closed_at
+    while True:
+        rows = _closed_documents(ctx, cursor, batch)
+        for message_id, closed_at in rows:
+            if message_id not in skip:
+                try:
+                    if archive_one(ctx, root, message_id, stamper) is not None:
+                        result.written.append(message_id)
+                except PkiError as exc:
+                    if exc.code in TRANSIENT:
+                        result.stopped = f"[{exc.code}] {exc.message}"
+                        break
+                    result.failed[message_id] = exc.code
+                    skip.add(message_id)
+                    log.warning("evidence archive: %s not archived: [%s] %s", message_id, exc.code, exc.message)
+                    with ctx.db.session() as s:
+                        audit.append(s, "hub", "evidence.archive_failed", message_id, code=exc.code)
+                except ValueError as exc:  # an id that cannot name a file: never archived, said once
+                    result.failed[message_id] = "bad_message_id"
+                    skip.add(message_id)
+                    log.warning("evidence archive: %s", exc)
+            cursor = (closed_at, message_id)
+            reached = max(reached, closed_at)
+            if len(result.written) >= most:
+                break
+        if result.stopped or len(result.written) >= most or len(rows) < batch:
+            break
     if reached > mark:
         root.mkdir(parents=True, exist_ok=True)
         write_atomically(root / MARK, reached.isoformat().encode())

@@ -1,6 +1,7 @@
 """The hub's clocks (APScheduler): directory publication, receipt deadlines with
 reminders and escalation, delivery expiry, CRL publication, certificate-expiry warnings,
-rollout phases, and the periodic usage report."""
+rollout phases, the periodic usage report, and the archives kept renewed (sealed PDFs,
+evidence bundles)."""
 
 from __future__ import annotations
 

@@ -158,7 +158,8 @@ def test_the_seal_archive_is_renewed_when_due(keyed_ctx: HubContext, pki: Pki) -
 def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
         keyed_ctx: HubContext, pki: Pki, tmp_path_factory: Any) -> None:
     """[hub] evidence_archive: a document's bundle is written once every delivery is final
-    (not before; never twice, even when the sweep's mark is lost); years later, on a
+    (not before; never twice, even when the sweep's mark is lost; a delivery that closed
+    before the mark but committed late is still found); years later, on a
     controlled clock, the job renews each bundle whose archive timestamp is about to expire
     with the CRL of that day and the hub's new TSA (not with one that expires as soon), and
     the renewed bundle verifies after the first TSA certificate expired."""
@@ -183,7 +184,8 @@ def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
     pki.county.issue_tsa("阳山县信息中心时间戳服务", first_tsa, None)  # five years
     keyed_ctx.stamper = local_stamper(TimeStampAuthority.load(first_tsa, None, clock=localtime.utcnow))
     sender = pki.creds(XXZX)
-    for mid, state in ((OLD, states.SIGNED_FOR), (NEW, states.DELIVERED)):
+
+    def document(mid: str, state: str, closed: dt.datetime | None = None) -> None:
         env, _ = envelope.pack_layers(Manifest(message_id=mid, sender=XXZX, recipients=(ZFB,), title="防汛通知",
                                                doc_number="阳府办明电〔2011〕12号"), {"a.txt": b"x"}, sender,
                                       [pki.creds(ZFB).enc_cert])
@@ -195,9 +197,12 @@ def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
             s.flush()
             s.add(Envelope(message_id=mid, data=env))
             s.add(Delivery(message_id=mid, recipient=ZFB, state=state, accepted_at=now,
-                           closed_at=now if state in states.FINAL else None))
+                           closed_at=(closed or now) if state in states.FINAL else None))
             audit.append(s, XXZX, "document.accept", mid, digest=digest)
             hub_evidence.issue(keyed_ctx, s, message_id=mid, event="accepted", envelope_sha256=digest)
+
+    document(OLD, states.SIGNED_FOR)
+    document(NEW, states.DELIVERED)
     jobs, _ = _jobs(keyed_ctx)
     root = config.home / "evidence"
     assert jobs.archive_evidence() == [OLD]  # NEW is still open
@@ -212,6 +217,12 @@ def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
         s.execute(select(Delivery).where(Delivery.message_id == NEW)).scalar_one().state = states.RETURNED
         s.execute(select(Delivery).where(Delivery.message_id == NEW)).scalar_one().closed_at = utcnow()
     assert jobs.archive_evidence() == [NEW]
+    # A delivery closed before the mark but committed after the sweep moved it (a slow
+    # transaction, a worker whose clock is behind) is still found, a page at a time.
+    from docex.hub import evidence_archive
+
+    document(LATE, states.EXPIRED, closed=utcnow() - dt.timedelta(minutes=10))
+    assert evidence_archive.sweep(keyed_ctx, root, keyed_ctx.stamper, batch=1).written == [LATE]
     assert jobs.renew_evidence_archive() == []  # the first TSA certificate has years left
 
     # Four years and nine months on: the first TSA certificate expires within the margin.
@@ -225,7 +236,7 @@ def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
         pki.county.issue_tsa("阳山县信息中心时间戳服务（二）", config.home / "tsa", None, validity_days=365 * 8)
         keyed_ctx.stamper = local_stamper(TimeStampAuthority.load(config.home / "tsa", None, clock=localtime.utcnow))
         renewed = jobs.renew_evidence_archive()
-        assert len(renewed) == 2 and all(n.endswith(".zip") for n in renewed)
+        assert len(renewed) == 3 and all(n.endswith(".zip") for n in renewed)
         assert jobs.renew_evidence_archive() == []  # renewed: not due again
     finally:
         localtime.set_clock(None)
@@ -236,7 +247,7 @@ def test_the_evidence_archive_keeps_closed_documents_and_renews_them_when_due(
         assert len(report.archive["timestamps"]) == 2
     with keyed_ctx.db.read() as s:
         actions = [a for (a,) in s.execute(select(AuditEntry.action).where(AuditEntry.action.like("evidence.%")))]
-    assert actions.count("evidence.archived") == 2 and actions.count("evidence.renewed") == 2
+    assert actions.count("evidence.archived") == 3 and actions.count("evidence.renewed") == 3
     assert actions.count("evidence.renew_blocked") == 1
     # On demand, from the command line (the hub's home as it stands).
     from tests.cli.runner import run
