@@ -224,6 +224,15 @@ def renew_due(ctx: HubContext, root: Path, stamper: Stamper, passphrase: bytes |
                 raise PkiError("renewal_needed" if status.status == "INDETERMINATE" else "timestamp_invalid",
                                status.message)
             done = bundle.renew(data, stamper, anchors=anchors, crls=crls, certificates=certs, now=now)
+            after = bundle.archive_status(done.data, anchors, at=now)
+            if not after.ok or after.expires is None or after.expires - now < margin:
+                # The TSA in use (loaded when the hub started) expires as soon: nothing gained.
+                result.blocked = (f"a renewal by the hub's TSA would be due again at once ({after.message}): "
+                                  "issue a new TSA certificate (`docex pki issue-tsa`) and restart the hub")
+                log.warning("evidence archive: %s", result.blocked)
+                with ctx.db.session() as s:
+                    audit.append(s, "hub", "evidence.renew_blocked", "tsa", reason=after.message)
+                break
         except PkiError as exc:
             result.failed[name] = exc.code
             log.warning("evidence archive: %s not renewed: [%s] %s", name, exc.code, exc.message)
