@@ -32,6 +32,7 @@ from docex.pki.credentials import PersonCredentials
 from docex.pki.errors import PkiError
 from docex.protocols import messages
 from docex.protocols.errors import DocexError
+from docex.protocols.logsafe import loggable
 from docex.protocols.notice import Notice
 from docex.protocols.recall import make_recall, verify_recall
 from docex.protocols.safepath import inside
@@ -84,14 +85,15 @@ def apply_recall(ctx: AgentContext, body: bytes) -> None:
     try:
         recall, _ = verify_recall(body, ctx.trust)
     except PkiError as exc:
-        log.warning("ignored an invalid recall: [%s] %s", exc.code, exc.message)
+        log.warning("ignored an invalid recall: [%s] %s", exc.code, loggable(exc.message, 500))
         return
     with ctx.store.session() as s:
         if s.execute(select(Recall.id).where(Recall.message_id == recall.message_id, Recall.direction == "in")).first():
             return  # a redelivery
         doc = s.get(Received, recall.message_id)
         if doc is not None and doc.sender != recall.sender:
-            log.warning("ignored a recall of %s by %s, who did not send it", recall.message_id, recall.sender)
+            log.warning("ignored a recall of %s by %s, who did not send it", loggable(recall.message_id),
+                        loggable(recall.sender))
             return
         outcome = "pending"
         if doc is not None:
@@ -102,7 +104,7 @@ def apply_recall(ctx: AgentContext, body: bytes) -> None:
                 outcome = "kept"  # signed for (or returned) before the recall came: it stays
         s.add(Recall(message_id=recall.message_id, direction="in", sender=recall.sender, reason=recall.reason,
                      person=recall.person, outcome=outcome, der=body))
-    log.info("recall of %s by %s: %s", recall.message_id, recall.sender, outcome)
+    log.info("recall of %s by %s: %s", loggable(recall.message_id), loggable(recall.sender), outcome)
 
 
 def recall_waiting(ctx: AgentContext, message_id: str) -> bool:

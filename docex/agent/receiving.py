@@ -45,6 +45,7 @@ from docex.pki.trust import TrustStore
 from docex.protocols import messages
 from docex.protocols.envelope import open_envelope, read_header
 from docex.protocols.errors import DocexError
+from docex.protocols.logsafe import loggable
 from docex.protocols.manifest import Manifest
 from docex.protocols.notice import verify_notice
 from docex.protocols.package import extract_to
@@ -98,7 +99,7 @@ class Receiver:
 
             apply_recall(self.ctx, delivery.body)
         else:
-            log.warning("ignored a message of unknown type %r", kind)
+            log.warning("ignored a message of unknown type %s", loggable(kind, 40))
 
     # -- documents --------------------------------------------------------------------------
     def document(self, body: bytes, *, now: dt.datetime | None = None) -> None:
@@ -144,7 +145,7 @@ class Receiver:
             keep_envelope(s, message_id=m.message_id, role="received", envelope=body, inner=opened.inner or None)
             keep(s, message_id=m.message_id, event="delivered", issuer=ctx.creds.address, direction="sent", der=receipt)
         ctx.observer.agent_received()
-        log.info("received %s %s from %s", m.message_id, m.doc_number, m.sender)
+        log.info("received %s %s from %s", m.message_id, loggable(m.doc_number), loggable(m.sender))
         from docex.agent.recall import recall_waiting
 
         if recall_waiting(ctx, m.message_id):
@@ -236,7 +237,7 @@ class Receiver:
                 s.add(Outgoing(kind=messages.RECEIPT, message_id=key, body=receipt))
                 keep(s, message_id=message_id, event="refused", issuer=ctx.creds.address, direction="sent", der=receipt)
         ctx.observer.agent_quarantined(exc.code)
-        log.warning("quarantined %s: [%s] %s", message_id or digest[:16], exc.code, exc.message)
+        log.warning("quarantined %s: [%s] %s", loggable(message_id) or digest[:16], exc.code, loggable(exc.message, 500))
 
     @staticmethod
     def _quarantine_file(folder: Path, stem: str, body: bytes) -> Path:
@@ -258,7 +259,7 @@ class Receiver:
         try:
             receipt, _ = verify_receipt(body, self.ctx.trust)
         except PkiError as exc:
-            log.warning("ignored an invalid receipt: [%s] %s", exc.code, exc.message)
+            log.warning("ignored an invalid receipt: [%s] %s", exc.code, loggable(exc.message, 500))
             return
         with self.ctx.store.session() as s:  # every receipt is evidence, our own stamped copies too
             if s.get(Sent, receipt.message_id) is not None or s.get(Received, receipt.message_id) is not None:
@@ -288,7 +289,7 @@ class Receiver:
         try:
             notice = verify_notice(body, self.ctx.trust)
         except PkiError as exc:
-            log.warning("ignored an invalid notice: [%s] %s", exc.code, exc.message)
+            log.warning("ignored an invalid notice: [%s] %s", exc.code, loggable(exc.message, 500))
             return
         digest = hashlib.sha256(body).hexdigest()
         with self.ctx.store.session() as s:
@@ -334,13 +335,14 @@ class Receiver:
             from docex.agent.recall import recalled_notice
 
             recalled_notice(self.ctx, notice)
-        log.info("notice for %s: %s [%s] %s", notice.message_id, notice.event, notice.code, notice.message)
+        log.info("notice for %s: %s [%s] %s", loggable(notice.message_id), loggable(notice.event), loggable(notice.code),
+                 loggable(notice.message, 500))
 
     def directory(self, body: bytes) -> None:
         try:
             snap = self.ctx.accept_directory(body)
         except PkiError as exc:
-            log.warning("refused a directory snapshot: [%s] %s", exc.code, exc.message)
+            log.warning("refused a directory snapshot: [%s] %s", exc.code, loggable(exc.message, 500))
             return
         if snap is not None:
             log.info("directory %s v%d: %d units", snap.prefix, snap.version, len(snap.units))
@@ -353,5 +355,5 @@ class Receiver:
         try:
             accept_seal_registration(self.ctx, body)
         except DocexError as exc:
-            log.warning("refused a seal registration: [%s] %s", exc.code, exc.message)
+            log.warning("refused a seal registration: [%s] %s", exc.code, loggable(exc.message, 500))
 

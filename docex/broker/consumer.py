@@ -50,6 +50,7 @@ from docex.broker.publisher import (
     wake,
 )
 from docex.broker.settings import BrokerSettings
+from docex.protocols.logsafe import loggable
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,7 @@ class Consumer:
             if not isinstance(batch.error, BrokerConnectionLost):  # that is logged once
                 log.warning(
                     "转发消息 %s 未被确认, 退回队列重试 (forward failed): %s",
-                    delivery.message_id,
+                    loggable(delivery.message_id),
                     batch.error.message
                     if batch.error
                     else f"{len(batch.nacked)} nacked, {len(batch.returned)} unroutable",
@@ -442,7 +443,7 @@ class Consumer:
             try:
                 self.handler(delivery)
             except RejectMessage as exc:
-                log.warning("消息 %s 被拒绝, 转入死信 (rejected): %s", delivery.message_id, exc)
+                log.warning("消息 %s 被拒绝, 转入死信 (rejected): %s", loggable(delivery.message_id), loggable(exc, 500))
                 return _Outcome.REJECT
             except BrokerConnectionLost:
                 # Its connection dropped mid-publish; that is logged once where it happened.
@@ -453,9 +454,9 @@ class Consumer:
                 if what is None:
                     log.warning(
                         "处理消息 %s 失败, 退回队列重试 (requeued, delivery %d): %s",
-                        delivery.message_id,
+                        loggable(delivery.message_id),
                         delivery.delivery_count + 1,
-                        _describe(exc),
+                        loggable(_describe(exc), 500),
                     )
                     log.debug("handler traceback", exc_info=True)
                     return _Outcome.REQUEUE

@@ -31,6 +31,7 @@ from docex.hub.models import Document, Rejection, Unit
 from docex.hub.refusals import keep_bytes
 from docex.protocols import localtime, messages
 from docex.protocols.errors import describe
+from docex.protocols.logsafe import loggable
 from docex.protocols.notice import make_notice
 
 log = logging.getLogger(__name__)
@@ -123,13 +124,13 @@ class DeadLetters:
                          recipient=recipient, dead_letter=row.id)
             owed = self._mark_and_tell(s, message_id, kind, recipient, delivery.user_id or "", reason)
         self.ctx.observer.document_rejected(CODE)
-        log.error("死信 (dead letter) %s [%s] %s%s", message_id or "(no id)", kind or "?", reason,
-                  f" for {recipient}" if recipient else "")
+        log.error("死信 (dead letter) %s [%s] %s%s", loggable(message_id) or "(no id)", loggable(kind) or "?",
+                  loggable(reason), f" for {loggable(recipient)}" if recipient else "")
         if owed and delivery.publisher is not None:
             try:
                 outbox.flush(self.ctx.db, delivery.publisher, owed, store=self.ctx.content)
             except Exception as exc:  # noqa: BLE001 - the outbox relay sends it later
-                log.warning("dead-letter notice for %s waits for the outbox relay: %s", message_id, exc)
+                log.warning("dead-letter notice for %s waits for the outbox relay: %s", loggable(message_id), exc)
 
     def _mark_and_tell(self, s: Any, message_id: str, kind: str, recipient: str, user_id: str,
                        reason: str) -> list[str]:
@@ -272,5 +273,5 @@ def replay(config: HubConfig, db: Database, publisher: ConfirmedPublisher, rejec
             if delivery is not None and delivery.state == states.DEAD_LETTER:
                 delivery.state = states.ROUTED
         audit.append(s, "operator", "message.dead_letter_replay", row.message_id, dead_letter=rejection_id, queue=queue)
-    log.info("死信 #%d (%s) 已重新投递 (replayed to %s)", rejection_id, row.message_id, queue or "ingress")
+    log.info("死信 #%d (%s) 已重新投递 (replayed to %s)", rejection_id, loggable(row.message_id), loggable(queue) or "ingress")
     return next(d for d in list_dead_letters(config, db, include_replayed=True) if d.id == rejection_id)

@@ -21,6 +21,7 @@ from docex.hub.models import Rejection
 from docex.protocols import localtime, messages
 from docex.protocols.errors import describe
 from docex.protocols.identifiers import is_message_id
+from docex.protocols.logsafe import loggable
 from docex.protocols.notice import make_notice
 from docex.protocols.safepath import inside
 
@@ -118,7 +119,9 @@ def refuse(
             der = issue(ctx, s, message_id=notice_id, event="rejected", code=code, message=text,
                         recipients=notice_recipients, envelope_sha256=hashlib.sha256(delivery.body).hexdigest())
     ctx.observer.document_rejected(code)
-    log.warning("refused %s from %s: [%s] %s", msg_id or "(no id)", who or delivery.user_id, code, message)
+    # Every value here may be the publisher's own choice: shown, never written raw into the log.
+    log.warning("refused %s from %s: [%s] %s", loggable(msg_id) or "(no id)", loggable(who or delivery.user_id),
+                code, loggable(message, 500))
     if origin is None or publisher is None:
         return
     routing_key = origin.name if origin.kind == "unit" else f"link.{origin.name}"
@@ -133,4 +136,4 @@ def refuse(
             headers={messages.H_RECIPIENT: who}, type=messages.NOTICE,
         )])
     except Exception as exc:  # noqa: BLE001 - the refusal is recorded; the notice is a courtesy
-        log.warning("could not send the rejection notice for %s: %s", msg_id, exc)
+        log.warning("could not send the rejection notice for %s: %s", loggable(msg_id), exc)

@@ -91,6 +91,16 @@ def test_the_dispatcher_routes_by_amqp_type(county: County) -> None:
                           properties=pika.BasicProperties(type="mystery")))  # logged and dropped, no crash
 
 
+def test_what_a_peer_chose_reaches_the_log_as_one_line(county: County, caplog: pytest.LogCaptureFixture) -> None:
+    me = county.context(ZFB)
+    with caplog.at_level("INFO", logger="docex.agent"):
+        Receiver(me)(Delivery(body=b"?", message_id="x", headers={}, user_id=None, redelivered=False, delivery_tag=3,
+                              properties=pika.BasicProperties(type="mystery\nERROR forged line\x1b[2J" + "y" * 500)))
+        Receiver(me).document(b"\x30\x82not an envelope\nERROR forged")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and all("\n" not in line and "\x1b" not in line and len(line) < 800 for line in lines), lines
+
+
 @pytest.mark.parametrize("damage", ["flip", "not_ours", "garbage"])
 def test_what_cannot_be_opened_is_quarantined_and_reported(county: County, damage: str) -> None:
     _, mid, body = _send(county, to=(FGJ,) if damage == "not_ours" else (ZFB,))
