@@ -52,13 +52,23 @@ ca = CertificateAuthority.open("/data/hub/ca", passphrase)
 ca.issue_tsa("阳山县信息中心时间戳服务", "/data/tsa", passphrase)
 PY
 
-if docex link --help >/dev/null 2>&1; then
-  echo "docex init: link to the city exchange"
-  docex link add --home "$HUB" --name parent --bridge-home /data/bridge \
-    --remote-amqp "$DOCEX_CITY_AMQP_URL"
-else
-  echo "docex init: WARNING this docex has no 'link' command yet; the bridge will not start" >&2
-fi
+# The link is made at the parent: `docex link create` on the city's hub home writes the
+# bridge's home (/data/bridge); the bridge service then attaches itself to this hub
+# (`docex bridge run --hub`). In this stack the city is a second vhost on the same broker.
+echo "docex init: the city exchange's hub home (vhost qingyuan) and the link to it"
+CITY=/data/city
+docex hub init --home "$CITY" --prefix qingyuan --name 清远市公文交换中心 \
+  --amqp "$DOCEX_AMQP_URL" --management-url "$DOCEX_MANAGEMENT_URL" --vhost qingyuan
+python - <<'PY'
+import tomllib, tomli_w
+path = "/data/city/docex.toml"
+with open(path, "rb") as fh:
+    config = tomllib.load(fh)
+config["broker"]["agent_host"] = "rabbitmq"  # the bridge reaches the city's broker by service name
+with open(path, "wb") as fh:
+    tomli_w.dump(config, fh)
+PY
+docex link create --home "$CITY" --child qingyuan.yangshan --out /data/bridge --child-ca "$HUB/ca/ca.crt"
 
 touch "$HUB/.compose-initialised"
 echo "docex init: done"
