@@ -12,8 +12,16 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from docex.cli.localnet import LocalNetwork
+from docex.hub.db import Database
+from tests.e2e.support import PREFIX, Network, county_units
 
 
 class ClusterUnavailable(Exception):
@@ -155,3 +163,32 @@ class BrokerCluster:
                 except (OSError, ValueError):
                     pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def private_broker(size: int, what: str) -> Iterator[BrokerCluster]:
+    """A private broker of `size` nodes for a test module, destroyed afterwards; the test is
+    skipped (saying `what` it needed) where the machine cannot run one."""
+    try:
+        made = BrokerCluster(size).start()
+    except ClusterUnavailable as exc:
+        pytest.skip(f"no {what} on this machine: {exc}")
+    try:
+        yield made
+    finally:
+        made.destroy()
+
+
+@contextmanager
+def county_on(cluster: BrokerCluster, root: Path, units: int, *, tag: str, workers: int = 1) -> Iterator[Network]:
+    """A county (hub and agents running, plain AMQP) whose clients know every node of `cluster`."""
+    local = LocalNetwork.create(root, PREFIX, county_units(units), tag=f"{tag}{uuid.uuid4().hex[:6]}", tls=False,
+                                admin_url=cluster.admin_url(), management_url=cluster.management_url(),
+                                nodes=cluster.addresses)
+    net = Network(local, Database(local.config.database_url))
+    try:
+        net.start_hub(workers=workers)
+        net.start_agents()
+        yield net
+    finally:
+        net.close()

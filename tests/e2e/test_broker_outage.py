@@ -5,15 +5,12 @@ node of the test's own (the shared one is never stopped), killed and started aga
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from docex.cli.localnet import LocalNetwork
-from docex.hub.db import Database
-from tests.e2e.cluster import BrokerCluster, ClusterUnavailable
-from tests.e2e.support import PREFIX, SENDER, Network, county_units
+from tests.e2e.cluster import BrokerCluster, county_on, private_broker
+from tests.e2e.support import SENDER, Network
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -23,28 +20,14 @@ RECIPIENT = "qingyuan.yangshan.xwb"
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[BrokerCluster]:
-    try:
-        node = BrokerCluster(1).start()
-    except ClusterUnavailable as exc:
-        pytest.skip(f"no private RabbitMQ node on this machine: {exc}")
-    try:
+    with private_broker(1, "private RabbitMQ node") as node:
         yield node
-    finally:
-        node.destroy()
 
 
 @pytest.fixture(scope="module")
 def county(broker: BrokerCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    local = LocalNetwork.create(tmp_path_factory.mktemp("outage"), PREFIX, county_units(2),
-                                tag=f"o{uuid.uuid4().hex[:6]}", tls=False, admin_url=broker.admin_url(),
-                                management_url=broker.management_url(), nodes=broker.addresses)
-    net = Network(local, Database(local.config.database_url))
-    try:
-        net.start_hub()
-        net.start_agents()
+    with county_on(broker, tmp_path_factory.mktemp("outage"), 2, tag="o") as net:
         yield net
-    finally:
-        net.close()
 
 
 def test_a_broker_outage_is_a_few_lines_and_heals_itself(broker: BrokerCluster, county: Network) -> None:

@@ -5,44 +5,27 @@ and nothing is duplicated."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from docex.cli.localnet import LocalNetwork
-from docex.hub.db import Database
 from tests.e2e import test_faults as faults
-from tests.e2e.cluster import BrokerCluster, ClusterUnavailable
-from tests.e2e.support import PREFIX, Network, county_units, wait_until
+from tests.e2e.cluster import BrokerCluster, county_on, private_broker
+from tests.e2e.support import Network, wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[BrokerCluster]:
-    try:
-        made = BrokerCluster(3).start()
-    except ClusterUnavailable as exc:
-        pytest.skip(f"no three-node RabbitMQ cluster on this machine: {exc}")
-    try:
+    with private_broker(3, "three-node RabbitMQ cluster") as made:
         yield made
-    finally:
-        made.destroy()
 
 
 @pytest.fixture(scope="module")
 def county(cluster: BrokerCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    local = LocalNetwork.create(tmp_path_factory.mktemp("cluster"), PREFIX, county_units(4), tag=f"c{uuid.uuid4().hex[:6]}",
-                                tls=False, admin_url=cluster.admin_url(), management_url=cluster.management_url(),
-                                nodes=cluster.addresses)
-    net = Network(local, Database(local.config.database_url))
-    try:
-        net.start_hub(workers=2)
-        net.start_agents()
+    with county_on(cluster, tmp_path_factory.mktemp("cluster"), 4, tag="c", workers=2) as net:
         yield net
-    finally:
-        net.close()
 
 
 def test_quorum_queues_live_on_every_node(cluster: BrokerCluster, county: Network) -> None:
