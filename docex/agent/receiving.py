@@ -43,7 +43,7 @@ from docex.pki.errors import PkiError
 from docex.pki.names import common_name
 from docex.pki.trust import TrustStore
 from docex.protocols import messages
-from docex.protocols.envelope import open_envelope, read_header
+from docex.protocols.envelope import OpenedEnvelope, open_envelope, read_header
 from docex.protocols.errors import DocexError
 from docex.protocols.logsafe import loggable
 from docex.protocols.manifest import Manifest
@@ -86,6 +86,10 @@ class Receiver:
         kind = delivery.properties.type or messages.DOCUMENT
         if kind == messages.DOCUMENT:
             self.document(delivery.body)
+        elif kind == messages.CHUNK:
+            from docex.agent.large import receive_chunk
+
+            receive_chunk(self.ctx, self, delivery)
         elif kind == messages.RECEIPT:
             self.receipt(delivery.body)
         elif kind == messages.NOTICE:
@@ -118,6 +122,11 @@ class Receiver:
         try:
             opened = open_envelope(body, ctx.creds, ctx.trust, max_size=ctx.config.max_envelope_bytes)
             opened.manifest.validate()  # the recipient holds the sender to the rules too (classification...)
+            if opened.chunk_key is not None:  # a large document: complete once its chunks are here
+                from docex.agent.large import envelope_arrived
+
+                envelope_arrived(ctx, self, body, header.message_id)
+                return
             seal_status = self._check_seal(opened.files, opened.manifest)
             target = inside(ctx.config.inbox, header.message_id)
         except PkiError as exc:
@@ -126,6 +135,11 @@ class Receiver:
             self._quarantine(body, header.message_id, digest, exc)
             return
         extract_to(target, opened.files, extra={"manifest.json": opened.manifest.to_json()})
+        self._record(body, digest, opened, seal_status, target)
+
+    def _record(self, body: bytes, digest: str, opened: OpenedEnvelope, seal_status: str, target: Path) -> None:
+        """The document is in its inbox folder: record it and queue the signed receipt."""
+        ctx, header = self.ctx, opened.header
         _, receipt = make_receipt(
             message_id=header.message_id, recipient=ctx.creds.address, event="delivered",
             envelope_sha256=digest, cert=ctx.creds.sign_cert, key=ctx.creds.sign_key,

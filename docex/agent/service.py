@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 
 from docex.agent.config import BROKER_CA_NAME
 from docex.agent.context import AgentContext
+from docex.agent.large import clean_leftovers, publish_chunks
 from docex.agent.receiving import Receiver
 from docex.agent.sending import draft_from_sidecar, queue_document, release_held
 from docex.agent.store import Outgoing, Sent, SentRecipient, Setting, utcnow
@@ -190,7 +191,10 @@ class AgentService:
                 sent = -1  # query the outbox at once after a (re)connect
                 while not self._stop.is_set():
                     # Query only when the store changed (or the last batch may have left more).
-                    sent = outbox.flush(publisher) if sent or self.ctx.store.changed() else 0
+                    if sent or self.ctx.store.changed():
+                        sent = outbox.flush(publisher) + publish_chunks(self.ctx, publisher, outbox.user)
+                    else:
+                        sent = 0
                     now = time.monotonic()
                     if now - beat >= self.ctx.config.heartbeat_seconds:
                         outbox.control(publisher, messages.HEARTBEAT)
@@ -223,6 +227,7 @@ class AgentService:
             private_dir(folder)  # homes laid out before folders were made 0700
         for partial in self.ctx.config.inbox.glob(".partial-*"):
             shutil.rmtree(partial, ignore_errors=True)
+        clean_leftovers(self.ctx)
         self.consumer.start()
         sender = threading.Thread(target=self._sender_loop, name="docex-agent-sender", daemon=True)
         sender.start()

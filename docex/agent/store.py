@@ -50,6 +50,23 @@ class Outgoing(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
 
 
+class OutgoingChunks(Base):
+    """A large document's big file, published chunk by chunk after its envelope
+    (docex.agent.large): `next_index` is the first chunk the broker has not confirmed, so a
+    restarted agent resumes there. The file stays where it was given; every chunk rebuilt
+    from it is checked against the digest the envelope committed to."""
+
+    __tablename__ = "outgoing_chunks"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    chunk_key: Mapped[bytes] = mapped_column(LargeBinary)  # chunks.json (holds the chunk key)
+    digests: Mapped[bytes] = mapped_column(LargeBinary)  # the header's chunk list (JSON)
+    count: Mapped[int] = mapped_column(Integer)
+    next_index: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class Sent(Base):
     __tablename__ = "sent"
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -129,12 +129,15 @@ def token(home: str, label: str) -> None:
 @click.option("--doc-number", required=True, help="发文字号, e.g. 阳办发〔2011〕42号.")
 @click.option("--priority", type=click.Choice(PRIORITIES), default="平急", show_default=True)
 @click.option("--classification", default="", help="密级; 秘密/机密/绝密 are refused on this network.")
+@click.option("--large", "large", type=click.Path(exists=True, dir_okay=False),
+              help="大文件 A big file (a scan, an archive; 2 GB and more) sent in chunks beside FILES; "
+                   "leave it in place until the document is delivered.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @json_option
 @passphrase_options
 @handles_errors
 def send(home: str, to: str, cc: tuple[str, ...], title: str, doc_number: str, priority: str, classification: str,
-         files: tuple[str, ...], as_json: bool, passphrase: PassphraseSource) -> None:
+         large: str | None, files: tuple[str, ...], as_json: bool, passphrase: PassphraseSource) -> None:
     """发文 Put a document in the outbox (sent when the agent runs). Prints the message id.
     Addresses inside the network that no directory knows are refused; recipients outside it
     get the document on paper (纸质传递), with a warning first."""
@@ -147,7 +150,12 @@ def send(home: str, to: str, cc: tuple[str, ...], title: str, doc_number: str, p
     for address in on_paper:
         click.echo(f"注意 warning: {address} 不在本网通讯录中，将以纸质方式传递 is outside the network: "
                    "it will be a paper route (send it on paper)", err=True)
-    message_id = queue_document(ctx, draft)
+    if large is not None:
+        from docex.agent.large import queue_large
+
+        message_id = queue_large(ctx, draft, Path(large))
+    else:
+        message_id = queue_document(ctx, draft)
     if as_json:
         echo_json({"message_id": message_id, "paper_route": on_paper})
     else:

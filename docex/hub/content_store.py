@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from docex.hub import audit, states
 from docex.hub.db import Database
-from docex.hub.models import Delivery, Document, Envelope, utcnow
+from docex.hub.models import Chunk, Delivery, Document, Envelope, utcnow
 from docex.protocols.errors import DocexError
 from docex.protocols.safepath import private_dir
 
@@ -242,6 +242,10 @@ def purge(db: Database, store: ContentStore, *, retention_days: float, now: dt.d
         ).tuples().all()
     if not docs:
         return []
+    with db.read() as s:
+        chunk_digests = s.execute(select(Chunk.digest).where(Chunk.message_id.in_([m for m, _ in docs]))).scalars()
+        for chunk_digest in chunk_digests:
+            store.delete(chunk_digest)
     for _message_id, digest in docs:
         store.delete(digest)  # first the bytes, then the mark: a crash in between purges again
     with db.session() as s:
@@ -251,6 +255,7 @@ def purge(db: Database, store: ContentStore, *, retention_days: float, now: dt.d
                 continue
             doc.content_purged_at = now
             s.execute(delete(Envelope).where(Envelope.message_id == message_id))
+            s.execute(delete(Chunk).where(Chunk.message_id == message_id))
             audit.append(s, "hub", "document.content_purged", message_id, retention_days=retention_days)
     log.info("content store: purged the content of %d document(s) closed over %s days ago", len(docs), retention_days)
     return [m for m, _ in docs]
@@ -266,6 +271,7 @@ def sweep_orphans(db: Database, store: ContentStore, *, older_than: float = 8640
         part = candidates[start:start + 500]
         with db.read() as s:
             named = set(s.execute(select(Document.envelope_sha256).where(Document.envelope_sha256.in_(part))).scalars())
+            named |= set(s.execute(select(Chunk.digest).where(Chunk.digest.in_(part))).scalars())
         for digest in part:
             if digest not in named and store.delete(digest):
                 removed += 1

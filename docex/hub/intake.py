@@ -69,6 +69,10 @@ class Intake:
             from docex.hub.recall import handle_recall
 
             handle_recall(self.ctx, delivery, origin, publisher)
+        elif kind == messages.CHUNK:
+            from docex.hub.chunks import handle_chunk
+
+            handle_chunk(self.ctx, delivery, origin, publisher)
         elif kind == messages.HEARTBEAT:
             self.heartbeat(origin)
         elif kind == messages.DIRECTORY_REQUEST:

@@ -196,13 +196,23 @@ class HubJobs:
         """The content store: envelopes an earlier release kept in the database move to it;
         the content of documents closed longer than the retention period goes (evidence and
         audit stay); files nothing names go. Returns the message ids purged."""
-        from docex.hub import content_store
+        from docex.hub import chunks, content_store
 
         store = self.ctx.content
+        chunks.expire_held(self.ctx)
         content_store.adopt_legacy(self.ctx.db, store)
         purged = content_store.purge(self.ctx.db, store, retention_days=self.ctx.config.limits.content_retention_days)
         content_store.sweep_orphans(self.ctx.db, store)
         return purged
+
+    def release_held_chunks(self) -> int:
+        """Chunks that came before their envelope, passed on once it is accepted."""
+        from docex.hub import chunks
+
+        with self.ctx.db.read() as s:
+            if s.execute(select(chunks.Chunk.message_id).where(chunks.Chunk.state == chunks.HELD).limit(1)).first() is None:
+                return 0
+        return chunks.release_held(self.ctx, self.publisher())
 
     def link_housekeeping(self) -> dict[str, int]:
         """Links: drained ones pause, senders hear of documents waiting for a link that is down."""
@@ -382,6 +392,7 @@ def build_scheduler(jobs: HubJobs) -> BackgroundScheduler:
     scheduler.add_job(jobs.sweep_deadlines, "interval", seconds=60, id="deadlines")
     scheduler.add_job(jobs.sweep_expired, "interval", seconds=60, id="expiry")
     scheduler.add_job(jobs.content_housekeeping, "interval", hours=1, id="content-retention")
+    scheduler.add_job(jobs.release_held_chunks, "interval", seconds=5, id="held-chunks")
     scheduler.add_job(jobs.enforce_revocations, "interval", seconds=3, id="revocations")
     scheduler.add_job(jobs.publish_crl, "interval", hours=6, id="crl")
     scheduler.add_job(jobs.checkpoint_audit, "interval", minutes=CHECKPOINT_MINUTES, id="audit-checkpoint")

@@ -101,6 +101,20 @@ class Envelope(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Chunk(Base):
+    """One chunk of a large document's big file (docex.protocols.chunks), its bytes in the
+    content store under `digest`. `held`: it came before its envelope was accepted (not yet
+    authenticated); `routed`: authenticated against the signed header and passed on."""
+
+    __tablename__ = "chunks"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(10), default="routed", index=True)
+    origin: Mapped[str] = mapped_column(String(200), default="")  # the broker user it came from
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class Delivery(Base):
     """One recipient of one document, and where its delivery stands."""
 

@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -52,11 +52,13 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from docex.pki.cms import GCM_NONCE_BYTES, GCM_TAG_BYTES, GCMParameters
 from docex.protocols.errors import DocexError
 from docex.protocols.identifiers import check_message_id
+from docex.protocols.messages import H_CHUNK_INDEX, H_CHUNK_OF
 from docex.protocols.package import check_filename
 
 CHUNKS_NAME = "chunks.json"  # in the small envelope's package
 FORMAT = 1
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+SMALLEST_DEFAULT = 1024 * 1024
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 MAX_CHUNKS = 4096  # the digests ride in the signed header: 4096 × 64 hex ≈ 260 KB at most
@@ -79,6 +81,29 @@ def _int(value: object, what: str) -> int:
 
 def count_for(size: int, chunk_size: int) -> int:
     return max(1, -(-size // chunk_size))
+
+
+def chunk_size_for(size: int) -> int:
+    """1 MiB chunks (consumers prefetch dozens of messages: that bounds what each holds),
+    doubled until the file fits in MAX_CHUNKS."""
+    chunk = SMALLEST_DEFAULT
+    while count_for(size, chunk) > MAX_CHUNKS and chunk < MAX_CHUNK_SIZE:
+        chunk *= 2
+    return chunk
+
+
+def chunk_address(headers: Mapping[str, object] | None) -> tuple[str, int]:
+    """(message id, index) of a chunk message, from its AMQP headers, checked: a UUID and
+    an index within what any chunk list allows. Nothing else may build a path or a key."""
+    headers = headers or {}
+    raw_id = headers.get(H_CHUNK_OF)
+    if isinstance(raw_id, bytes):
+        raw_id = raw_id.decode("ascii", "replace")
+    message_id = check_message_id(raw_id, code="chunk_invalid", what="chunk's message id")
+    index = headers.get(H_CHUNK_INDEX)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_CHUNKS:
+        raise DocexError("chunk_index", f"chunk index {str(index)[:20]!r} is not one")
+    return message_id, index
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from docex.pki.names import CertRole
 from docex.pki.trust import TrustStore
 from docex.protocols.chunks import (
     CHUNKS_NAME,
-    DEFAULT_CHUNK_SIZE,
     ChunkKey,
     ChunkList,
     chunk_list,
+    chunk_size_for,
     file_digest,
     open_chunk,
 )
@@ -50,7 +50,7 @@ def pack_large(
     name: str | None = None,
     main_document: str | None = None,
     off_network: frozenset[str] = frozenset(),
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
 ) -> LargePack:
     """The small envelope of a document whose file `big` travels in chunks. Reads the file
     twice (its digest, then each chunk sealed once for its digest), never whole."""
@@ -59,7 +59,7 @@ def pack_large(
         raise DocexError("unsafe_filename", f"{name!r} is already a file of the package")
     with big.open("rb") as fh:
         sha256, size = file_digest(fh)
-        key = ChunkKey.new(name, size, sha256, chunk_size)
+        key = ChunkKey.new(name, size, sha256, chunk_size or chunk_size_for(size))
         # the sender's signature over the big file alone, streamed: detached CMS SignedData
         signature = cms.sign(b"", sender.sign_cert, sender.sign_key, detached_digest=bytes.fromhex(sha256))
         key = replace(key, signature=signature).validate()

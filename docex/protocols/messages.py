@@ -9,6 +9,8 @@
     seal               a registered seal impression for the unit (hub -> that agent)
     recall             the sender's signed recall (撤销) of a document (sender -> hub -> recipients)
     checkpoint         a hub's signed, timestamped audit checkpoint (child hub -> parent hub)
+    chunk              one chunk of a large document's big file (docex.protocols.chunks), after its
+                       envelope: sender -> hub -> recipients, across links like documents
 """
 
 from __future__ import annotations
@@ -22,19 +24,27 @@ HEARTBEAT = "heartbeat"
 SEAL = "seal"
 RECALL = "recall"
 CHECKPOINT = "checkpoint"
+CHUNK = "chunk"
 
-TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL, RECALL, CHECKPOINT})
+TYPES = frozenset({DOCUMENT, RECEIPT, NOTICE, DIRECTORY, DIRECTORY_REQUEST, HEARTBEAT, SEAL, RECALL, CHECKPOINT, CHUNK})
 
 # AMQP headers
 H_RECIPIENT = "docex-recipient"  # the address a delivered copy is for
 H_REPLAY_OF = "docex-replay-of"  # a dead letter the hub's login replays into its ingress: the unit it came from
 H_HOPS = "docex-hops"  # hubs an envelope crossed, to stop routing loops
+H_CHUNK_OF = "docex-chunk-of"  # a chunk's document (message id)
+H_CHUNK_INDEX = "docex-chunk-index"  # and its index
 MAX_HOPS = 8
 
 
 def receipt_key(message_id: str, recipient: str, event: str) -> str:
     """The message id of a receipt on the wire: one per (document, recipient, event)."""
     return f"{message_id}|{recipient}|{event}"
+
+
+def chunk_key(message_id: str, index: int) -> str:
+    """The message id of a chunk on the wire: one per (document, index)."""
+    return f"{message_id}|chunk|{index}"
 
 
 def notice_key(message_id: str, event: str, extra: str = "") -> str:
