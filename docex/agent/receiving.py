@@ -39,12 +39,13 @@ from docex.agent.store import (
 )
 from docex.agent.store import Notice as NoticeRow
 from docex.broker import Delivery
-from docex.pki.errors import PkiError
+from docex.pki.errors import PkiError, UnknownIssuer
 from docex.pki.names import common_name
 from docex.pki.trust import TrustStore
 from docex.protocols import messages
 from docex.protocols.envelope import OpenedEnvelope, open_envelope, read_header
 from docex.protocols.errors import DocexError
+from docex.protocols.header import RoutingHeader
 from docex.protocols.logsafe import loggable
 from docex.protocols.manifest import Manifest
 from docex.protocols.notice import verify_notice
@@ -130,7 +131,10 @@ class Receiver:
             seal_status = self._check_seal(opened.files, opened.manifest)
             target = inside(ctx.config.inbox, header.message_id)
         except PkiError as exc:
-            if exc.code == "certificate_untrusted" and self._await_trust(body, header.message_id, digest, now or utcnow()):
+            # Only the envelope's signer under a CA we do not know can be cured by our hub's
+            # next snapshot; any other untrusted certificate (a PDF seal, a chain too long)
+            # is final at once.
+            if isinstance(exc, UnknownIssuer) and self._await_trust(body, header, digest, now or utcnow()):
                 return
             self._quarantine(body, header.message_id, digest, exc)
             return
@@ -166,17 +170,29 @@ class Receiver:
             log.info("%s had been recalled by its sender before it arrived", m.message_id)
 
     # -- documents whose signer's CA reaches us later ----------------------------------------
-    def _await_trust(self, body: bytes, message_id: str, digest: str, now: dt.datetime) -> bool:
+    def _await_trust(self, body: bytes, header: RoutingHeader, digest: str, now: dt.datetime) -> bool:
         """Keep a document whose signer's CA we do not trust (yet); True while it may wait,
         False once its time is over (it is then quarantined)."""
+        message_id = header.message_id
         wait = dt.timedelta(minutes=self.ctx.config.trust_wait_minutes)
         with self.ctx.store.session() as s:
             row = s.get(AwaitingTrust, digest)
             if row is not None:
                 return now - _utc(row.since) < wait
-            if wait <= dt.timedelta(0):
-                return False
-            s.add(AwaitingTrust(digest=digest, message_id=message_id, body=body, since=now))
+        if wait <= dt.timedelta(0):
+            return False
+        try:
+            header.validate()  # its cover is shown while it waits: in its allowed forms only
+        except DocexError:
+            return False
+        # The cover is not verified by us yet (our hub did verify it); the name is our directory's.
+        entry = self.ctx.lookup(header.sender)
+        with self.ctx.store.session() as s:
+            if s.get(AwaitingTrust, digest) is not None:
+                return True  # another worker took the same redelivery in between
+            s.add(AwaitingTrust(digest=digest, message_id=message_id, body=body, since=now, sender=header.sender,
+                                sender_name=entry.name if entry is not None else "", title=header.title,
+                                doc_number=header.doc_number, priority=header.priority))
             # Our hub trusts the CA (it routed the document): its current snapshot carries it.
             # One request a minute, however many documents wait.
             key = f"{messages.DIRECTORY_REQUEST}|trust|{int(now.timestamp()) // 60}"

@@ -19,8 +19,11 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, sessionmaker
 
 from docex.protocols import localtime
 from docex.protocols.safepath import private_sqlite
@@ -141,6 +144,23 @@ class AwaitingTrust(Base):
     message_id: Mapped[str] = mapped_column(String(200), index=True)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Its cover, from the routing header (our hub verified it, we cannot yet), to show it
+    # while it waits; the sender's name from our directory when it knows the sender.
+    sender: Mapped[str] = mapped_column(String(200), default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    doc_number: Mapped[str] = mapped_column(String(120), default="")
+    priority: Mapped[str] = mapped_column(String(10), default="")
+
+
+# Columns added to a table after agent.db files were made with it: added in place.
+_ADDED_COLUMNS = {"awaiting_trust": ("sender", "sender_name", "title", "doc_number", "priority")}
+
+
+def awaiting_trust(session: Session) -> list[AwaitingTrust]:
+    """The documents waiting for their signer's CA, oldest first, without their bytes."""
+    return list(session.execute(select(AwaitingTrust).options(defer(AwaitingTrust.body))
+                                .order_by(AwaitingTrust.since)).scalars())
 
 
 class Notice(Base):
@@ -238,6 +258,16 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text, default="")
 
 
+def _add_columns(engine: Engine) -> None:
+    tables = inspect(engine)
+    for table, names in _ADDED_COLUMNS.items():
+        have = {c["name"] for c in tables.get_columns(table)}
+        for name in names:
+            if name not in have:  # names from the list above, never from input
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
+
+
 class AgentStore:
     def __init__(self, url: str) -> None:
         private_sqlite(url)
@@ -256,6 +286,7 @@ class AgentStore:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
 
         Base.metadata.create_all(self.engine)
+        _add_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # `changed()`: PRAGMA data_version moves when another connection commits.
         self._watch: sqlite3.Connection | None = None

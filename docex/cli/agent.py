@@ -186,30 +186,54 @@ def directory(home: str, query: str, as_json: bool) -> None:
 
 @click.command()
 @HOME
-@click.option("--state", default="", help="delivered (not yet signed for), signed_for or returned.")
+@click.option("--state", default="",
+              help="delivered (not yet signed for), signed_for, returned, or awaiting_trust (kept until the "
+                   "sender's CA is trusted here; listed with all states too).")
 @json_option
 @handles_errors
 def inbox(home: str, state: str, as_json: bool) -> None:
-    """收件箱 Received documents, newest first."""
-    from docex.agent.store import Received
+    """收件箱 Received documents, newest first; those awaiting trust (等待信任) first of all."""
+    import datetime as dt
 
-    store = _store(home)
+    from docex.agent.config import AgentConfig
+    from docex.agent.store import AgentStore, Received, awaiting_trust
+
+    config = AgentConfig.load(home)
+    store = AgentStore(config.database_url)
+    waiting = []
     with store.session() as s:
-        stmt = select(Received).order_by(Received.received_at.desc())
-        if state:
-            stmt = stmt.where(Received.state == state)
-        rows = list(s.execute(stmt).scalars())
-    items = [{"message_id": r.message_id, "doc_number": r.doc_number, "title": r.title, "sender": r.sender,
-              "sender_name": r.sender_name, "priority": r.priority, "received_at": localtime.iso(r.received_at),
-              "state": r.state, "seal": r.seal_status, "path": r.path, "person": r.person, "reason": r.reason}
-             for r in rows]
+        if state in ("", "awaiting_trust"):
+            waiting = awaiting_trust(s)
+        rows = []
+        if state != "awaiting_trust":
+            stmt = select(Received).order_by(Received.received_at.desc())
+            if state:
+                stmt = stmt.where(Received.state == state)
+            rows = list(s.execute(stmt).scalars())
+    wait = dt.timedelta(minutes=config.trust_wait_minutes)
+    # Not opened yet: the cover as our hub routed it, the sender's name if our directory knows it.
+    items = [{"message_id": w.message_id, "doc_number": w.doc_number, "title": w.title, "sender": w.sender,
+              "sender_name": w.sender_name, "priority": w.priority, "received_at": localtime.iso(w.since),
+              "state": "awaiting_trust", "seal": "", "path": "", "person": "", "reason": "",
+              "wait_until": localtime.iso(w.since + wait)}
+             for w in reversed(waiting)]
+    items += [{"message_id": r.message_id, "doc_number": r.doc_number, "title": r.title, "sender": r.sender,
+               "sender_name": r.sender_name, "priority": r.priority, "received_at": localtime.iso(r.received_at),
+               "state": r.state, "seal": r.seal_status, "path": r.path, "person": r.person, "reason": r.reason}
+              for r in rows]
     if as_json:
         echo_json(items)
         return
     for i in items:
-        click.echo(f"{i['message_id']}  {localtime.show(i['received_at'], seconds=False)}  "
-                   f"{INBOX_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
-                   f"《{i['title']}》 来自 {i['sender_name']}  {i['path']}")
+        line = (f"{i['message_id']}  {localtime.show(i['received_at'], seconds=False)}  "
+                f"{INBOX_ZH.get(i['state'], i['state']):4} [{i['priority']}] {i['doc_number']} "
+                f"《{i['title']}》 来自 {i['sender_name'] or i['sender']}")
+        if i["state"] == "awaiting_trust":
+            line += (f"  来文单位的证书尚未受信任，最迟 {localtime.show(i['wait_until'], seconds=False)} 处理 "
+                     "(the sender's CA is not trusted here yet)")
+        else:
+            line += f"  {i['path']}"
+        click.echo(line)
     click.echo(f"{len(items)} document(s)")
 
 

@@ -55,6 +55,7 @@ class StatusSnapshot:
     links: dict[str, LinkStatus] = field(default_factory=dict)
     outbox_pending: int | None = None  # transactional outbox rows the broker has not confirmed
     inbox_unsigned: int | None = None  # agent: received, not yet signed for or returned
+    inbox_awaiting_trust: int | None = None  # agent: kept until its signer's CA is trusted here
 
 
 SnapshotSource = Callable[[], StatusSnapshot]
@@ -164,6 +165,8 @@ class StatusCollector(Collector):
              s.outbox_pending),
             ("docex_inbox_unsigned", "Received documents not yet signed for or returned.",
              s.inbox_unsigned),
+            ("docex_inbox_awaiting_trust", "Received documents kept until their signer's CA is trusted here.",
+             s.inbox_awaiting_trust),
         ):  # fmt: skip
             if value is not None:
                 yield GaugeMetricFamily(name, doc, value=float(value))

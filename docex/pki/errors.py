@@ -14,3 +14,12 @@ class PkiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+class UnknownIssuer(PkiError):
+    """certificate_untrusted because the chain ends at an issuer none of our anchors is:
+    a CA we do not know (yet). Only this kind can be cured by learning an anchor later;
+    a chain too long or a signer missing from the message cannot."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("certificate_untrusted", message)

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from docex.pki.errors import PkiError
+from docex.pki.errors import PkiError, UnknownIssuer
 from docex.pki.keys import load_certificates, load_crl
 from docex.pki.names import CertRole, common_name, role_of
 
@@ -109,10 +109,7 @@ class TrustStore:
                 raise PkiError("certificate_untrusted", f"the chain of {who} is too long")
             issuer = self._issuer_of(current, extra)
             if issuer is None:
-                raise PkiError(
-                    "certificate_untrusted",
-                    f"the certificate of {who} was not issued by a trusted CA",
-                )
+                raise UnknownIssuer(f"the certificate of {who} was not issued by a trusted CA")
             chain.append(issuer)
             current = issuer
         for index, link in enumerate(chain):

@@ -33,6 +33,8 @@ INBOX_STATES: dict[str, tuple[str, str]] = {
     "signed_for": STATES["signed_for"],
     "returned": STATES["returned"],
     "recalled": STATES["recalled"],
+    # Kept by the terminal until its signer's CA reaches it with the hub's directory.
+    "awaiting_trust": ("等待信任", "awaiting trust"),
 }
 
 # The county plan's rollout phases (推行阶段).

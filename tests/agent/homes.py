@@ -13,9 +13,11 @@ from docex.agent.config import AgentKeys, write_home
 from docex.agent.context import AgentContext
 from docex.agent.store import Outgoing
 from docex.pki.ca import CertificateAuthority
+from docex.pki.credentials import UnitCredentials
 from docex.pki.keys import PrivateKey, load_certificate, load_private_key
+from docex.protocols import envelope
 from docex.protocols.directory import DirectorySnapshot, UnitEntry, cert_pem, sign_directory
-from docex.protocols.manifest import utcnow_iso
+from docex.protocols.manifest import Manifest, new_message_id, utcnow_iso
 from docex.protocols.notice import make_notice
 from tests.conftest import Pki
 
@@ -102,3 +104,22 @@ def outgoing(ctx: AgentContext, key: str) -> Outgoing:
         row = s.execute(select(Outgoing).where(Outgoing.message_id == key)).scalar_one_or_none()
     assert row is not None, f"nothing queued under {key}"
     return row
+
+
+def foreign_units(root: Path, units: dict[str, str]) -> tuple[CertificateAuthority, dict[str, UnitCredentials]]:
+    """Units under a CA these agents do not trust yet (as the city's is before a link, or a
+    county CA that was replaced): their documents wait for it (docex.agent.receiving)."""
+    ca = CertificateAuthority.init(root / "ca", "清远市电子公文交换中心（新）", None)
+    creds = {}
+    for address, name in units.items():
+        ca.issue_unit(address, name, root / address, None)
+        creds[address] = UnitCredentials.load(root / address, None)
+    return ca, creds
+
+
+def letter(sender: UnitCredentials, to: AgentContext, *, title: str, doc_number: str,
+           files: dict[str, bytes], priority: str = "平急") -> tuple[str, bytes]:
+    """An envelope from `sender` to `to`, packed directly (the sender has no agent home here)."""
+    manifest = Manifest(message_id=new_message_id(), sender=sender.address, recipients=(to.creds.address,),
+                        title=title, doc_number=doc_number, priority=priority)
+    return manifest.message_id, envelope.pack(manifest, files, sender, [to.creds.enc_cert])

@@ -25,7 +25,7 @@ from docex.protocols import messages
 from docex.protocols.errors import DocexError
 from docex.protocols.recall import verify_recall
 from docex.protocols.receipt import verify_receipt
-from tests.agent.homes import County, build_county, outgoing
+from tests.agent.homes import County, build_county, foreign_units, letter, outgoing
 from tests.conftest import Pki
 
 XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
@@ -312,3 +312,32 @@ def test_overdue_and_reminded_documents_are_marked(county: County, zfb: AgentCon
     Receiver(zfb).notice(county.notice(mid, "reminder", "overdue", (ZFB,)))
     doc = client.get(f"/api/inbox/{mid}").json()
     assert doc["overdue"] is True and doc["reminders"] == 1
+
+
+def test_documents_awaiting_trust_are_shown_but_cannot_be_opened_or_signed_for(
+        zfb: AgentContext, client: TestClient, clerk: str, tmp_path: Path) -> None:
+    """Kept until the sender's CA reaches this terminal: listed with every state and on
+    their own, their cover as JSON (the page puts it in as text), nothing to open yet."""
+    swb = "qingyuan.swb"
+    _, units = foreign_units(tmp_path, {swb: "中共清远市委办公室"})
+    title = '关于<img src=x onerror="alert(1)">联网的通知'
+    mid, body = letter(units[swb], zfb, title=title, doc_number="清办发〔2011〕9号", files={"正文.txt": b"x"})
+    Receiver(zfb).document(body)
+    csrf = login(client, clerk)
+
+    listed = client.get("/api/inbox").json()
+    assert listed[0]["message_id"] == mid
+    doc = listed[0]
+    assert (doc["state"], doc["sender"], doc["sender_name"], doc["title"], doc["files"]) == (
+        "awaiting_trust", swb, swb, title, [])  # the address until our directory names the unit
+    assert doc["wait_until"] > doc["received_at"] and doc["deadline"] is None
+    assert [i["message_id"] for i in client.get("/api/inbox", params={"state": "awaiting_trust"}).json()] == [mid]
+    assert mid not in [i["message_id"] for i in client.get("/api/inbox", params={"state": "delivered"}).json()]
+    assert client.get(f"/api/inbox/{mid}").json()["state"] == "awaiting_trust"
+    assert client.get(f"/api/inbox/{mid}/files/正文.txt").status_code == 404
+    refused = client.post(f"/api/inbox/{mid}/sign-for", headers={"X-CSRF-Token": csrf})
+    assert refused.status_code == 404 and refused.json()["code"] == "unknown_document"
+    assert client.get("/api/inbox", params={"state": "nonsense"}).status_code == 422
+    # The page shows the state in its own words, and sets every value as text.
+    assert '"state.awaiting_trust": "等待信任"' in client.get("/static/i18n.js").text
+    assert "innerHTML" not in client.get("/static/app.js").text

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from docex.agent.context import AgentContext
 from docex.agent.receiving import Receiver
 from docex.agent.sending import Draft, queue_document, release_held
+from docex.agent.status import agent_status
 from docex.agent.store import (
     AwaitingTrust,
     Notice,
@@ -272,6 +273,7 @@ def test_a_document_under_a_ca_not_trusted_yet_waits_and_is_delivered_once_trust
     receiver.document(later.body)
     receiver.document(later.body)  # a redelivery while it waits: kept once
     assert _waiting(me) == [mid]
+    assert agent_status(me)().inbox_awaiting_trust == 1  # docex_inbox_awaiting_trust
     assert _count(me, Received) == 0 and _count(me, Quarantined) == 0
     assert _count(me, Outgoing, Outgoing.message_id.like(f"{mid}|%")) == 0  # no receipt of any kind yet
     # The hub is asked for its current directory (which carries the CA it routed the document under).
@@ -288,6 +290,7 @@ def test_a_document_under_a_ca_not_trusted_yet_waits_and_is_delivered_once_trust
     # The trust arrives with our hub's next snapshot: the document is delivered at once.
     receiver.directory(later.county.snapshot(version=later.county.version + 1, anchors=(later.ca,)))
     assert _waiting(me) == [] and _count(me, Quarantined) == 0
+    assert agent_status(me)().inbox_awaiting_trust == 0
     with me.store.session() as s:
         received = s.get(Received, mid)
     assert received is not None and received.sender == SWB and received.doc_number == "清办发〔2011〕9号"
@@ -328,6 +331,31 @@ def test_with_no_wait_configured_an_untrusted_ca_is_quarantined_at_once(later: L
     Receiver(me).document(later.body)
     assert _waiting(me) == []
     assert [q.code for q in _quarantined(me)] == ["certificate_untrusted"]
+
+
+def test_a_pdf_seal_under_a_foreign_ca_is_quarantined_at_once(later: Later, pki: Pki,
+                                                               city_ca: tuple[CertificateAuthority, UnitCredentials]) -> None:
+    """Only the envelope's signer under a CA we may learn waits: a sound envelope from a
+    unit we trust, carrying a PDF sealed under a CA we do not, is refused at once."""
+    from fpdf import FPDF
+
+    from docex.pki.seal import apply_seal
+    from docex.pki.seal_image import draw_seal
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=14)
+    pdf.cell(text="sealed elsewhere")
+    city_ca_cert, swb = city_ca[0].certificate, city_ca[1]
+    sealed = apply_seal(bytes(pdf.output()), cert=swb.sign_cert, key=swb.sign_key, image_png=draw_seal(swb.name),
+                        chain=[city_ca_cert], lta=False)
+    me, sender = later.me, pki.creds("qingyuan.yangshan.jyj")
+    manifest = Manifest(message_id=new_message_id(), sender=sender.address, recipients=(ZFB,),
+                        title="转发市委办公室通知", doc_number="阳教发〔2011〕5号")
+    body = envelope.pack(manifest, {"正文.pdf": sealed}, sender, [me.creds.enc_cert])
+    Receiver(me).document(body)
+    assert _waiting(me) == []
+    assert [(q.message_id, q.code) for q in _quarantined(me)] == [(manifest.message_id, "certificate_untrusted")]
 
 
 def _quarantined(ctx: AgentContext) -> list[Quarantined]:

@@ -52,3 +52,23 @@ def test_a_failed_transaction_leaves_nothing(store: AgentStore) -> None:
         raise RuntimeError("crash before commit")
     with store.session() as s:
         assert s.get(Outgoing, 1) is None
+
+
+def test_a_store_made_before_the_waiting_documents_had_their_cover_gets_the_columns(tmp_path: Path) -> None:
+    """agent.db files whose awaiting_trust table predates its cover columns keep their rows."""
+    import sqlite3
+
+    from docex.agent.store import awaiting_trust
+
+    path = tmp_path / "agent.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE awaiting_trust (digest VARCHAR(64) PRIMARY KEY, message_id VARCHAR(200), "
+                   "body BLOB, since DATETIME)")
+        db.execute("INSERT INTO awaiting_trust VALUES ('d1', 'm1', x'00', '2026-12-02 10:00:00')")
+    db.close()
+    store = AgentStore(f"sqlite:///{path}")
+    with store.session() as s:
+        rows = awaiting_trust(s)
+    assert [(r.message_id, r.sender, r.title) for r in rows] == [("m1", "", "")]
+    store.dispose()
+    AgentStore(f"sqlite:///{path}").dispose()  # opening again changes nothing

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from docex.agent.receiving import Receiver
-from tests.agent.homes import County, build_county, outgoing
+from tests.agent.homes import County, build_county, foreign_units, letter, outgoing
 from tests.cli.runner import refused, run
 from tests.conftest import Pki
 
@@ -90,6 +90,42 @@ def test_inbox_sign_for_and_return(county: County, note: Path) -> None:
     assert (item["state"], item["reason"]) == ("returned", "非本单位职责范围")
     refused(run("return", "--home", county.homes[ZFB], mid, "--reason", " "), "receipt_invalid")
     refused(run("sign-for", "--home", county.homes[ZFB], "00000000-0000-4000-8000-000000000000"), "unknown_document")
+
+
+def test_documents_awaiting_trust_are_listed_with_their_state_and_the_senders_name_if_known(
+        county: County, tmp_path: Path) -> None:
+    """Kept until the sender's CA reaches this terminal: listed (with all states, or alone),
+    never with `--state delivered` (what scripts sign for); named from our directory."""
+    swb = "qingyuan.swb"
+    _, units = foreign_units(tmp_path, {swb: "中共清远市委办公室", XXZX: "阳山县信息中心"})
+    me = county.context(ZFB)
+    city, city_body = letter(units[swb], me, title="关于联网后公文交换的通知", doc_number="清办发〔2011〕9号",
+                             files={"正文.txt": "请遵照执行。".encode()}, priority="特急")
+    # A county unit whose certificate comes from a CA not trusted here yet: our directory knows its name.
+    ours, ours_body = letter(units[XXZX], me, title="关于启用新证书的通知", doc_number="阳信发〔2011〕30号",
+                             files={"正文.txt": "新证书".encode()})
+    receiver = Receiver(me)
+    receiver.document(city_body)
+    receiver.document(ours_body)
+
+    listed = json.loads(run("inbox", "--home", county.homes[ZFB], "--json").output)
+    waiting = {i["message_id"]: i for i in listed if i["state"] == "awaiting_trust"}
+    assert set(waiting) == {city, ours}
+    assert [i["state"] for i in listed[:2]] == ["awaiting_trust"] * 2  # first of all
+    item = waiting[city]
+    assert (item["sender"], item["sender_name"], item["title"], item["doc_number"], item["priority"]) == (
+        swb, "", "关于联网后公文交换的通知", "清办发〔2011〕9号", "特急")
+    assert item["wait_until"] > item["received_at"] and item["path"] == ""
+    assert (waiting[ours]["sender"], waiting[ours]["sender_name"]) == (XXZX, "阳山县信息中心")
+    only = json.loads(run("inbox", "--home", county.homes[ZFB], "--state", "awaiting_trust", "--json").output)
+    assert {i["message_id"] for i in only} == {city, ours}
+    pending = json.loads(run("inbox", "--home", county.homes[ZFB], "--state", "delivered", "--json").output)
+    assert not {city, ours} & {i["message_id"] for i in pending}
+    text = run("inbox", "--home", county.homes[ZFB]).output
+    city_line = next(line for line in text.splitlines() if line.startswith(city))
+    assert "等待信任" in city_line and f"来自 {swb}" in city_line and "尚未受信任" in city_line
+    ours_line = next(line for line in text.splitlines() if line.startswith(ours))
+    assert "来自 阳山县信息中心" in ours_line
 
 
 def test_directory_lists_and_searches_what_the_agent_can_send_to(county: County) -> None:

@@ -31,6 +31,7 @@ def full_snapshot() -> StatusSnapshot:
         links={"parent": LinkStatus(up=True, backlog_out=5, backlog_in=1, oldest_seconds=42.0)},
         outbox_pending=0,
         inbox_unsigned=3,
+        inbox_awaiting_trust=1,
     )
 
 

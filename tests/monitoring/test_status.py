@@ -43,6 +43,7 @@ def test_full_snapshot_becomes_gauges() -> None:
     assert s.value("docex_link_oldest_seconds", link="parent") == 42
     assert s.value("docex_outbox_pending") == 0
     assert s.value("docex_inbox_unsigned") == 3
+    assert s.value("docex_inbox_awaiting_trust") == 1
 
 
 def test_a_bridge_reports_only_what_it_knows() -> None:
@@ -58,6 +59,7 @@ def test_a_bridge_reports_only_what_it_knows() -> None:
         "docex_dead_letters",
         "docex_outbox_pending",
         "docex_inbox_unsigned",
+        "docex_inbox_awaiting_trust",
     ):
         assert absent not in s.names()
 

@@ -200,10 +200,10 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
                 "unit": {"address": ctx.creds.address, "name": ctx.config.name}}
 
     # -- 收文 --------------------------------------------------------------------------------------
-    @app.get("/api/inbox", summary="Received documents, newest first")
+    @app.get("/api/inbox", summary="Received documents, newest first (with every state, those awaiting trust first)")
     def inbox(session: Who, state: str = "", q: str = "") -> list[dict[str, Any]]:
-        if state and state not in ("delivered", "signed_for", "returned", "recalled"):
-            raise DocexError("bad_metadata", "state is delivered, signed_for, returned or recalled")
+        if state and state not in ("delivered", "signed_for", "returned", "recalled", "awaiting_trust"):
+            raise DocexError("bad_metadata", "state is delivered, signed_for, returned, recalled or awaiting_trust")
         return views.inbox(ctx, state=state, q=q[:100])
 
     def _received(message_id: str) -> dict[str, Any]:
@@ -214,7 +214,11 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
 
     @app.get("/api/inbox/{message_id}", summary="One received document, with its files")
     def inbox_one(message_id: MessageId, session: Who) -> dict[str, Any]:
-        return _received(message_id)
+        # awaiting trust: its cover only, nothing to open or sign for yet
+        doc = views.received_one(ctx, message_id.lower()) or views.awaiting_one(ctx, message_id.lower())
+        if doc is None:
+            raise DocexError("unknown_document", f"no received document {message_id}")
+        return doc
 
     @app.get("/api/inbox/{message_id}/files/{name}", summary="Download (or, with inline=1, open) a file")
     def inbox_file(message_id: MessageId, name: str, session: Who, inline: bool = False) -> Response:

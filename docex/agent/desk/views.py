@@ -11,9 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from docex.agent.context import AgentContext
-from docex.agent.store import Notice, Recall, Received, Sent, SentEvent, SentRecipient
+from docex.agent.store import (
+    AwaitingTrust,
+    Notice,
+    Recall,
+    Received,
+    Sent,
+    SentEvent,
+    SentRecipient,
+    awaiting_trust,
+)
 from docex.protocols.address import is_under
 
 # Signing-for deadlines by priority, as the hub sets them by default (特急 4 h, 加急 24 h, 平急 72 h).
@@ -95,12 +105,44 @@ def received_dict(ctx: AgentContext, doc: Received, *, reminders: int = 0, recal
     }
 
 
+def awaiting_dict(ctx: AgentContext, doc: AwaitingTrust, *, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A document kept until its signer's CA is trusted here: not opened, so only its cover
+    (as our hub routed it), and the sender's name once our directory knows the sender."""
+    since = _aware(doc.since)
+    name = unit_name(ctx, doc.sender, names) if doc.sender else ""
+    return {
+        "message_id": doc.message_id,
+        "sender": doc.sender,
+        "sender_name": doc.sender_name if name == doc.sender and doc.sender_name else name,
+        "title": doc.title,
+        "doc_number": doc.doc_number,
+        "priority": doc.priority,
+        "to": [], "cc": [],
+        "received_at": iso(since),
+        "deadline": None,
+        "wait_until": iso(since + dt.timedelta(minutes=ctx.config.trust_wait_minutes)),
+        "overdue": False,
+        "reminders": 0,
+        "state": "awaiting_trust",
+        "seal": "unchecked",
+        "person": "",
+        "reason": "",
+        "recall": None,
+        "files": [],
+    }
+
+
 def inbox(ctx: AgentContext, *, state: str = "", q: str = "", limit: int = 500) -> list[dict[str, Any]]:
+    """Received documents, newest first; with every state (or state=awaiting_trust), those
+    kept until their signer's CA is trusted here come first."""
     with ctx.store.session() as s:
-        stmt = select(Received).order_by(Received.received_at.desc()).limit(limit)
-        if state:
-            stmt = stmt.where(Received.state == state)
-        docs = list(s.execute(stmt).scalars())
+        waiting = list(reversed(awaiting_trust(s)))[:limit] if state in ("", "awaiting_trust") else []
+        docs = []
+        if state != "awaiting_trust":
+            stmt = select(Received).order_by(Received.received_at.desc()).limit(limit)
+            if state:
+                stmt = stmt.where(Received.state == state)
+            docs = list(s.execute(stmt).scalars())
         ids = [d.message_id for d in docs]
         reminders: dict[str, int] = {}
         for n in s.execute(select(Notice.message_id).where(Notice.message_id.in_(ids), Notice.event == "reminder")).scalars():
@@ -108,8 +150,9 @@ def inbox(ctx: AgentContext, *, state: str = "", q: str = "", limit: int = 500) 
         recalls = {r.message_id: r for r in s.execute(select(Recall).where(Recall.message_id.in_(ids),
                                                                           Recall.direction == "in")).scalars()}
     names: dict[str, str] = {}
-    items = [received_dict(ctx, d, reminders=reminders.get(d.message_id, 0), recall=recalls.get(d.message_id),
-                           names=names) for d in docs]
+    items = [awaiting_dict(ctx, w, names=names) for w in waiting]
+    items += [received_dict(ctx, d, reminders=reminders.get(d.message_id, 0), recall=recalls.get(d.message_id),
+                            names=names) for d in docs]
     if q:
         needle = q.strip().lower()
         items = [i for i in items if needle in f"{i['title']} {i['doc_number']} {i['sender_name']}".lower()]
@@ -126,6 +169,13 @@ def received_one(ctx: AgentContext, message_id: str) -> dict[str, Any] | None:
         recall = s.execute(select(Recall).where(Recall.message_id == message_id,
                                                 Recall.direction == "in")).scalar_one_or_none()
     return received_dict(ctx, doc, reminders=reminders, recall=recall)
+
+
+def awaiting_one(ctx: AgentContext, message_id: str) -> dict[str, Any] | None:
+    with ctx.store.session() as s:
+        doc = s.execute(select(AwaitingTrust).options(defer(AwaitingTrust.body))
+                        .where(AwaitingTrust.message_id == message_id).limit(1)).scalar_one_or_none()
+    return None if doc is None else awaiting_dict(ctx, doc)
 
 
 def sent(ctx: AgentContext, *, limit: int = 300, message_id: str | None = None) -> list[dict[str, Any]]:

@@ -133,12 +133,18 @@
       cell.append(el("span", { cls: `countdown${doc.overdue ? " overdue" : ""}`, "data-deadline": doc.deadline, text: countdown(doc.deadline) }));
       if (doc.reminders) cell.append(el("span", { cls: "reminded", "data-testid": "reminded", text: `${t("reminded")}×${doc.reminders}` }));
       cell.append(el("div", { cls: "muted", text: fmt(doc.deadline) }));
-    } else cell.append(el("span", { cls: "muted", text: fmt(doc.deadline) }));
+    } else if (doc.state === "awaiting_trust") cell.append(el("span", { cls: "muted", title: t("awaiting.hint"), text: `${t("awaiting.until")} ${fmt(doc.wait_until)}` }));
+    else cell.append(el("span", { cls: "muted", text: fmt(doc.deadline) }));
     return cell;
   }
   async function loadInbox() {
-    const params = new URLSearchParams({ state: $("inbox-filter").value, q: $("inbox-q").value });
+    const state = $("inbox-filter").value;
+    const params = new URLSearchParams({ state, q: $("inbox-q").value });
     S.inbox = await api("GET", `/api/inbox?${params}`);
+    if (state === "delivered") {  // still to be dealt with: those awaiting trust too, first
+      const waiting = await api("GET", `/api/inbox?${new URLSearchParams({ state: "awaiting_trust", q: $("inbox-q").value })}`);
+      S.inbox = waiting.concat(S.inbox);
+    }
     const body = clear(document.querySelector("#inbox-table tbody"));
     for (const doc of S.inbox) {
       const row = el("tr", { "data-message-id": doc.message_id, "data-testid": "inbox-row", onclick: () => openDoc(doc.message_id) },
@@ -173,6 +179,7 @@
     if (doc.person) field(dl, t("detail.person"), doc.person);
     if (doc.reason) field(dl, t("detail.reason"), doc.reason);
     if (doc.recall) field(dl, t("detail.recall"), `${doc.recall.reason} (${fmt(doc.recall.at)})`);
+    if (doc.state === "awaiting_trust") field(dl, t("awaiting.until"), el("span", { id: "detail-awaiting", text: `${fmt(doc.wait_until)} (${t("awaiting.hint")})` }));
     field(dl, t("detail.id"), doc.message_id);
     const files = clear($("detail-files"));
     for (const f of doc.files) {
