@@ -20,12 +20,31 @@ from docex.pki.errors import PkiError
 from docex.pki.keys import load_certificates, load_crl
 from docex.pki.trust import TrustStore
 from docex.protocols.address import is_under
-from docex.protocols.directory import DirectorySnapshot, UnitEntry, verify_directory
+from docex.protocols.directory import (
+    DirectoryDelta,
+    DirectorySnapshot,
+    UnitEntry,
+    apply_delta,
+    verify_delta,
+    verify_directory,
+)
+from docex.protocols.errors import DocexError
 from docex.protocols.safepath import inside
 
 PROVISIONED_ANCHOR = "anchor-"  # trust/anchor-N.crt, as `docex unit add` wrote them
 MAX_PENDING = 32  # other hubs' snapshots kept until their CA reaches us
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+MAX_DELTAS = 64  # deltas kept on top of directory.der before the agent asks for the whole snapshot
+MAX_DELTA_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeltaOutcome:
+    """What a delta did: the snapshot it produced (None if nothing changed), and whether the
+    agent should ask its hub for the whole snapshot (it missed a delta, or holds many)."""
+
+    snapshot: DirectorySnapshot | None
+    ask_whole: bool
 
 
 @dataclass
@@ -37,6 +56,9 @@ class AgentContext:
     _trust: TrustStore | None = None
     _directories: dict[str, DirectorySnapshot] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _own_base: int = 0  # the version of directory.der, under the kept deltas
+    _verified: dict[tuple[str, int, int], DirectoryDelta] = field(default_factory=dict)  # delta files checked
+    _read: dict[Path, tuple[int, int]] = field(default_factory=dict)  # snapshot files as last read (size, mtime)
     # the passphrase the keys were opened with: the TLS client key (client.key) shares it
     key_password: bytes | None = field(default=None, repr=False)
 
@@ -121,10 +143,23 @@ class AgentContext:
             verify_directory(der, self._home_trust())
         return snap
 
+    def _unchanged(self, path: Path) -> bool:
+        """Whether `path` is as we last read it (then verifying it again would find the same)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return True
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._read.get(path) == stamp:
+            return True
+        self._read[path] = stamp
+        return False
+
     def load_directories(self) -> None:
-        # Our own hub's first: it brings the anchors the others are verified with.
+        # Our own hub's first: it brings the anchors the others are verified with. A file not
+        # changed since we read it is not parsed again (a look-up that misses calls this).
         own = self.config.home / "directory.der"
-        if own.exists():
+        if own.exists() and not self._unchanged(own):
             try:
                 snap: DirectorySnapshot | None = verify_directory(own.read_bytes(), self._home_trust())
             except PkiError:
@@ -134,8 +169,14 @@ class AgentContext:
                     current = self._directories.get(snap.prefix)
                     if current is None or current.version < snap.version:
                         self._directories[snap.prefix] = snap
+                        self._own_base = snap.version
                         self._trust = None
+                self._follow_deltas()
+        elif own.exists():
+            self._follow_deltas()  # the running service may have kept newer deltas
         for path in sorted((self.config.home / "directories").glob("*.der")):
+            if self._unchanged(path):
+                continue
             try:
                 snap = self.verify_snapshot(path.read_bytes())
             except PkiError:
@@ -143,6 +184,83 @@ class AgentContext:
             current = self._directories.get(snap.prefix)
             if current is None or current.version < snap.version:
                 self._directories[snap.prefix] = snap
+
+    # -- deltas of our own hub's directory ----------------------------------------------------------
+    def _delta_dir(self) -> Path:
+        return self.config.home / "directory-deltas"
+
+    def _deltas(self) -> list[tuple[Path, DirectoryDelta]]:
+        """The signed deltas kept on top of directory.der, verified again (they are files)."""
+        found = []
+        seen = {}
+        for path in sorted(self._delta_dir().glob("*.der")):
+            try:
+                st = path.stat()
+                key = (path.name, st.st_size, st.st_mtime_ns)
+                delta = self._verified.get(key) or verify_delta(path.read_bytes(), self._home_trust(),
+                                                                expected_prefix=self.config.hub_prefix)
+            except (OSError, PkiError):
+                path.unlink(missing_ok=True)
+                continue
+            seen[key] = delta
+            found.append((path, delta))
+        self._verified = seen
+        return found
+
+    def _follow_deltas(self) -> int:
+        """Apply the kept deltas that continue our own snapshot, in order; drop the ones it
+        has passed. Returns how many are kept."""
+        prefix = self.config.hub_prefix
+        kept = self._deltas()
+        with self._lock:
+            current = self._directories.get(prefix)
+            if current is None:
+                return len(kept)
+            before = current
+            for path, delta in sorted(kept, key=lambda item: item[1].base_version):
+                if delta.version <= self._own_base:  # under the whole snapshot on disk: done with
+                    path.unlink(missing_ok=True)
+                elif delta.base_version == current.version:
+                    current = apply_delta(current, delta)
+            self._directories[prefix] = current
+        if current is not before:
+            self._installed(before, current)
+        return sum(1 for path, _ in kept if path.exists())
+
+    def accept_delta(self, der: bytes) -> DeltaOutcome:
+        """A signed change of our own hub's directory: applied when it continues the version we
+        hold (kept on disk on top of directory.der); one that comes early is kept until the
+        missing one arrives, and meanwhile the agent asks for the whole snapshot."""
+        if len(der) > MAX_DELTA_BYTES:
+            raise DocexError("directory_untrusted", f"a directory delta of {len(der)} bytes")
+        delta = verify_delta(der, self._home_trust(), expected_prefix=self.config.hub_prefix)
+        with self._lock:
+            current = self._directories.get(delta.prefix)
+            if current is not None and delta.version <= current.version:
+                return DeltaOutcome(None, False)
+            before = current.version if current is not None else 0
+            folder = self._delta_dir()
+            folder.mkdir(exist_ok=True)
+            path = folder / f"{delta.base_version:012d}-{delta.version:012d}.der"  # our own numbers
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(der)
+            tmp.replace(path)
+            kept = self._follow_deltas()
+            now = self._directories.get(delta.prefix)
+        snap = now if now is not None and now.version > before else None
+        missed = now is None or now.version < delta.version
+        return DeltaOutcome(snap, missed or kept >= MAX_DELTAS)
+
+    def _installed(self, before: DirectorySnapshot | None, snap: DirectorySnapshot) -> None:
+        """After our own hub's directory moved: its anchors and CRLs take effect."""
+        anchors_changed = before is None or set(before.anchors) != set(snap.anchors)
+        if anchors_changed:
+            with self._lock:
+                self._trust = None
+        if snap.crls and (before is None or set(before.crls) != set(snap.crls)):
+            self.install_crls(snap.crls)
+        if anchors_changed:
+            self._retry_pending()
 
     def accept_directory(self, der: bytes) -> DirectorySnapshot | None:
         """Store a signed snapshot if it is newer than what we have. The signature must be
@@ -166,12 +284,16 @@ class AgentContext:
             anchors_changed = snap.prefix == self.config.hub_prefix and (
                 current is None or set(current.anchors) != set(snap.anchors))
             self._directories[snap.prefix] = snap
+            if snap.prefix == self.config.hub_prefix:
+                self._own_base = snap.version
             if anchors_changed:
                 self._trust = None
         if snap.crls:
             self.install_crls(snap.crls)
         if anchors_changed:
             self._retry_pending()
+        if snap.prefix == self.config.hub_prefix:
+            self._follow_deltas()  # the new whole snapshot is the base: older deltas go
         return snap
 
     def _pending_dir(self) -> Path:

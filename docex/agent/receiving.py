@@ -97,6 +97,8 @@ class Receiver:
             self.notice(delivery.body)
         elif kind == messages.DIRECTORY:
             self.directory(delivery.body)
+        elif kind == messages.DIRECTORY_DELTA:
+            self.directory_delta(delivery.body)
         elif kind == messages.SEAL:
             self.seal(delivery.body)
         elif kind == messages.RECALL:
@@ -377,6 +379,24 @@ class Receiver:
         if snap is not None:
             log.info("directory %s v%d: %d units", snap.prefix, snap.version, len(snap.units))
             self.retry_waiting()  # it may have brought the CA a waiting document was signed under
+
+
+    def directory_delta(self, body: bytes) -> None:
+        """A change of our hub's directory. One we cannot apply (we missed the one before) is
+        kept, and the whole snapshot asked for, once per version we hold."""
+        try:
+            outcome = self.ctx.accept_delta(body)
+        except PkiError as exc:
+            log.warning("refused a directory delta: [%s] %s", exc.code, loggable(exc.message, 500))
+            return
+        if outcome.snapshot is not None:
+            log.info("directory %s v%d (delta): %d units", outcome.snapshot.prefix, outcome.snapshot.version,
+                     len(outcome.snapshot.units))
+        if outcome.ask_whole:
+            key = f"{messages.DIRECTORY_REQUEST}|whole|{self.ctx.directory_version()}"
+            with self.ctx.store.session() as s:
+                if not s.execute(select(Outgoing.id).where(Outgoing.message_id == key)).first():
+                    s.add(Outgoing(kind=messages.DIRECTORY_REQUEST, message_id=key, body=b""))
 
     def seal(self, body: bytes) -> None:
         """A registered seal impression (印模) for this unit, signed by the hub."""

@@ -73,8 +73,11 @@ class OutboxPublisher:
                            type=row.kind)
 
     def control(self, publisher: ConfirmedPublisher, kind: str) -> None:
+        # Asking for the directory, say which version we hold: the hub sends it only if newer.
+        headers = ({messages.H_DIRECTORY_VERSION: str(self.ctx.directory_version())}
+                   if kind == messages.DIRECTORY_REQUEST else None)
         publisher.publish_many([PublishItem(INGRESS_EXCHANGE, INGRESS_ROUTING_KEY, b"", f"{kind}|{uuid.uuid4()}",
-                                            user_id=self.user, type=kind, persistent=False)])
+                                            user_id=self.user, type=kind, persistent=False, headers=headers)])
 
     def flush(self, publisher: ConfirmedPublisher) -> int:
         with self.ctx.store.session() as s:

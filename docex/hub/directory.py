@@ -1,8 +1,14 @@
 """The hub's directory: units as the database holds them, as a signed, versioned snapshot
 for agents (and, across a link, for other hubs). Every change bumps the version; the
-running hub notices and publishes the new snapshot to every unit within seconds."""
+running hub notices and publishes it to every unit within seconds: as a signed delta from
+the version it published last (what changed, not the whole county), the whole snapshot
+only to agents that ask for it (a new one, or one that missed a delta) and over links."""
 
 from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -11,9 +17,18 @@ from sqlalchemy.orm import Session
 
 from docex.hub.identity import HubIdentity
 from docex.hub.models import Link, Setting, Unit
+from docex.pki.errors import PkiError
 from docex.pki.recipients import usable_for_encryption
 from docex.pki.trust import TrustStore
-from docex.protocols.directory import DirectorySnapshot, UnitEntry, cert_pem, sign_directory
+from docex.protocols.directory import (
+    DirectorySnapshot,
+    UnitEntry,
+    cert_pem,
+    diff,
+    sign_delta,
+    sign_directory,
+)
+from docex.protocols.localtime import today
 from docex.protocols.manifest import utcnow_iso
 
 VERSION_KEY = "directory_version"
@@ -134,6 +149,61 @@ def _listable(pem: str, trust: TrustStore) -> str:
     return pem if usable_for_encryption(cert, trust) is None else ""
 
 
-def signed_snapshot(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...] = ()) -> tuple[int, bytes]:
+_cache_lock = threading.Lock()
+_cache: dict[tuple[object, ...], tuple[DirectorySnapshot, bytes]] = {}
+
+
+def _cache_key(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...]) -> tuple[object, ...]:
+    # What a snapshot is made of besides the version: trust (anchors, CRLs), the links, and
+    # the day (certificates expire without a version bump).
+    has_parent = session.execute(select(Link.name).where(Link.role == "parent")).first() is not None
+    return (prefix, version(session), crl_digest(identity), children, has_parent, today(), id(identity))
+
+
+def current_snapshot(session: Session, prefix: str, identity: HubIdentity,
+                     children: tuple[str, ...] = ()) -> tuple[DirectorySnapshot, bytes]:
+    """The current snapshot and its signature, made once per version (not once per agent
+    asking: after a broker restart every agent asks at once)."""
+    key = _cache_key(session, prefix, identity, children)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None:
+        return hit
     snap = snapshot(session, prefix, identity, children)
-    return snap.version, sign_directory(snap, identity.cert, identity.key)
+    made = (snap, sign_directory(snap, identity.cert, identity.key))
+    with _cache_lock:
+        _cache.clear()  # only the newest is asked for
+        _cache[key] = made
+    return made
+
+
+def signed_snapshot(session: Session, prefix: str, identity: HubIdentity, children: tuple[str, ...] = ()) -> tuple[int, bytes]:
+    snap, der = current_snapshot(session, prefix, identity, children)
+    return snap.version, der
+
+
+# -- what was published last, to make the next delta from ---------------------------------------
+def _published_path(home: Path) -> Path:
+    return home / "directory" / "published.json"
+
+
+def load_published(home: Path, expected_version: int) -> DirectorySnapshot | None:
+    """The snapshot the hub published last (its own file), if it is the version the database
+    says was published; None otherwise (then the whole snapshot goes out)."""
+    try:
+        snap = DirectorySnapshot.from_payload(json.loads(_published_path(home).read_text("utf-8")))
+    except (OSError, ValueError, PkiError):
+        return None
+    return snap if snap.version == expected_version else None
+
+
+def save_published(home: Path, snap: DirectorySnapshot) -> None:
+    path = _published_path(home)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(snap.to_payload(), ensure_ascii=False), "utf-8")
+    tmp.replace(path)
+
+
+def signed_delta(previous: DirectorySnapshot, current: DirectorySnapshot, identity: HubIdentity) -> bytes:
+    return sign_delta(diff(previous, current), identity.cert, identity.key)

@@ -76,7 +76,7 @@ class Intake:
         elif kind == messages.HEARTBEAT:
             self.heartbeat(origin)
         elif kind == messages.DIRECTORY_REQUEST:
-            self.directory_request(origin, publisher)
+            self.directory_request(origin, publisher, (delivery.headers or {}).get(messages.H_DIRECTORY_VERSION))
             if delivery.body:
                 from docex.hub.federation import answer_lookup
 
@@ -421,18 +421,20 @@ class Intake:
         with self.ctx.db.session() as s:
             s.execute(update(Unit).where(Unit.address == origin.name).values(last_seen=now))
 
-    def directory_request(self, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
+    def directory_request(self, origin: Origin | None, publisher: ConfirmedPublisher, holds: Any = None) -> None:
+        """The whole snapshot for an agent that asks, unless it says it holds the current one."""
         if origin is None or origin.kind != "unit":
             return
-        with self.ctx.db.session() as s:
-            version, der = hub_directory.signed_snapshot(s, self.ctx.config.prefix, self.ctx.identity,
-                                                         self.ctx.child_prefixes())
+        with self.ctx.db.read() as s:
+            current = hub_directory.version(s)
+            version, der = (current, b"") if str(holds or "") == str(current) else hub_directory.signed_snapshot(
+                s, self.ctx.config.prefix, self.ctx.identity, self.ctx.child_prefixes())
         from docex.hub.federation import remote_items
 
-        publisher.publish_many([PublishItem(
-            DELIVER_EXCHANGE, origin.name, der, f"directory|{self.ctx.config.prefix}|{version}|{origin.name}",
-            type=messages.DIRECTORY,
-        ), *remote_items(self.ctx, origin.name)])
+        own = [PublishItem(DELIVER_EXCHANGE, origin.name, der, f"directory|{self.ctx.config.prefix}|{version}|{origin.name}",
+                           type=messages.DIRECTORY)] if der else []
+        if items := [*own, *remote_items(self.ctx, origin.name)]:
+            publisher.publish_many(items)
 
 
 def _header_or_none(body: bytes) -> RoutingHeader | None:

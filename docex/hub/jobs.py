@@ -70,34 +70,39 @@ class HubJobs:
 
     # -- directory ---------------------------------------------------------------------------
     def publish_directory(self, *, force: bool = False) -> int:
-        """Send the signed snapshot to every enabled unit (and over every link) when it
-        changed since the last publication. Returns the number of copies sent."""
+        """Send what changed since the last publication to every enabled unit, as a signed
+        delta from the version published last (the whole snapshot when that one is not known
+        here, or with `force`), and the whole snapshot over every link. Returns the copies sent."""
         with self.ctx.db.read() as s:
             crls_changed = hub_directory.crls_changed(s, self.ctx.identity)
         if crls_changed:
             with self.ctx.db.session() as s:
                 hub_directory.note_crls(s, self.ctx.identity)
+        prefix = self.ctx.config.prefix
         with self.ctx.db.read() as s:
-            current = hub_directory.version(s)
-            if not force and current <= hub_directory.published_version(s):
+            current, published = hub_directory.version(s), hub_directory.published_version(s)
+            if not force and current <= published:
                 return 0
-            version, der = hub_directory.signed_snapshot(s, self.ctx.config.prefix, self.ctx.identity,
-                                                         self.ctx.child_prefixes())
+            snap, der = hub_directory.current_snapshot(s, prefix, self.ctx.identity, self.ctx.child_prefixes())
             targets = [u for u in s.execute(select(Unit.address).where(Unit.state == "enabled")).scalars()]
-        items = [
-            PublishItem(DELIVER_EXCHANGE, address, der, f"directory|{self.ctx.config.prefix}|{version}|{address}",
-                        type=messages.DIRECTORY)
-            for address in targets
-        ]
+        previous = None if force else hub_directory.load_published(self.ctx.config.home, published)
+        if previous is not None and previous.prefix == prefix and previous.version < snap.version:
+            body, kind = hub_directory.signed_delta(previous, snap, self.ctx.identity), messages.DIRECTORY_DELTA
+            key = f"directory-delta|{prefix}|{previous.version}|{snap.version}"
+        else:
+            body, kind, key = der, messages.DIRECTORY, f"directory|{prefix}|{snap.version}"
+        items = [PublishItem(DELIVER_EXCHANGE, address, body, f"{key}|{address}", type=kind) for address in targets]
         items += [
-            PublishItem(DELIVER_EXCHANGE, link_routing_key(name), der, f"directory|{self.ctx.config.prefix}|{version}|{name}",
+            PublishItem(DELIVER_EXCHANGE, link_routing_key(name), der, f"directory|{prefix}|{snap.version}|{name}",
                         type=messages.DIRECTORY)
             for name in self.ctx.links()
         ]
         self.publisher().publish_many(items)
+        hub_directory.save_published(self.ctx.config.home, snap)
         with self.ctx.db.session() as s:
-            hub_directory.mark_published(s, version)
-        log.info("directory v%d published to %d units and %d links", version, len(targets), len(items) - len(targets))
+            hub_directory.mark_published(s, snap.version)
+        log.info("directory v%d published to %d units (%s, %d bytes) and %d links", snap.version, len(targets),
+                 "delta" if kind == messages.DIRECTORY_DELTA else "whole", len(body), len(items) - len(targets))
         return len(items)
 
     # -- deadlines and expiry ------------------------------------------------------------------

@@ -1,13 +1,20 @@
 """Directory snapshots: every unit a hub owns (address, name, kind, state, rollout phase,
 certificates, seal impression), signed by that hub and versioned. Agents look up
 recipients' encryption certificates here; across a link, hubs exchange snapshots and each
-is accepted only when signed by the hub owning its prefix."""
+is accepted only when signed by the hub owning its prefix.
+
+A change reaches agents as a signed delta from version N to M (the units added or changed,
+whole, and the addresses removed, with the snapshot's small fields whole): its cost grows
+with the change, not with the county. A delta is verified like a snapshot (the hub owning
+its prefix signed it, every address well formed and under that prefix) and applies only to
+exactly version N; an agent that missed one asks for the whole snapshot."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -21,6 +28,7 @@ from docex.protocols.errors import DocexError
 from docex.protocols.statement import sign_statement, verify_statement
 
 KIND = "directory"
+DELTA_KIND = "directory-delta"
 
 
 @dataclass(frozen=True)
@@ -108,11 +116,76 @@ class DirectorySnapshot:
                 out.append(cert)
         return out
 
+    @cached_property
+    def _by_address(self) -> dict[str, UnitEntry]:
+        return {unit.address: unit for unit in self.units}
+
     def find(self, address: str) -> UnitEntry | None:
-        for unit in self.units:
-            if unit.address == address:
-                return unit
-        return None
+        """One dictionary look-up, however many units (built once per snapshot)."""
+        return self._by_address.get(address)
+
+
+@dataclass(frozen=True)
+class DirectoryDelta:
+    """What changed from snapshot `base_version` to `version`: units added or changed (whole
+    entries), addresses removed, and the snapshot's other fields as they are now."""
+
+    prefix: str
+    base_version: int
+    version: int
+    generated_at: str
+    units: tuple[UnitEntry, ...] = ()
+    removed: tuple[str, ...] = ()
+    hub_cert: str = ""
+    children: tuple[str, ...] = field(default_factory=tuple)
+    crls: tuple[str, ...] = field(default_factory=tuple)
+    anchors: tuple[str, ...] = field(default_factory=tuple)
+    has_parent: bool = True
+
+    def to_payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["units"] = [asdict(u) for u in self.units]
+        for name in ("removed", "children", "crls", "anchors"):
+            data[name] = list(getattr(self, name))
+        return data
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> DirectoryDelta:
+        try:
+            base = DirectorySnapshot.from_payload({**data, "version": data["version"]})
+            return cls(prefix=base.prefix, base_version=int(data["base_version"]), version=base.version,
+                       generated_at=base.generated_at, units=base.units,
+                       removed=tuple(str(a) for a in data.get("removed", ())), hub_cert=base.hub_cert,
+                       children=base.children, crls=base.crls, anchors=base.anchors, has_parent=base.has_parent)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DocexError("directory_untrusted", "the directory delta is not well formed") from exc
+
+
+def diff(old: DirectorySnapshot, new: DirectorySnapshot) -> DirectoryDelta:
+    """The delta that turns `old` into `new` (same prefix, newer version)."""
+    if old.prefix != new.prefix or new.version <= old.version:
+        raise ValueError(f"no delta from {old.prefix} v{old.version} to {new.prefix} v{new.version}")
+    before = old._by_address
+    changed = tuple(u for u in new.units if before.get(u.address) != u)
+    removed = tuple(sorted(set(before) - set(new._by_address)))
+    return DirectoryDelta(prefix=new.prefix, base_version=old.version, version=new.version,
+                          generated_at=new.generated_at, units=changed, removed=removed, hub_cert=new.hub_cert,
+                          children=new.children, crls=new.crls, anchors=new.anchors, has_parent=new.has_parent)
+
+
+def apply_delta(snapshot: DirectorySnapshot, delta: DirectoryDelta) -> DirectorySnapshot:
+    """`snapshot` moved to the delta's version. Only onto exactly its base version."""
+    if delta.prefix != snapshot.prefix or delta.base_version != snapshot.version:
+        raise DocexError("directory_untrusted", f"a delta from {delta.prefix} v{delta.base_version} does not apply "
+                                                f"to {snapshot.prefix} v{snapshot.version}")
+    units = dict(snapshot._by_address)
+    for address in delta.removed:
+        units.pop(address, None)
+    units.update((u.address, u) for u in delta.units)
+    return DirectorySnapshot(prefix=delta.prefix, version=delta.version, generated_at=delta.generated_at,
+                             units=tuple(units[a] for a in sorted(units)), hub_cert=delta.hub_cert,
+                             children=delta.children, crls=delta.crls, anchors=delta.anchors,
+                             has_parent=delta.has_parent)
 
 
 def no_hub_knows(snapshots: Iterable[DirectorySnapshot], address: str) -> bool:
@@ -137,6 +210,27 @@ def sign_directory(snapshot: DirectorySnapshot, cert: x509.Certificate, key: Pri
     return sign_statement(KIND, snapshot.to_payload(), cert, key)
 
 
+def sign_delta(delta: DirectoryDelta, cert: x509.Certificate, key: PrivateKey) -> bytes:
+    if hub_prefix_of(cert) != delta.prefix:
+        raise DocexError("directory_untrusted", "a hub signs only the directory of its own prefix")
+    return sign_statement(DELTA_KIND, delta.to_payload(), cert, key)
+
+
+def _check_owner(prefix: str, addresses: Iterable[str], children: Iterable[str], signer: x509.Certificate,
+                 expected_prefix: str | None) -> None:
+    # Prefixes and addresses name files and queues on the receiving side: their form first.
+    addresses = tuple(addresses)
+    for name in (prefix, *children, *addresses):
+        if not is_valid_address(name):
+            raise DocexError("directory_untrusted", f"{name[:80]!r} is not a valid address or prefix")
+    owner = hub_prefix_of(signer)
+    if owner != prefix or (expected_prefix is not None and owner != expected_prefix):
+        raise DocexError("directory_untrusted", f"a directory of {prefix} signed by the hub of {owner}")
+    for address in addresses:
+        if not is_under(address, prefix):
+            raise DocexError("directory_untrusted", f"{address} is outside {prefix}")
+
+
 def verify_directory(der: bytes, trust: TrustStore, *, expected_prefix: str | None = None) -> DirectorySnapshot:
     """Accept a snapshot only when signed by the hub that owns its prefix, and only with
     units under that prefix."""
@@ -144,17 +238,22 @@ def verify_directory(der: bytes, trust: TrustStore, *, expected_prefix: str | No
         der, trust, kind=KIND, roles=(CertRole.SERVER,), error_code="directory_untrusted"
     )
     snapshot = DirectorySnapshot.from_payload(statement.payload)
-    # Prefixes and addresses name files and queues on the receiving side: their form first.
-    for name in (snapshot.prefix, *snapshot.children, *(u.address for u in snapshot.units)):
-        if not is_valid_address(name):
-            raise DocexError("directory_untrusted", f"{name[:80]!r} is not a valid address or prefix")
-    owner = hub_prefix_of(statement.signer)
-    if owner != snapshot.prefix or (expected_prefix is not None and owner != expected_prefix):
-        raise DocexError("directory_untrusted", f"a directory of {snapshot.prefix} signed by the hub of {owner}")
-    for unit in snapshot.units:
-        if not is_under(unit.address, snapshot.prefix):
-            raise DocexError("directory_untrusted", f"{unit.address} is outside {snapshot.prefix}")
+    _check_owner(snapshot.prefix, (u.address for u in snapshot.units), snapshot.children, statement.signer,
+                 expected_prefix)
     return snapshot
+
+
+def verify_delta(der: bytes, trust: TrustStore, *, expected_prefix: str | None = None) -> DirectoryDelta:
+    """A delta passes the checks a snapshot does, and moves forward: version > base."""
+    statement = verify_statement(
+        der, trust, kind=DELTA_KIND, roles=(CertRole.SERVER,), error_code="directory_untrusted"
+    )
+    delta = DirectoryDelta.from_payload(statement.payload)
+    _check_owner(delta.prefix, (*(u.address for u in delta.units), *delta.removed), delta.children,
+                 statement.signer, expected_prefix)
+    if delta.version <= delta.base_version or delta.base_version < 0:
+        raise DocexError("directory_untrusted", f"a delta from v{delta.base_version} to v{delta.version}")
+    return delta
 
 
 def cert_pem(cert: x509.Certificate) -> str:

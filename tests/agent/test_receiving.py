@@ -6,6 +6,7 @@ our own hub."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -35,7 +36,14 @@ from docex.pki.credentials import UnitCredentials
 from docex.pki.errors import PkiError
 from docex.pki.keys import load_certificate, load_private_key
 from docex.protocols import envelope, messages
-from docex.protocols.directory import DirectorySnapshot, UnitEntry, sign_directory
+from docex.protocols.directory import (
+    DirectoryDelta,
+    DirectorySnapshot,
+    UnitEntry,
+    cert_pem,
+    sign_delta,
+    sign_directory,
+)
 from docex.protocols.manifest import Manifest, new_message_id, utcnow_iso
 from docex.protocols.receipt import make_receipt, verify_receipt
 from tests.agent.homes import PREFIX, UNITS, County, build_county, outgoing
@@ -223,6 +231,80 @@ def test_a_directory_signed_by_another_hub_is_refused(county: County, pki: Pki, 
     assert exc.value.code in ("directory_untrusted", "certificate_untrusted")
     Receiver(me).directory(der)  # the service logs and drops it
     assert me.lookup(f"{PREFIX}.jiamao") is None and me.directory_version() < 10_000
+
+
+# -- directory deltas ---------------------------------------------------------------------------
+def _delta(county: County, base: int, version: int, units: tuple[UnitEntry, ...] = (),
+           removed: tuple[str, ...] = ()) -> bytes:
+    hub_cert = load_certificate(county.hub_dir / "server.crt")
+    delta = DirectoryDelta(prefix=PREFIX, base_version=base, version=version, generated_at=utcnow_iso(), units=units,
+                           removed=removed, hub_cert=cert_pem(hub_cert),
+                           crls=((county.pki.county.directory / "crl.pem").read_text(),))
+    return sign_delta(delta, hub_cert, county.hub_key())
+
+
+@pytest.fixture
+def own(pki: Pki, tmp_path: Path) -> County:
+    """A county of its own: these tests change ZFB's directory."""
+    return build_county(pki, tmp_path / "county", {ZFB: UNITS[ZFB], FGJ: UNITS[FGJ]})
+
+
+def _whole_requests(ctx: AgentContext) -> list[str]:
+    with ctx.store.session() as s:
+        return list(s.execute(select(Outgoing.message_id).where(
+            Outgoing.message_id.like(f"{messages.DIRECTORY_REQUEST}|whole|%"))).scalars())
+
+
+def test_directory_deltas_apply_in_order_and_are_kept_for_the_next_start(own: County) -> None:
+    me = own.context(ZFB)
+    v = me.directory_version()
+    xin = UnitEntry(address=f"{PREFIX}.xin", name="新单位", enc_cert=(own.homes[FGJ] / "enc.crt").read_text())
+    Receiver(me)(Delivery(body=_delta(own, v, v + 1, units=(xin,)), message_id="d1", headers={}, user_id=None,
+                          redelivered=False, delivery_tag=1, properties=pika.BasicProperties(type="directory_delta")))
+    assert me.directory_version() == v + 1 and me.lookup(f"{PREFIX}.xin") == xin
+    renamed = dataclasses.replace(xin, name="新单位（更名）")
+    Receiver(me).directory_delta(_delta(own, v + 1, v + 3, units=(renamed,), removed=(FGJ,)))
+    assert me.directory_version() == v + 3 and me.lookup(f"{PREFIX}.xin") == renamed and me.lookup(FGJ) is None
+    Receiver(me).directory_delta(_delta(own, v, v + 1, units=(xin,)))  # again, late: nothing moves back
+    assert me.directory_version() == v + 3 and me.lookup(f"{PREFIX}.xin") == renamed
+    assert _whole_requests(me) == []
+    fresh = own.context(ZFB)  # directory.der and the deltas on top of it
+    assert fresh.directory_version() == v + 3 and fresh.lookup(f"{PREFIX}.xin") == renamed and fresh.lookup(FGJ) is None
+
+
+def test_a_missed_delta_asks_for_the_whole_snapshot_and_the_early_one_waits(own: County) -> None:
+    me = own.context(ZFB)
+    v = me.directory_version()
+    xin = UnitEntry(address=f"{PREFIX}.xin", name="新单位")
+    Receiver(me).directory_delta(_delta(own, v + 1, v + 2, units=(xin,)))  # v -> v+1 not here (yet)
+    assert me.directory_version() == v and me.lookup(f"{PREFIX}.xin") is None
+    assert _whole_requests(me) == [f"{messages.DIRECTORY_REQUEST}|whole|{v}"]
+    Receiver(me).directory_delta(_delta(own, v + 1, v + 2, units=(xin,)))  # asked once per version held
+    assert len(_whole_requests(me)) == 1
+    Receiver(me).directory_delta(_delta(own, v, v + 1))  # the missing one: both apply, in order
+    assert me.directory_version() == v + 2 and me.lookup(f"{PREFIX}.xin") == xin
+    # The whole snapshot the agent asked for arrives: it is the new base, the deltas under it go.
+    Receiver(me).directory(own.snapshot(version=v + 2))
+    Receiver(me).directory(own.snapshot(version=v + 4))
+    assert me.directory_version() == v + 4 and list((me.config.home / "directory-deltas").glob("*.der")) == []
+
+
+@pytest.mark.parametrize("ca", ["stranger", "city"])
+def test_a_delta_not_signed_by_our_hub_is_refused(own: County, pki: Pki, tmp_path: Path, ca: str) -> None:
+    authority = pki.stranger if ca == "stranger" else pki.city
+    authority.issue_server("冒充的交换中心", tmp_path, None, hub_prefix=PREFIX)
+    me = own.context(ZFB)
+    v = me.directory_version()
+    fake = DirectoryDelta(prefix=PREFIX, base_version=v, version=v + 1, generated_at=utcnow_iso(),
+                          units=(UnitEntry(address=f"{PREFIX}.jiamao", name="假冒单位"),))
+    der = sign_delta(fake, load_certificate(tmp_path / "server.crt"), load_private_key(tmp_path / "server.key", None))
+    with pytest.raises(PkiError) as exc:
+        me.accept_delta(der)
+    assert exc.value.code in ("directory_untrusted", "certificate_untrusted")
+    Receiver(me).directory_delta(der)  # the service logs and drops it
+    Receiver(me).directory_delta(b"garbage")
+    assert me.lookup(f"{PREFIX}.jiamao") is None and me.directory_version() == v
+    assert list((me.config.home / "directory-deltas").glob("*.der")) == []  # nothing kept
 
 
 # -- a signer whose CA reaches us later --------------------------------------------------------

@@ -23,7 +23,6 @@ from docex.cli.localnet import CITY_PREFIX, COUNTY_PREFIX, LocalNetwork
 from docex.hub.db import Database
 from docex.hub.units import CsvUnit
 from docex.pki.keys import load_certificate
-from docex.protocols.directory import verify_directory
 from tests.cli.runner import run
 from tests.e2e.support import Network, knows, wait_until
 
@@ -148,9 +147,14 @@ def test_an_anchor_removed_at_the_hub_leaves_every_agent(later: Later) -> None:
     city_ca = load_certificate(later.city.config.ca_dir / "ca.crt")
 
     def agent_trusts_city() -> bool:
-        der = (county.home(XXZX) / "directory.der").read_bytes()
-        snap = verify_directory(der, county.agent(XXZX)._home_trust())
-        return any(a.subject == city_ca.subject for a in snap.anchor_certificates())
+        # The agent's stored directory as a new `docex send` reads it: directory.der and the
+        # signed deltas kept on top of it.
+        fresh = AgentContext.open(county.home(XXZX))
+        try:
+            (snap,) = [d for d in fresh.directories() if d.prefix == county.config.prefix]
+            return any(a.subject == city_ca.subject for a in snap.anchor_certificates())
+        finally:
+            fresh.store.dispose()
 
     assert agent_trusts_city()
     anchor.unlink()

@@ -41,6 +41,13 @@ SNAPSHOT = shaped({
     "children": st.lists(TEXT, max_size=2) | json_values, "crls": st.lists(TEXT, max_size=2) | json_values,
 })
 
+DELTA = shaped({
+    "prefix": st.sampled_from(["qingyuan.yangshan", "qingyuan"]), "version": st.integers() | TEXT,
+    "base_version": st.integers() | TEXT, "generated_at": TEXT, "units": st.lists(UNIT, max_size=3),
+    "removed": st.lists(TEXT, max_size=2) | json_values, "hub_cert": TEXT,
+    "children": st.lists(TEXT, max_size=2) | json_values, "crls": st.lists(TEXT, max_size=2) | json_values,
+})
+
 
 def _use_snapshot(snap: directory.DirectorySnapshot) -> None:
     """What an agent does with an accepted snapshot: look units up, read certificates."""
@@ -125,3 +132,17 @@ def test_fuzz_directory_damaged(pki: Pki, county_hub: Hub, b: UnitCredentials) -
         directory.UnitEntry(B, "阳山县人民政府办公室", enc_cert=directory.cert_pem(b.enc_cert), sign_cert=directory.cert_pem(b.sign_cert)),))
     genuine = directory.sign_directory(snap, county_hub.cert, county_hub.key)
     fuzz("directory snapshot (damaged)", _damaged(genuine, _directory_verify(pki.trust())))
+
+
+def _delta_verify(trust: TrustStore) -> Callable[[bytes], Any]:
+    def verify(der: bytes) -> None:
+        delta = expect_parse_or_named_error(lambda: directory.verify_delta(der, trust))
+        if delta is not None:  # what an agent does with it: apply it to the version it names
+            base = directory.DirectorySnapshot(prefix=delta.prefix, version=delta.base_version, generated_at="x")
+            _use_snapshot(directory.apply_delta(base, delta))
+    return verify
+
+
+def test_fuzz_directory_delta_signed(pki: Pki, county_hub: Hub) -> None:
+    fuzz("directory delta (signed, hostile payload)",
+         _signed_target("directory-delta", DELTA, _signer(county_hub.cert, county_hub.key), _delta_verify(pki.trust())))
