@@ -48,8 +48,9 @@ def list_(home: str, include_replayed: bool, as_json: bool) -> None:
     for r in rows:
         state = "已重新投递" if r.replayed else ("待处理" if r.kept else "内容已清理")
         where = r.recipient or r.queue
+        tries = f"  尝试 {r.tries} 次" if r.tries else ""
         click.echo(f"#{r.id}  {localtime.show(r.at)}  {KIND_ZH.get(r.kind, r.kind or '?')}  {_plain(r.message_id)}  "
-                   f"{_plain(where)}  {state}  {_plain(r.reason)}")
+                   f"{_plain(where)}  {state}{tries}  {_plain(r.reason)}")
 
 
 @dead_letters.command("replay")
