@@ -272,15 +272,21 @@ class AgentContext:
         except PkiError:
             self._keep_pending(der)
             raise
+        own = snap.prefix == self.config.hub_prefix
         with self._lock:
             current = self._directories.get(snap.prefix)
-            if current is not None and current.version >= snap.version:
+            # Our own hub's at the version the deltas brought us to: nothing new to read, but it
+            # is the new base on disk, and the deltas under it go (the agent asked for it to
+            # compact them).
+            rebase = own and current is not None and current.version == snap.version > self._own_base
+            if current is not None and current.version >= snap.version and not rebase:
                 return None
             path = self._dir_path(snap.prefix)
             path.parent.mkdir(exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(der)
             tmp.replace(path)
+            self._unchanged(path)  # read as we wrote it: a look-up that misses need not verify it again
             anchors_changed = snap.prefix == self.config.hub_prefix and (
                 current is None or set(current.anchors) != set(snap.anchors))
             self._directories[snap.prefix] = snap

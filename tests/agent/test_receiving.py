@@ -284,7 +284,9 @@ def test_a_missed_delta_asks_for_the_whole_snapshot_and_the_early_one_waits(own:
     Receiver(me).directory_delta(_delta(own, v, v + 1))  # the missing one: both apply, in order
     assert me.directory_version() == v + 2 and me.lookup(f"{PREFIX}.xin") == xin
     # The whole snapshot the agent asked for arrives: it is the new base, the deltas under it go.
-    Receiver(me).directory(own.snapshot(version=v + 2))
+    Receiver(me).directory(own.snapshot(version=v + 2))  # the version the deltas reached: a new base
+    assert list((me.config.home / "directory-deltas").glob("*.der")) == []
+    assert own.context(ZFB).directory_version() == v + 2
     Receiver(me).directory(own.snapshot(version=v + 4))
     assert me.directory_version() == v + 4 and list((me.config.home / "directory-deltas").glob("*.der")) == []
 
