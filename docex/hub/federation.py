@@ -32,6 +32,7 @@ from docex.pki.errors import PkiError
 from docex.protocols import messages
 from docex.protocols.directory import DirectorySnapshot, verify_directory
 from docex.protocols.errors import DocexError
+from docex.protocols.logsafe import loggable
 from docex.protocols.notice import verify_notice
 
 log = logging.getLogger(__name__)
@@ -238,8 +239,8 @@ def accept_remote_notice(ctx: HubContext, delivery: Delivery, origin: Origin, pu
             # e.g. the neighbour refused a directory snapshot of ours: its own log has it.
             audit.append(s, f"link:{origin.name}", f"notice.{notice.event}", notice.message_id, code=notice.code,
                          message=notice.message, hub=notice.hub, matched=False)
-            log.warning("notice from %s over %s for unknown %s: [%s] %s", notice.hub, origin.name,
-                        notice.message_id, notice.code, notice.message)
+            log.warning("notice from %s over %s for unknown %s: [%s] %s", loggable(notice.hub), origin.name,
+                        loggable(notice.message_id), loggable(notice.code), loggable(notice.message, 500))
             return
         new_state = NOTICE_STATE.get(notice.event)
         changed: list[str] = []
@@ -324,7 +325,7 @@ def answer_lookup(ctx: HubContext, body: bytes, origin: Origin | None, publisher
         for address in addresses:
             check_address(address)
     except (ValueError, KeyError, TypeError, PkiError) as exc:
-        log.warning("ignored a malformed directory lookup from %s: %s", origin.name, exc)
+        log.warning("ignored a malformed directory lookup from %s: %s", origin.name, loggable(exc, 500))
         return
     paper = tuple(a for a in addresses if unroutable(ctx, a))
     if not paper:
