@@ -66,7 +66,8 @@ def crl_digest(identity: HubIdentity) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for path in (*identity.anchor_files, *identity.crl_files):
+    anchors, crls = identity.files()
+    for path in (*anchors, *crls):
         if path.exists():
             h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
@@ -131,7 +132,7 @@ def snapshot(session: Session, prefix: str, identity: HubIdentity, children: tup
         ),
         hub_cert=cert_pem(identity.cert),
         children=children,
-        crls=tuple(p.read_text() for p in identity.crl_files if p.exists()),
+        crls=tuple(p.read_text() for p in identity.files()[1] if p.exists()),
         anchors=anchor_pems(identity),
         has_parent=session.execute(select(Link.name).where(Link.role == "parent")).first() is not None,
     )

@@ -163,12 +163,7 @@ def learn_parent_anchors(ctx: HubContext, snap: DirectorySnapshot, origin: Origi
             tmp.replace(path)
             changed.append(f"+{name}")
     if changed:
-        identity = ctx.identity
-        with identity._lock:
-            for name in wanted:
-                if trust_dir / name not in identity.anchor_files:
-                    identity.anchor_files.append(trust_dir / name)
-            identity._trust = None
+        ctx.identity.refresh()
     return changed
 
 
@@ -197,10 +192,7 @@ def install_remote_crls(ctx: HubContext, snap: DirectorySnapshot) -> int:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(pem)
         tmp.replace(path)
-        with identity._lock:
-            if path not in identity.crl_files:
-                identity.crl_files.append(path)
-            identity._trust = None
+        identity.refresh()
         installed += 1
     return installed
 
@@ -209,7 +201,7 @@ def _crl_path(ctx: HubContext, crl: x509.CertificateRevocationList) -> Path:
     """The trust-dir file already holding this issuer's CRL (so an older one never shadows
     the newer), or a new one named after the issuer."""
     trust_dir = ctx.config.trust_dir
-    for path in ctx.identity.crl_files:
+    for path in ctx.identity.files()[1]:
         if path.parent != trust_dir or not path.exists():
             continue
         try:

@@ -210,7 +210,10 @@ def add_trust_anchor(config: HubConfig, ca_file: str | Path, target_name: str) -
     config.trust_dir.mkdir(exist_ok=True)
     target = config.trust_dir / target_name
     if Path(ca_file).resolve() != target.resolve():
-        shutil.copy(ca_file, target)
+        # whole or not at all: a running hub reads the folder (not *.tmp) while we write
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copy(ca_file, tmp)
+        tmp.replace(target)
     return target
 
 
@@ -319,21 +322,9 @@ def release(config: HubConfig, db: Database, publisher: ConfirmedPublisher, *, n
 
 # -- housekeeping (the hub's scheduler) -------------------------------------------------------------
 def refresh_trust(ctx: HubContext) -> bool:
-    """Pick up trust anchors and CRLs added to HUBDIR/trust while the hub runs."""
-    identity, trust_dir = ctx.identity, ctx.config.trust_dir
-    changed = False
-    with identity._lock:
-        for path in sorted(trust_dir.glob("*.crt")):
-            if path not in identity.anchor_files:
-                identity.anchor_files.append(path)
-                changed = True
-        for path in sorted(trust_dir.glob("*.crl")):
-            if path not in identity.crl_files:
-                identity.crl_files.append(path)
-                changed = True
-        if changed:
-            identity._trust = None
-    return changed
+    """Pick up trust anchors and CRLs added to or removed from HUBDIR/trust while the hub
+    runs (each use of the hub's trust does so too: docex.hub.identity)."""
+    return ctx.identity.refresh()
 
 
 def _queue_stats(config: HubConfig, names: list[str]) -> dict[str, dict[str, Any]]:
