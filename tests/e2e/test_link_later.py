@@ -3,7 +3,8 @@ operator's order of steps (docs/linking.md): `docex link create --child-ca` at t
 `docex bridge run --trust-parent-ca` beside the county hub. No agent home is touched: the
 CAs each side now trusts reach every agent in its own hub's signed directory snapshot, and
 documents and receipts then cross both ways. Dropping an anchor at a hub reaches the agents
-the same way."""
+the same way. Each hub runs two intake processes: the CA added to its trust folder after
+start counts in both without a restart (docex.hub.identity)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def later(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Later]:
     county = Network(county_net, Database(county_net.config.database_url))
     try:
         for net in (city, county):
-            net.start_hub()
+            net.start_hub(workers=2)  # a worker process runs no scheduler: it sees new trust files by itself
             net.start_agents(per_process=4)
         trust_before = {a: _trust_files(net.home(a)) for net in (city, county) for a in net.addresses}
         yield Later(city, county, root / "bridge", trust_before)
