@@ -174,6 +174,9 @@ def test_directory_reaches_running_agents_and_an_offline_one_catches_up(county: 
     assert queued.exit_code == 0, queued.output
     reply_id = json.loads(queued.output)["message_id"]
 
+    # The hub has published its directory once (whole); the next change goes out as a delta.
+    wait_until(lambda: " published to " in county.log_text("hub"), 60, "the hub's first publication")
+    deltas = county.log_text("hub").count("(delta, ")
     added = run("unit", "add", "--home", county.hub_home, "--address", NEW_UNIT, "--name", "阳山县测试新单位",
                 "--out", tmp_path / "new-agent")
     assert added.exit_code == 0, added.output
@@ -183,6 +186,7 @@ def test_directory_reaches_running_agents_and_an_offline_one_catches_up(county: 
     for address in (SENDER, ZFB):
         wait_until(lambda a=address: knows(county.home(a), NEW_UNIT), 60, f"{address} knows {NEW_UNIT}")
     assert not knows(county.home(offline), NEW_UNIT)
+    assert county.log_text("hub").count("(delta, ") > deltas  # the change went out as a delta, not whole
 
     # The newcomer is reachable at once by a unit that learned its certificate that way.
     county.start_agents([NEW_UNIT])
