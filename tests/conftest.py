@@ -3,6 +3,9 @@ code in a temporary folder, once per session."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,27 @@ COUNTY_UNITS = {
 }
 # Units that keep the certificate the city's CA issued them (县委办 used the city system).
 CITY_ISSUED_UNITS = {"qingyuan.yangshan.xwb": "中共阳山县委办公室"}
+
+
+@contextlib.contextmanager
+def logged(name: str, level: int = logging.WARNING) -> Iterator[list[str]]:
+    """The messages logger `name` writes meanwhile, caught at the logger itself: caplog sees
+    only what propagates to the root, and tests that set up the CLI's logging (or a library's)
+    may change levels, filters or propagation for the rest of the session."""
+    seen: list[str] = []
+    handler = logging.Handler(level)
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    saved = logger.level, logger.disabled
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.disabled = False
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.disabled = saved[1]
 
 
 @dataclass

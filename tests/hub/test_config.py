@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from docex.hub.config import BrokerConfig, HubConfig
+from tests.conftest import logged
 
 
 def test_unknown_settings_are_ignored_with_a_warning(tmp_path: Path) -> None:
@@ -16,19 +16,7 @@ def test_unknown_settings_are_ignored_with_a_warning(tmp_path: Path) -> None:
     text = path.read_text("utf-8")
     assert "[api]\n" in text
     path.write_text(text.replace("[api]\n", "[api]\nsetting_from_a_newer_version = 10\n", 1), "utf-8")
-    seen: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("docex.hub.config")  # directly: other tests may stop propagation
-    level, disabled = logger.level, logger.disabled
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.disabled = False
-    try:
+    with logged("docex.hub.config") as seen:  # at the logger: other tests may stop propagation
         loaded = HubConfig.load(tmp_path)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.disabled = disabled
     assert loaded.prefix == "qingyuan.yangshan" and loaded.api == config.api
     assert any("setting_from_a_newer_version" in line for line in seen), seen
