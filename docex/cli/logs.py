@@ -38,11 +38,15 @@ class RepeatFilter(logging.Filter):
 
 
 def setup(level: int = logging.INFO) -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # its connection errors: docex reports them once
     repeat = RepeatFilter()
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+    # Only on the handler made here: a host's own handlers (pytest's capture, an embedding
+    # program's) keep seeing every line.
+    for handler in root.handlers:
+        if handler not in before and not any(isinstance(f, RepeatFilter) for f in handler.filters):
             handler.addFilter(repeat)

@@ -30,3 +30,15 @@ def test_a_repeated_retry_warning_is_one_line_per_window() -> None:
 def test_setup_silences_pika() -> None:
     setup()
     assert logging.getLogger("pika").getEffectiveLevel() == logging.CRITICAL
+
+
+def test_setup_leaves_a_host_s_own_handlers_alone() -> None:
+    # pytest's capture handler lives all session: a filter on it would hide repeated lines
+    # from later tests (it did: a refusal test saw nothing).
+    mine = logging.Handler()
+    logging.getLogger().addHandler(mine)
+    try:
+        setup()
+        assert not any(isinstance(f, RepeatFilter) for f in mine.filters)
+    finally:
+        logging.getLogger().removeHandler(mine)
