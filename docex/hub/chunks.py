@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from docex.broker import ConfirmedPublisher, Delivery, PublishItem
 from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
 from docex.hub.context import HubContext, Origin
-from docex.hub.models import Chunk, Document, utcnow
+from docex.hub.models import Chunk, Document, HeldChunk, utcnow
 from docex.hub.models import Delivery as DeliveryRow
 from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
@@ -30,7 +30,7 @@ from docex.protocols.envelope import read_header
 from docex.protocols.errors import DocexError
 
 log = logging.getLogger(__name__)
-HELD, ROUTED = "held", "routed"
+ROUTED = "routed"
 HELD_MAX_BYTES = 16 * 1024 * 1024 + 4096  # a held chunk cannot be checked yet: no more than any chunk may be
 
 _lists: OrderedDict[str, ChunkList | None] = OrderedDict()
@@ -125,14 +125,15 @@ def _accept(ctx: HubContext, publisher: ConfirmedPublisher, message_id: str, ind
         row = s.get(Chunk, (message_id, index))
         if row is None:
             s.add(Chunk(message_id=message_id, idx=index, digest=digest, state=ROUTED, origin=user))
-        elif row.state != ROUTED or row.digest != digest:
-            row.state, row.digest = ROUTED, digest
+        elif row.digest != digest:  # cannot be: the header names one digest per index
+            row.digest = digest
     publish_copies(ctx, publisher, message_id, index, body)
 
 
 def _hold(ctx: HubContext, delivery: Delivery, origin: Origin, message_id: str, index: int) -> None:
     """Its envelope is not accepted yet (another worker has it in hand, or it waits at the
-    ingress): keep the bytes until it is. What is held is not passed on before it is checked."""
+    ingress): keep the bytes until it is. Every copy is kept, since none can be checked yet;
+    what is held is never passed on before it is."""
     body = delivery.body
     if len(body) > HELD_MAX_BYTES:
         refuse(ctx, delivery, origin, "too_large", f"a chunk of {len(body)} bytes", message_id=message_id,
@@ -140,26 +141,28 @@ def _hold(ctx: HubContext, delivery: Delivery, origin: Origin, message_id: str, 
         return
     digest = ctx.content.put(body)
     with ctx.db.session() as s:
-        if s.get(Chunk, (message_id, index)) is None:
-            s.add(Chunk(message_id=message_id, idx=index, digest=digest, state=HELD, origin=origin.user))
+        seen = s.execute(select(HeldChunk.id).where(HeldChunk.message_id == message_id, HeldChunk.idx == index,
+                                                    HeldChunk.digest == digest)).first()
+        if seen is None:  # a redelivery of the same bytes is held once
+            s.add(HeldChunk(message_id=message_id, idx=index, digest=digest, origin=origin.user))
     log.info("chunk %d of %s held until its envelope is accepted", index, message_id)
 
 
 def release_held(ctx: HubContext, publisher: ConfirmedPublisher, message_id: str | None = None) -> int:
     """Check and pass on held chunks whose envelope has been accepted meanwhile. A held
-    chunk that does not check out is dropped and audited (its bytes stay for inspection
+    copy that does not check out is dropped and audited (its bytes stay for inspection
     until the orphan sweep)."""
     from docex.hub import audit
 
-    query = select(Chunk.message_id, Chunk.idx, Chunk.digest, Chunk.origin).join(
-        Document, Document.message_id == Chunk.message_id).where(Chunk.state == HELD)
+    query = (select(HeldChunk.id, HeldChunk.message_id, HeldChunk.idx, HeldChunk.digest, HeldChunk.origin)
+             .join(Document, Document.message_id == HeldChunk.message_id).order_by(HeldChunk.id))
     if message_id is not None:
-        query = query.where(Chunk.message_id == message_id)
+        query = query.where(HeldChunk.message_id == message_id)
     with ctx.db.read() as s:
         rows = s.execute(query.limit(200)).tuples().all()
-        docs = {m: s.get(Document, m) for m in {r[0] for r in rows}}
+        docs = {m: s.get(Document, m) for m in {r[1] for r in rows}}
     released = 0
-    for mid, index, digest, user in rows:
+    for row_id, mid, index, digest, user in rows:
         doc = docs[mid]
         assert doc is not None
         try:
@@ -174,11 +177,14 @@ def release_held(ctx: HubContext, publisher: ConfirmedPublisher, message_id: str
             chunks.authenticate(index, body)
         except PkiError as exc:
             with ctx.db.session() as s:
-                s.execute(delete(Chunk).where(Chunk.message_id == mid, Chunk.idx == index, Chunk.state == HELD))
-                audit.append(s, "hub", "chunk.reject", mid, index=index, code=exc.code, message=exc.message)
+                s.execute(delete(HeldChunk).where(HeldChunk.id == row_id))
+                audit.append(s, "hub", "chunk.reject", mid, index=index, code=exc.code, message=exc.message,
+                             digest=digest)
             log.warning("held chunk %d of %s refused: [%s] %s", index, mid, exc.code, exc.message)
             continue
         _accept(ctx, publisher, mid, index, digest, body, user)
+        with ctx.db.session() as s:  # passed on: no longer held (a crash before this passes it on twice)
+            s.execute(delete(HeldChunk).where(HeldChunk.id == row_id))
         released += 1
     return released
 
@@ -187,7 +193,7 @@ def expire_held(ctx: HubContext, *, older_than: dt.timedelta = dt.timedelta(days
     """Held chunks whose envelope never came: dropped (their bytes go with the orphan sweep)."""
     cutoff = utcnow() - older_than
     with ctx.db.session() as s:
-        result = s.execute(delete(Chunk).where(Chunk.state == HELD, Chunk.received_at < cutoff))
+        result = s.execute(delete(HeldChunk).where(HeldChunk.received_at < cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from docex.hub import audit, states
 from docex.hub.db import Database
-from docex.hub.models import Chunk, Delivery, Document, Envelope, utcnow
+from docex.hub.models import Chunk, Delivery, Document, Envelope, HeldChunk, utcnow
 from docex.protocols.errors import DocexError
 from docex.protocols.safepath import private_dir
 
@@ -272,6 +272,7 @@ def sweep_orphans(db: Database, store: ContentStore, *, older_than: float = 8640
         with db.read() as s:
             named = set(s.execute(select(Document.envelope_sha256).where(Document.envelope_sha256.in_(part))).scalars())
             named |= set(s.execute(select(Chunk.digest).where(Chunk.digest.in_(part))).scalars())
+            named |= set(s.execute(select(HeldChunk.digest).where(HeldChunk.digest.in_(part))).scalars())
         for digest in part:
             if digest not in named and store.delete(digest):
                 removed += 1

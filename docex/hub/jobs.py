@@ -215,7 +215,7 @@ class HubJobs:
         from docex.hub import chunks
 
         with self.ctx.db.read() as s:
-            if s.execute(select(chunks.Chunk.message_id).where(chunks.Chunk.state == chunks.HELD).limit(1)).first() is None:
+            if s.execute(select(chunks.HeldChunk.id).limit(1)).first() is None:
                 return 0
         return chunks.release_held(self.ctx, self.publisher())
 

@@ -102,9 +102,9 @@ class Envelope(Base):
 
 
 class Chunk(Base):
-    """One chunk of a large document's big file (docex.protocols.chunks), its bytes in the
-    content store under `digest`. `held`: it came before its envelope was accepted (not yet
-    authenticated); `routed`: authenticated against the signed header and passed on."""
+    """One chunk of a large document's big file (docex.protocols.chunks), authenticated
+    against the signed header and passed on (`routed`); its bytes in the content store
+    under `digest`."""
 
     __tablename__ = "chunks"
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -113,6 +113,19 @@ class Chunk(Base):
     state: Mapped[str] = mapped_column(String(10), default="routed", index=True)
     origin: Mapped[str] = mapped_column(String(200), default="")  # the broker user it came from
     received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class HeldChunk(Base):
+    """A chunk that came before its envelope was accepted: not yet authenticated, so every
+    copy is kept (a forged one must not crowd out the true one) until the envelope decides."""
+
+    __tablename__ = "held_chunks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    origin: Mapped[str] = mapped_column(String(200), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
 class Delivery(Base):

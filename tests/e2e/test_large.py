@@ -17,7 +17,13 @@ from sqlalchemy import func, select
 from docex.agent.large import queue_large
 from docex.agent.sending import Draft
 from docex.agent.store import OutgoingChunks, Quarantined, Received
-from docex.hub.models import Chunk, Delivery, Receipt, Rejection
+from docex.broker import ConfirmedPublisher, PublishItem
+from docex.broker.topology import INGRESS_EXCHANGE, ingress_routing_key
+from docex.hub.models import Chunk, Delivery, HeldChunk, Receipt, Rejection
+from docex.protocols import messages
+from docex.protocols.chunks import sealed_chunks
+from docex.protocols.large import pack_large
+from docex.protocols.manifest import Manifest, new_message_id
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, wait_until
 
@@ -142,3 +148,43 @@ def test_kills_of_sender_hub_and_recipient_mid_transfer_resume_and_deliver_once(
     finally:
         big.unlink(missing_ok=True)
         county.recover()
+
+
+def test_chunks_ahead_of_their_envelope_wait_and_forged_ones_are_refused(county: Network, tmp_path: Path) -> None:
+    """Chunks published before their envelope (a forged copy of chunk 0 first) are held,
+    then checked when the envelope is accepted: the forged copy is dropped and audited, the
+    true ones pass. After that, a forged chunk is refused at once (`chunk_invalid`)."""
+    big = tmp_path / "附件.bin"
+    sha = _big(big, 3 * CHUNK + 99)
+    ctx = county.agent(SENDER)
+    manifest = Manifest(message_id=new_message_id(), sender=SENDER, recipients=(VICTIM,), title="测试公文",
+                        doc_number="阳测〔2011〕3号")
+    mid = manifest.message_id
+    packed = pack_large(manifest, {"正文.txt": "正文".encode()}, big, ctx.creds, [county.enc_cert(VICTIM)],
+                        chunk_size=CHUNK)
+    with big.open("rb") as fh:
+        bodies = [body for _, body in sealed_chunks(fh, packed.key, mid)]
+
+    def forged(body: bytes) -> bytes:
+        changed = bytearray(body)
+        changed[-20] ^= 1
+        return bytes(changed)
+
+    def item(index: int, body: bytes) -> PublishItem:
+        return PublishItem(INGRESS_EXCHANGE, ingress_routing_key(messages.CHUNK), body, messages.chunk_key(mid, index),
+                           headers={messages.H_CHUNK_OF: mid, messages.H_CHUNK_INDEX: index}, user_id=ctx.broker_user,
+                           type=messages.CHUNK)
+
+    with ConfirmedPublisher.open(county.unit_settings(SENDER)) as pub:
+        pub.publish_many([item(0, forged(bodies[0])), *(item(i, b) for i, b in enumerate(bodies))])
+    wait_until(lambda: county.count(HeldChunk, HeldChunk.message_id == mid) == 5, 60, "five copies held")
+    county.queue_raw(SENDER, mid, packed.envelope, [VICTIM])
+    county.wait_hub(mid, "delivered", [VICTIM], timeout=120)
+    assert _file_sha(county.home(VICTIM) / "inbox" / mid / big.name) == sha
+    assert county.count(HeldChunk, HeldChunk.message_id == mid) == 0
+    assert [e.action for e in county.audit(mid, "chunk.reject")] == ["chunk.reject"]
+
+    with ConfirmedPublisher.open(county.unit_settings(SENDER)) as pub:
+        pub.publish_many([item(2, forged(bodies[2])), item(2, bodies[1])])  # changed; another index's
+    wait_until(lambda: len(county.rejections(mid, "chunk_invalid")) == 2, 60, "forged chunks refused")
+    assert county.received(VICTIM, mid) is not None

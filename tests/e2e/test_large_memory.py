@@ -20,9 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from docex.agent.large import queue_large
+from docex.agent.sending import Draft
+from docex.agent.store import OutgoingChunks, Received
 from docex.cli.localnet import CityCounty
 from docex.hub.db import Database
+from docex.hub.models import Chunk, Receipt, Rejection
 from tests.e2e.support import Network, knows, wait_until
 from tests.e2e.test_bridge import CITY_UNITS, COUNTY_UNITS, SWB, XXZX
 
@@ -79,6 +84,7 @@ def levels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CityCount
     finally:
         county.close()
         city.close()
+        shutil.rmtree(root, ignore_errors=True)  # the content stores hold the file's size twice over
 
 
 @pytest.mark.timeout(3600)
@@ -131,3 +137,49 @@ def test_a_large_document_crosses_hub_and_bridge_in_bounded_memory(
         received.unlink()
     finally:
         big.unlink(missing_ok=True)
+
+
+@pytest.mark.timeout(900)
+def test_a_bridge_killed_mid_transfer_resumes_and_delivers_once(levels: tuple[CityCounty, Network, Network],
+                                                               tmp_path: Path) -> None:
+    """The bridge frozen once the city hub has some chunks, killed (SIGKILL: what it held
+    unacknowledged goes back to the county's link queue) and restarted: the rest crosses,
+    the document is delivered once and identically."""
+    cc, city, county = levels
+    big = tmp_path / "跨网大文件.bin"
+    total = 24
+    sha = _write_random(big, total * MB)
+    draft = Draft(to=(SWB,), title="关于跨网传输大文件的函", doc_number="阳信函〔2011〕6号",
+                  files={"正文.txt": "详见附件。".encode()})
+    try:
+        mid = queue_large(county.agent(XXZX), draft, big, chunk_size=MB)
+
+        def sent() -> int:
+            with county.agent(XXZX).store.session() as s:
+                row = s.get(OutgoingChunks, mid)
+                return row.next_index if row is not None else 0
+
+        # The gate: the sender frozen part-way, so the kill lands before the whole file crossed.
+        wait_until(lambda: sent() >= total // 2, 300, "the sender publishing chunks", interval=0.02)
+        county.pause(county.hosts[XXZX])
+        assert sent() < total
+        wait_until(lambda: city.count(Chunk, Chunk.message_id == mid) >= total // 4, 300, "chunks crossing",
+                   interval=0.02)
+        county.pause("bridge")
+        county.kill("bridge")
+        cc.start_bridge()
+        county.resume(county.hosts[XXZX])
+        wait_until(lambda: city.hub_states(mid) == {SWB: "delivered"}, 300, "delivered across the bridge")
+        assert _file_sha(city.home(SWB) / "inbox" / mid / big.name) == sha
+        assert city.count(Chunk, Chunk.message_id == mid) == total
+        assert city.count(Receipt, Receipt.message_id == mid, Receipt.event == "delivered") == 1
+        assert city.count(Rejection, Rejection.message_id == mid) == 0
+        assert county.count(Rejection, Rejection.message_id == mid) == 0
+        with city.agent(SWB).store.session() as s:
+            assert s.execute(select(func.count()).select_from(Received).where(Received.message_id == mid)).scalar_one() == 1
+        wait_until(lambda: county.hub_states(mid) == {SWB: "delivered"}, 120, "the receipt back at the county hub")
+    finally:
+        big.unlink(missing_ok=True)
+        county.recover(hub=False)
+        if not county.running("bridge"):
+            cc.start_bridge()

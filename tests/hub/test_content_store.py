@@ -16,7 +16,16 @@ from docex.hub import audit, content_store
 from docex.hub.content_store import ContentStore
 from docex.hub.context import HubContext
 from docex.hub.db import Database
-from docex.hub.models import AuditEntry, Delivery, Document, Envelope, EvidenceRecord, utcnow
+from docex.hub.models import (
+    AuditEntry,
+    Chunk,
+    Delivery,
+    Document,
+    Envelope,
+    EvidenceRecord,
+    HeldChunk,
+    utcnow,
+)
 from docex.protocols.errors import DocexError
 
 SENDER, TO = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb"
@@ -140,3 +149,22 @@ def test_files_no_document_names_are_swept_after_a_day(ctx: HubContext) -> None:
         os.utime(store.path(digest), (day_old, day_old))
     assert content_store.sweep_orphans(ctx.db, store) == 1
     assert store.has(kept) and store.has(fresh) and not store.has(orphan)
+
+
+def test_retention_and_the_sweep_know_chunks(ctx: HubContext) -> None:
+    store = ctx.content
+    mid, _ = _document(ctx.db, store, b"a large document's envelope")
+    pieces = [store.put(f"chunk {i}".encode()) for i in range(3)]
+    held = store.put(b"a chunk ahead of its envelope")
+    with ctx.db.session() as s:
+        for i, digest in enumerate(pieces):
+            s.add(Chunk(message_id=mid, idx=i, digest=digest))
+        s.add(HeldChunk(message_id=str(uuid.uuid4()), idx=0, digest=held))
+    day_old = dt.datetime.now().timestamp() - 2 * 86400
+    for digest in (*pieces, held):
+        os.utime(store.path(digest), (day_old, day_old))
+    assert content_store.sweep_orphans(ctx.db, store) == 0  # every one is named
+    assert content_store.purge(ctx.db, store, retention_days=ctx.config.limits.content_retention_days) == [mid]
+    assert not any(store.has(d) for d in pieces) and store.has(held)
+    with ctx.db.read() as s:
+        assert s.execute(select(Chunk).where(Chunk.message_id == mid)).first() is None
