@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 RECIPIENTS = ["qingyuan.yangshan.zfb", "qingyuan.yangshan.xwb"]
 VICTIM = RECIPIENTS[0]
-SIZE = int(os.environ.get("DOCEX_LARGE_E2E_MB", "48")) * 1024 * 1024
+SIZE = int(os.environ.get("DOCEX_LARGE_E2E_MB", "256")) * 1024 * 1024  # the gates below have room to close
 CHUNK = 1024 * 1024
 
 

@@ -147,7 +147,7 @@ def test_a_bridge_killed_mid_transfer_resumes_and_delivers_once(levels: tuple[Ci
     the document is delivered once and identically."""
     cc, city, county = levels
     big = tmp_path / "跨网大文件.bin"
-    total = 24
+    total = 96  # MiB: room for the gate to close before the whole file went
     sha = _write_random(big, total * MB)
     draft = Draft(to=(SWB,), title="关于跨网传输大文件的函", doc_number="阳信函〔2011〕6号",
                   files={"正文.txt": "详见附件。".encode()})
