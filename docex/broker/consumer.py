@@ -10,6 +10,13 @@ Outcomes: handler returns -> ack; raises RejectMessage -> nack without requeue (
 lettered to docex.dlx at once); raises anything else -> nack with requeue, so the quorum
 queue's x-delivery-limit eventually dead-letters a poison message.
 
+Batches (`batch=`, `batch_size=`): a worker takes what is already waiting, up to
+`batch_size` deliveries (never waiting for more: alone, one goes alone), and hands them to
+the batch handler at once, so a store can write several in one transaction. The batch
+handler returns -> all are acked; raises -> each delivery is tried again on its own with
+`handler` (idempotent on message id), so one poison delivery neither refuses nor loses the
+others of its batch.
+
 Outages are not poison: when the failure says a dependency is down (`outage.classify`: the
 database, the disk), the worker keeps the delivery unacknowledged (so it does not count
 toward the dead-letter limit), retries it with capped backoff, and the other workers start
@@ -96,6 +103,7 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], None]
+BatchHandler = Callable[[list[Delivery]], None]
 
 
 class _Outcome(Enum):
@@ -134,12 +142,16 @@ class Consumer:
         outage: outages.Classifier = outages.classify,
         outage_initial: float = 0.5,
         outage_max: float = 15.0,
+        batch: BatchHandler | None = None,
+        batch_size: int = 16,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.settings = settings
         self.queue = queue_name
         self.handler = handler
+        self.batch_handler = batch
+        self.batch_size = max(1, batch_size) if batch is not None else 1
         self.prefetch = settings.prefetch if prefetch is None else prefetch
         self.workers = workers
         self.name = name or f"docex:{queue_name}:{uuid.uuid4().hex[:8]}"
@@ -165,6 +177,8 @@ class Consumer:
         self.handled = 0
         self.failed = 0
         self.sessions = 0
+        self.batches = 0  # batch handler calls that succeeded (with more than one delivery)
+        self.batch_fallbacks = 0  # batches retried one by one
 
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -197,6 +211,11 @@ class Consumer:
     @property
     def is_ready(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def queued(self) -> int:
+        """Deliveries received and not yet taken by a worker (what the next batch can take)."""
+        return self._work.qsize()
 
     @property
     def stopping(self) -> bool:
@@ -424,18 +443,83 @@ class Consumer:
             generation, delivery = item
             if generation != self._generation:
                 continue  # its connection is gone; RabbitMQ redelivers it
-            # Not started before stop(): back to the queue.
-            outcome = _Outcome.REQUEUE if self._stopping.is_set() else self._handle(delivery)
-            if outcome is _Outcome.ACK and delivery.forwards:
+            if self.batch_size > 1:
+                more, stop = self._drain(generation)
+                if more:
+                    self._run_batch(generation, [delivery, *more])
+                    if stop:
+                        return
+                    continue
+                if stop:
+                    self._run_one(generation, delivery)
+                    return
+            self._run_one(generation, delivery)
+
+    def _drain(self, generation: int) -> tuple[list[Delivery], bool]:
+        """What else already waits (up to batch_size - 1), without waiting for more; and
+        whether a stop request was taken on the way (the caller honours it afterwards)."""
+        more: list[Delivery] = []
+        while len(more) < self.batch_size - 1:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return more, True
+            gen, delivery = item
+            if gen == generation:
+                more.append(delivery)
+        return more, False
+
+    def _run_one(self, generation: int, delivery: Delivery) -> None:
+        # Not started before stop(): back to the queue.
+        outcome = _Outcome.REQUEUE if self._stopping.is_set() else self._handle(delivery)
+        if outcome is _Outcome.ACK and delivery.forwards:
+            self._forward(generation, delivery)
+        else:
+            self._complete(generation, delivery.delivery_tag, outcome)
+
+    def _run_batch(self, generation: int, deliveries: list[Delivery]) -> None:
+        """The batch handler over all of them; acked together only when it returned. If it
+        raised, each is tried alone (a redelivery in effect: handlers are idempotent)."""
+        assert self.batch_handler is not None
+        if self._stopping.is_set() or not self._wait_healthy():
+            for delivery in deliveries:
+                self._complete(generation, delivery.delivery_tag, _Outcome.REQUEUE)
+            return
+        try:
+            self.batch_handler(deliveries)
+        except BrokerConnectionLost:
+            log.debug("batch handler lost its connection", exc_info=True)
+            for delivery in deliveries:
+                self._complete(generation, delivery.delivery_tag, _Outcome.REQUEUE)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad delivery must not sink the batch
+            self.batch_fallbacks += 1
+            log.info("批量处理 %d 条失败, 逐条重试 (batch of %d failed, retrying one by one): %s",
+                     len(deliveries), len(deliveries), _describe(exc))
+            log.debug("batch traceback", exc_info=True)
+            for delivery in deliveries:
+                self._run_one(generation, delivery)
+            return
+        self._outage_ends()
+        self.batches += 1
+        for delivery in deliveries:
+            if delivery.forwards:
                 self._forward(generation, delivery)
             else:
-                self._complete(generation, delivery.delivery_tag, outcome)
+                self._complete(generation, delivery.delivery_tag, _Outcome.ACK)
 
-    def _handle(self, delivery: Delivery) -> _Outcome:
-        # While another worker waits out an outage, start nothing new.
+    def _wait_healthy(self) -> bool:
+        """While another worker waits out an outage, start nothing new. False: stopping."""
         while not self._healthy.wait(0.5):
             if self._stopping.is_set():
-                return _Outcome.REQUEUE
+                return False
+        return True
+
+    def _handle(self, delivery: Delivery) -> _Outcome:
+        if not self._wait_healthy():
+            return _Outcome.REQUEUE
         delay = self.outage_initial
         while True:
             delivery.forwards.clear()  # a retry publishes what the successful try asks, once

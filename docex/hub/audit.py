@@ -8,14 +8,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from docex.hub.db import OPERATOR_FLAG
-from docex.hub.models import AuditEntry, Setting, utcnow
+from docex.hub.models import AuditEntry, Setting, table_of, utcnow
 from docex.protocols.checkpoint import GENESIS, entry_hash
 
-__all__ = ["GENESIS", "HEAD_KEY", "ChainReport", "append", "entry_hash", "verify_chain"]
+__all__ = ["GENESIS", "HEAD_KEY", "ChainReport", "append", "append_many", "entry_hash", "verify_chain"]
 
 HEAD_KEY = "audit_head"
 # Actions an operator takes (not the hub's own traffic): each is followed by a signed,
@@ -47,6 +47,39 @@ def append(session: Session, actor: str, action: str, subject: str = "", **detai
         session.execute(update(Setting).where(Setting.key == HEAD_KEY).values(value=digest),
                         execution_options={"synchronize_session": False})
     return entry
+
+
+def append_many(session: Session, entries: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+    """Append (actor, action, subject, detail) entries in this order, inside the caller's
+    transaction: the head is read and locked once and written once, the entries inserted
+    in one statement (Core, no ORM objects). The chain is the same as appending them one
+    by one: each entry's hash covers the one before it."""
+    if not entries:
+        return
+    # Entries the caller added through the ORM go first: their ids come before ours.
+    session.flush()
+    prev = session.execute(
+        select(Setting.value).where(Setting.key == HEAD_KEY).with_for_update()
+    ).scalar_one_or_none()
+    head = prev or GENESIS
+    at = utcnow()
+    rows = []
+    for actor, action, subject, detail in entries:
+        text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+        digest = entry_hash(head, at, actor, action, subject, text)
+        rows.append({"at": at, "actor": actor, "action": action, "subject": subject, "detail": text,
+                     "prev_hash": head, "hash": digest})
+        head = digest
+        if action.startswith(OPERATOR_ACTIONS):
+            session.info[OPERATOR_FLAG] = action
+    conn = session.connection()
+    # One row at a time would cost a round of statement compilation each; executemany
+    # inserts them in the order given, so the ids follow the chain.
+    conn.execute(insert(table_of(AuditEntry)), rows)
+    if prev is None:
+        conn.execute(insert(table_of(Setting)), [{"key": HEAD_KEY, "value": head}])
+    else:
+        conn.execute(update(table_of(Setting)).where(table_of(Setting).c.key == HEAD_KEY).values(value=head))
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from docex.broker import ConfirmedPublisher, Delivery, PublishItem
@@ -26,7 +27,7 @@ from docex.hub import directory as hub_directory
 from docex.hub import evidence as hub_evidence
 from docex.hub.context import HubContext, Origin
 from docex.hub.models import Delivery as DeliveryRow
-from docex.hub.models import Document, Outbox, Receipt, Unit, utcnow
+from docex.hub.models import Document, EvidenceRecord, Receipt, Unit, table_of, utcnow
 from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
 from docex.pki.recipients import check_recipients
@@ -46,7 +47,40 @@ log = logging.getLogger(__name__)
 class _ReceiptOutcome:
     new_state: str | None  # the state the delivery moved to, if it moved
     latency: float | None
-    owed: list[Outbox]  # the copy for the sender, if one is owed
+
+
+@dataclass
+class _Rcpt:
+    """A verified receipt on its way into the store."""
+
+    delivery: Delivery
+    origin: Origin
+    receipt: ReceiptStatement
+    key: str
+    body: bytes  # as kept and forwarded (stamped by this hub when a unit sent it)
+    outcome: _ReceiptOutcome | None = None  # set when recorded now (None: seen before)
+    problem: str = ""  # no_delivery | foreign
+
+
+@dataclass
+class _Doc:
+    """A document that passed its checks, on its way into the store."""
+
+    delivery: Delivery
+    origin: Origin | None
+    outer: OuterLayer
+    routes: dict[str, Route]
+    digest: str
+    started: float
+    evidence: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def header(self) -> RoutingHeader:
+        return self.outer.header
+
+    @property
+    def message_id(self) -> str:
+        return self.outer.header.message_id
 
 
 class Intake:
@@ -56,6 +90,24 @@ class Intake:
         self.ctx = ctx
 
     # -- dispatch ---------------------------------------------------------------------------
+    def batch(self, deliveries: list[Delivery]) -> None:
+        """The consumer's batch handler: documents together, receipts together, the rest
+        one by one (see `documents`, `receipts`)."""
+        documents: list[Delivery] = []
+        receipts: list[Delivery] = []
+        for delivery in deliveries:
+            kind = delivery.properties.type or messages.DOCUMENT
+            if kind == messages.DOCUMENT:
+                documents.append(delivery)
+            elif kind == messages.RECEIPT:
+                receipts.append(delivery)
+            else:
+                self(delivery)
+        if documents:
+            self.documents(documents)
+        if receipts:
+            self.receipts(receipts)
+
     def __call__(self, delivery: Delivery) -> None:
         kind = delivery.properties.type or messages.DOCUMENT
         origin = self.ctx.origin(self._publisher_of(delivery))
@@ -159,21 +211,17 @@ class Intake:
         try:
             outer, routes = self._check(delivery, origin)
         except PkiError as exc:
-            header = _header_or_none(delivery.body)
-            mid = header.message_id if header else ""
-            # A copy of a document we accepted (a tampered one, say) is refused without naming
-            # that document in the notice: nothing unverifiable may change a verified one's state.
-            named = bool(mid) and not self._accepted(mid)
-            refuse(self.ctx, delivery, origin, exc.code, exc.message, message_id=mid, publisher=publisher,
-                   name_in_notice=named)
+            self._refuse_document(delivery, origin, exc, publisher)
             return
         h = outer.header
         digest = hashlib.sha256(delivery.body).hexdigest()
-        owed: list[Outbox] = []
+        doc = _Doc(delivery, origin, outer, routes, digest, started)
+        owed: list[outbox.Row] = []
         with self.ctx.db.read() as s:
             known = s.get(Document, h.message_id) is not None
         # Evidence is signed and timestamped before the write lock is taken.
-        evidence = [] if known else self._prepare_evidence(h, digest, routes, origin)
+        if not known:
+            doc.evidence = self._prepare_evidence(h, digest, routes, origin)
         if not known:  # the bytes are on disk, fsynced, before the row naming them commits
             self.ctx.content.put(delivery.body, digest)
         with self.ctx.db.session() as s:
@@ -182,9 +230,9 @@ class Intake:
             squatted = existing is not None and existing.sender != h.sender
             if existing is None:
                 if known:  # it was there a moment ago and is gone: make the evidence now
-                    evidence = self._prepare_evidence(h, digest, routes, origin)
+                    doc.evidence = self._prepare_evidence(h, digest, routes, origin)
                     self.ctx.content.put(delivery.body, digest)
-                owed = self._record(s, h, digest, delivery.body, routes, origin, evidence)
+                owed = self._record_many(s, [doc])
         if squatted:
             # Another unit holds this id: this sender's document did NOT go. Its notice names
             # the recipients, which the sender's agent shows as not delivered (`duplicate`).
@@ -203,60 +251,148 @@ class Intake:
                 messages.notice_key(h.message_id, "accepted", prefix), messages.notice_key(h.message_id, "relayed", prefix)]
         if existing is None:  # new: publish the rows just written, the envelope still in hand
             self._publish(publisher, owed, {h.message_id: delivery.body})
+            self._accepted_metrics([doc])
         else:  # a redelivery: publish whatever of it is still owed
             self._flush(publisher, keys)
-        if existing is None:
-            observer = self.ctx.observer
-            observer.document_accepted(h.sender, len(routes), len(delivery.body), time.monotonic() - started)
-            for route in routes.values():
+
+    def _refuse_document(self, delivery: Delivery, origin: Origin | None, exc: PkiError,
+                         publisher: ConfirmedPublisher) -> None:
+        header = _header_or_none(delivery.body)
+        mid = header.message_id if header else ""
+        # A copy of a document we accepted (a tampered one, say) is refused without naming
+        # that document in the notice: nothing unverifiable may change a verified one's state.
+        named = bool(mid) and not self._accepted(mid)
+        refuse(self.ctx, delivery, origin, exc.code, exc.message, message_id=mid, publisher=publisher,
+               name_in_notice=named)
+
+    def _accepted_metrics(self, docs: list[_Doc]) -> None:
+        observer = self.ctx.observer
+        for doc in docs:
+            observer.document_accepted(doc.header.sender, len(doc.routes), len(doc.delivery.body),
+                                       time.monotonic() - doc.started)
+            for route in doc.routes.values():
                 observer.delivery_state(states.PAPER_ROUTE if route.kind == "paper" else states.ACCEPTED)
+
+    def documents(self, deliveries: list[Delivery]) -> None:
+        """Several documents at once (the consumer's batch): each verified on its own, the
+        new ones recorded in one transaction with one audit append, their copies published
+        in one confirmed batch. Anything out of the ordinary (a refusal, an id seen before,
+        twice in the batch) takes the one-document path. Raising leaves the whole batch
+        unacknowledged: the consumer then tries each document alone, and what this batch
+        committed is a redelivery there (published from the outbox, never recorded twice)."""
+        fresh: list[_Doc] = []
+        alone: list[Delivery] = []
+        refused: list[tuple[Delivery, Origin | None, PkiError]] = []
+        ids: set[str] = set()
+        publisher = deliveries[0].publisher
+        assert publisher is not None
+        for delivery in deliveries:
+            started = time.monotonic()
+            origin = self.ctx.origin(self._publisher_of(delivery))
+            try:
+                outer, routes = self._check(delivery, origin)
+            except PkiError as exc:
+                refused.append((delivery, origin, exc))
+                continue
+            mid = outer.header.message_id
+            if mid in ids:
+                alone.append(delivery)
+                continue
+            ids.add(mid)
+            fresh.append(_Doc(delivery, origin, outer, routes, hashlib.sha256(delivery.body).hexdigest(), started))
+        if fresh:
+            with self.ctx.db.read() as s:
+                known = set(s.execute(select(Document.message_id).where(Document.message_id.in_(ids))).scalars())
+            alone += [d.delivery for d in fresh if d.message_id in known]
+            fresh = [d for d in fresh if d.message_id not in known]
+        for doc in fresh:  # signed and timestamped before the write lock is taken
+            doc.evidence = self._prepare_evidence(doc.header, doc.digest, doc.routes, doc.origin)
+            # the bytes are on disk, fsynced, before the row naming them commits
+            self.ctx.content.put(doc.delivery.body, doc.digest)
+        if fresh:
+            with self.ctx.db.session() as s:
+                raced = set(s.execute(select(Document.message_id)
+                                      .where(Document.message_id.in_([d.message_id for d in fresh]))).scalars())
+                alone += [d.delivery for d in fresh if d.message_id in raced]
+                fresh = [d for d in fresh if d.message_id not in raced]
+                owed = self._record_many(s, fresh)
+            self._batch_committed([d.message_id for d in fresh])
+            self._publish(publisher, owed, {d.message_id: d.delivery.body for d in fresh})
+            self._accepted_metrics(fresh)
+        # Refused after the batch's effect is durable: should the batch fail before, each is
+        # refused once, on its own, when the consumer retries them one by one.
+        for delivery, origin, problem in refused:
+            self._refuse_document(delivery, origin, problem, publisher)
+        for delivery in alone:
+            self(delivery)
+
+    def _batch_committed(self, message_ids: list[str]) -> None:
+        """After a batch's transaction, before its copies are published (a seam where the
+        crash tests stop the hub)."""
 
     def _accepted(self, message_id: str) -> bool:
         with self.ctx.db.read() as s:
             return s.get(Document, message_id) is not None
 
-    def _record(self, s: Session, h: RoutingHeader, digest: str, body: bytes, routes: dict[str, Route],
-                origin: Origin | None, evidence: list[tuple[str, bytes]]) -> list[Outbox]:
-        """Store the document, its deliveries and the outbox rows it owes; returns those rows."""
-        now = utcnow()
-        hours = self.ctx.config.limits.deadline_hours.get(h.priority, 72.0)
-        s.add(Document(
-            message_id=h.message_id, sender=h.sender, title=h.title, doc_number=h.doc_number,
-            priority=h.priority, classification=h.classification, size=len(body), envelope_sha256=digest,
-            origin="local" if origin is None or origin.kind == "unit" else f"link:{origin.name}",
-            created_at=_parse_time(h.created_at), accepted_at=now, deadline=now + dt.timedelta(hours=hours),
-        ))
-        s.flush()
-        paper: list[str] = []
-        owed: list[Outbox] = []
-        for address, route in routes.items():
-            if route.kind == "paper":
-                state, where = states.PAPER_ROUTE, "paper"
-                paper.append(address)
-            else:
-                state, where = states.ACCEPTED, "local" if route.kind == "local" else f"link:{route.link}"
-                owed.append(outbox.add(s, key=h.message_id, kind=messages.DOCUMENT, route=route, address=address, body=None))
-            s.add(DeliveryRow(message_id=h.message_id, recipient=address, route=where, state=state,
-                              accepted_at=now, closed_at=now if state == states.PAPER_ROUTE else None,
-                              code="paper_route" if paper and address in paper else ""))
-        audit.append(s, "hub", "document.accept", h.message_id, sender=h.sender, doc_number=h.doc_number,
-                     recipients=list(routes), digest=digest)
-        prefix = self.ctx.config.prefix
-        for event, der in evidence:
-            hub_evidence.keep(s, message_id=h.message_id, event=event, issuer=prefix, der=der)
-            owed += self._notify_sender(s, h.message_id, h.sender, event, der, "" if event == "paper_route" else prefix)
-        if paper:
-            audit.append(s, "hub", "document.paper_route", h.message_id, recipients=paper)
-        s.flush()  # the rows get their ids, which the publication marks
-        return owed
-
-    def _notify_sender(self, s: Session, message_id: str, sender: str, event: str, der: bytes,
-                       extra: str = "") -> list[Outbox]:
-        route = self.ctx.route(sender)
-        if route.kind == "paper":
+    def _record_many(self, s: Session, docs: list[_Doc]) -> list[outbox.Row]:
+        """Store the documents, their deliveries, evidence and the outbox rows they owe, with
+        Core statements (one per table) and one audit append; returns the outbox rows in
+        the order they are to be published (each document's copies, then its notices)."""
+        if not docs:
             return []
-        return [outbox.add(s, key=messages.notice_key(message_id, event, extra), kind=messages.NOTICE, route=route,
-                           address=sender, body=der)]
+        now = utcnow()
+        prefix = self.ctx.config.prefix
+        limits = self.ctx.config.limits
+        documents: list[dict[str, Any]] = []
+        deliveries: list[dict[str, Any]] = []
+        evidences: list[dict[str, Any]] = []
+        owed: list[dict[str, object]] = []
+        entries: list[tuple[str, str, str, dict[str, Any]]] = []
+        for doc in docs:
+            h, origin = doc.header, doc.origin
+            hours = limits.deadline_hours.get(h.priority, 72.0)
+            documents.append({
+                "message_id": h.message_id, "sender": h.sender, "title": h.title, "doc_number": h.doc_number,
+                "priority": h.priority, "classification": h.classification, "size": len(doc.delivery.body),
+                "envelope_sha256": doc.digest,
+                "origin": "local" if origin is None or origin.kind == "unit" else f"link:{origin.name}",
+                "created_at": _parse_time(h.created_at), "accepted_at": now,
+                "deadline": now + dt.timedelta(hours=hours),
+            })
+            paper: list[str] = []
+            for address, route in doc.routes.items():
+                if route.kind == "paper":
+                    state, where = states.PAPER_ROUTE, "paper"
+                    paper.append(address)
+                else:
+                    state, where = states.ACCEPTED, "local" if route.kind == "local" else f"link:{route.link}"
+                    owed.append(outbox.spec(key=h.message_id, kind=messages.DOCUMENT, route=route, address=address,
+                                            body=None))
+                deliveries.append({
+                    "message_id": h.message_id, "recipient": address, "route": where, "state": state,
+                    "accepted_at": now, "closed_at": now if state == states.PAPER_ROUTE else None,
+                    "code": "paper_route" if route.kind == "paper" else "",
+                })
+            entries.append(("hub", "document.accept", h.message_id,
+                            {"sender": h.sender, "doc_number": h.doc_number, "recipients": list(doc.routes),
+                             "digest": doc.digest}))
+            sender_route = self.ctx.route(h.sender)
+            for event, der in doc.evidence:
+                evidences.append({"message_id": h.message_id, "event": event, "issuer": prefix,
+                                  "digest": hashlib.sha256(der).hexdigest(), "der": der, "at": now})
+                if sender_route.kind != "paper":
+                    extra = "" if event == "paper_route" else prefix
+                    owed.append(outbox.spec(key=messages.notice_key(h.message_id, event, extra), kind=messages.NOTICE,
+                                            route=sender_route, address=h.sender, body=der))
+            if paper:
+                entries.append(("hub", "document.paper_route", h.message_id, {"recipients": paper}))
+        conn = s.connection()
+        conn.execute(insert(table_of(Document)), documents)
+        conn.execute(insert(table_of(DeliveryRow)), deliveries)
+        if evidences:  # fresh signatures: their digests are new
+            conn.execute(insert(table_of(EvidenceRecord)), evidences)
+        audit.append_many(s, entries)
+        return list(outbox.add_many(s, owed))
 
     def _prepare_evidence(self, h: RoutingHeader, digest: str, routes: dict[str, Route],
                           origin: Origin | None) -> list[tuple[str, bytes]]:
@@ -289,7 +425,8 @@ class Intake:
             rows = outbox.pending(s, keys)
         self._publish(publisher, rows)
 
-    def _publish(self, publisher: ConfirmedPublisher, rows: list[Outbox], envelopes: dict[str, bytes] | None = None) -> None:
+    def _publish(self, publisher: ConfirmedPublisher, rows: Sequence[outbox.Row],
+                 envelopes: dict[str, bytes] | None = None) -> None:
         from docex.hub.links import not_held
 
         # Copies for a paused or draining link wait in the outbox until it resumes.
@@ -299,100 +436,155 @@ class Intake:
     # -- receipts ---------------------------------------------------------------------------
     def receipt(self, delivery: Delivery, origin: Origin | None, publisher: ConfirmedPublisher) -> None:
         try:
-            if origin is None:
-                raise DocexError("sender_mismatch", f"a receipt from an unknown broker user ({delivery.user_id})")
-            receipt, _signer = verify_receipt(delivery.body, self.ctx.identity.trust)
-            if origin.kind == "unit" and receipt.recipient != origin.name:
-                raise DocexError("sender_mismatch", f"{origin.name} sent a receipt for {receipt.recipient}")
-            if origin.kind == "link" and self.ctx.route(receipt.recipient).link != origin.name:
-                raise DocexError("sender_mismatch", f"a receipt of {receipt.recipient} cannot arrive over {origin.name}")
+            item = self._check_receipt(delivery, origin)
         except PkiError as exc:
             refuse(self.ctx, delivery, origin, exc.code, exc.message, publisher=publisher)
             return
+        self._settle_receipts([item], publisher)
+
+    def receipts(self, deliveries: list[Delivery]) -> None:
+        """Several receipts at once: each verified (and stamped) on its own, all recorded in
+        one transaction with one audit append, the copies published in one confirmed batch."""
+        publisher = deliveries[0].publisher
+        assert publisher is not None
+        items: list[_Rcpt] = []
+        alone: list[Delivery] = []
+        keys: set[str] = set()
+        refused: list[tuple[Delivery, Origin | None, PkiError]] = []
+        for delivery in deliveries:
+            origin = self.ctx.origin(self._publisher_of(delivery))
+            try:
+                item = self._check_receipt(delivery, origin)
+            except PkiError as exc:
+                refused.append((delivery, origin, exc))
+                continue
+            if item.key in keys:  # the same receipt twice in one batch: the second is a redelivery
+                alone.append(delivery)
+                continue
+            keys.add(item.key)
+            items.append(item)
+        if items:
+            self._settle_receipts(items, publisher)
+        for delivery, origin, problem in refused:  # once the batch is durable (see `documents`)
+            refuse(self.ctx, delivery, origin, problem.code, problem.message, publisher=publisher)
+        for delivery in alone:
+            self(delivery)
+
+    def _check_receipt(self, delivery: Delivery, origin: Origin | None) -> _Rcpt:
+        """Verified and stamped; raises PkiError (DocexError) when it is to be refused."""
+        if origin is None:
+            raise DocexError("sender_mismatch", f"a receipt from an unknown broker user ({delivery.user_id})")
+        receipt, _signer = verify_receipt(delivery.body, self.ctx.identity.trust)
+        if origin.kind == "unit" and receipt.recipient != origin.name:
+            raise DocexError("sender_mismatch", f"{origin.name} sent a receipt for {receipt.recipient}")
+        if origin.kind == "link" and self.ctx.route(receipt.recipient).link != origin.name:
+            raise DocexError("sender_mismatch", f"a receipt of {receipt.recipient} cannot arrive over {origin.name}")
         key = messages.receipt_key(receipt.message_id, receipt.recipient, receipt.event)
-        outcome: _ReceiptOutcome | None = None
         # The hub timestamps on the agent's behalf (before taking the write lock); the
         # stamped copy is what is kept and forwarded, and the recipient gets it back.
         body = hub_evidence.stamp(self.ctx, delivery.body) if origin.kind == "unit" else delivery.body
+        return _Rcpt(delivery, origin, receipt, key, body)
+
+    def _settle_receipts(self, items: list[_Rcpt], publisher: ConfirmedPublisher) -> None:
         with self.ctx.db.session() as s:
-            row = s.execute(
-                select(DeliveryRow).where(DeliveryRow.message_id == receipt.message_id,
-                                          DeliveryRow.recipient == receipt.recipient)
-            ).scalar_one_or_none()
-            doc = s.get(Document, receipt.message_id) if row is not None else None
-            foreign = doc is not None and doc.envelope_sha256 != receipt.envelope_sha256
-            if row is not None and not foreign:
-                seen = s.execute(
-                    select(Receipt.id).where(Receipt.message_id == receipt.message_id,
-                                             Receipt.recipient == receipt.recipient, Receipt.event == receipt.event)
-                ).first()
-                if seen is None:
-                    outcome = self._record_receipt(s, row, receipt, body, origin, key)
-                    if body != delivery.body:
-                        outcome.owed.append(outbox.add(
-                            s, key=f"{key}|stamped", kind=messages.RECEIPT, route=self.ctx.route(receipt.recipient),
-                            address=receipt.recipient, body=body))
-                        s.flush()
-        if row is None:
-            refuse(self.ctx, delivery, origin, "receipt_invalid",
-                   f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
-            return
-        if foreign:  # a receipt binds to the envelope delivered, by its digest
-            refuse(self.ctx, delivery, origin, "receipt_invalid",
-                   f"the receipt for {receipt.message_id} names an envelope this hub did not deliver",
-                   message_id=receipt.message_id, publisher=publisher, name_in_notice=False)
-            return
-        if outcome is not None:  # new: publish the copy just written
-            self._publish(publisher, outcome.owed)
-        else:  # a redelivery: whatever is still owed
-            self._flush(publisher, [key, f"{key}|stamped"])
-        if outcome is not None:  # counted once the effect is durable, and only if it was new
-            observer = self.ctx.observer
-            observer.receipt(receipt.event)
+            owed = self._record_receipts(s, items)
+        flush: list[str] = []
+        for item in items:
+            receipt = item.receipt
+            if item.problem == "no_delivery":
+                refuse(self.ctx, item.delivery, item.origin, "receipt_invalid",
+                       f"no delivery of {receipt.message_id} to {receipt.recipient}", publisher=publisher)
+            elif item.problem == "foreign":  # a receipt binds to the envelope delivered, by its digest
+                refuse(self.ctx, item.delivery, item.origin, "receipt_invalid",
+                       f"the receipt for {receipt.message_id} names an envelope this hub did not deliver",
+                       message_id=receipt.message_id, publisher=publisher, name_in_notice=False)
+            elif item.outcome is None:  # a redelivery: whatever is still owed
+                flush += [item.key, f"{item.key}|stamped"]
+        self._publish(publisher, owed)  # new: the copies just written
+        if flush:
+            self._flush(publisher, flush)
+        observer = self.ctx.observer
+        for item in items:  # counted once the effect is durable, and only if it was new
+            outcome = item.outcome
+            if outcome is None:
+                continue
+            observer.receipt(item.receipt.event)
             if outcome.new_state is not None:
                 observer.delivery_state(outcome.new_state)
             if outcome.latency is not None:
-                (observer.delivered if receipt.event == "delivered" else observer.signed_for)(outcome.latency)
+                (observer.delivered if item.receipt.event == "delivered" else observer.signed_for)(outcome.latency)
 
-    def _record_receipt(self, s: Session, row: DeliveryRow, receipt: ReceiptStatement, der: bytes, origin: Origin,
-                        key: str) -> _ReceiptOutcome:
-        """Keep the signed receipt, move the delivery forward (never back), audit, and owe
-        the sender a copy (unless the sender lies behind the link it came over)."""
+    def _record_receipts(self, s: Session, items: list[_Rcpt]) -> list[outbox.Row]:
+        """Keep each signed receipt, move its delivery forward (never back), audit, and owe
+        the sender a copy (unless the sender lies behind the link it came over) and the
+        recipient its stamped copy. Core statements; one audit append for all. Sets each
+        item's outcome, or its problem."""
+        conn = s.connection()
+        dt_ = table_of(DeliveryRow).c
+        doc_ = table_of(Document).c
+        rc_ = table_of(Receipt).c
         now = utcnow()
-        latency: float | None = None
-        s.add(Receipt(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
-                      reason=receipt.reason or receipt.error, at=_parse_time(receipt.at), der=der))
-        doc = s.get(Document, receipt.message_id)
-        assert doc is not None  # a delivery row exists only with its document
-        if receipt.event == "delivered":
-            row.delivered_at = row.delivered_at or now
-            latency = (now - doc.accepted_at).total_seconds()
-        elif receipt.event == "signed_for":
-            row.signed_for_at = now
-            row.person = receipt.person
-            if row.delivered_at is not None:
-                latency = (now - row.delivered_at).total_seconds()
-        elif receipt.event == "returned":
-            row.returned_at = now
-            row.reason = receipt.reason
-            row.person = receipt.person
-        elif receipt.event == "refused":
-            row.code = receipt.error
-            row.reason = receipt.reason
-        new_state = states.EVENT_STATE[receipt.event]
-        advanced = states.advances(row.state, new_state)
-        if advanced:
-            row.state = new_state
-            if new_state in states.FINAL:
-                row.closed_at = now
-        audit.append(s, receipt.recipient, f"receipt.{receipt.event}", receipt.message_id,
-                     reason=receipt.reason, person=receipt.person, error=receipt.error)
-        route = self.ctx.route(doc.sender)
-        owed = []
-        if route.kind != "paper" and not (origin.kind == "link" and route.link == origin.name):
-            owed.append(outbox.add(s, key=key, kind=messages.RECEIPT, route=route, address=doc.sender, body=der))
-        s.flush()  # ids for the publication mark
-        return _ReceiptOutcome(new_state if advanced else None, latency, owed)
+        kept: list[dict[str, Any]] = []
+        entries: list[tuple[str, str, str, dict[str, Any]]] = []
+        owed: list[dict[str, object]] = []
+        for item in items:
+            receipt = item.receipt
+            row = conn.execute(
+                select(dt_.id, dt_.state, dt_.delivered_at, doc_.sender, doc_.accepted_at, doc_.envelope_sha256)
+                .join_from(table_of(DeliveryRow), table_of(Document), dt_.message_id == doc_.message_id)
+                .where(dt_.message_id == receipt.message_id, dt_.recipient == receipt.recipient)
+            ).first()
+            if row is None:
+                item.problem = "no_delivery"
+                continue
+            if row.envelope_sha256 != receipt.envelope_sha256:
+                item.problem = "foreign"
+                continue
+            seen = conn.execute(select(rc_.id).where(rc_.message_id == receipt.message_id,
+                                                     rc_.recipient == receipt.recipient,
+                                                     rc_.event == receipt.event)).first()
+            if seen is not None:
+                continue
+            latency: float | None = None
+            values: dict[str, Any] = {}
+            if receipt.event == "delivered":
+                values["delivered_at"] = row.delivered_at or now
+                latency = (now - row.accepted_at).total_seconds()
+            elif receipt.event == "signed_for":
+                values.update(signed_for_at=now, person=receipt.person)
+                if row.delivered_at is not None:
+                    latency = (now - row.delivered_at).total_seconds()
+            elif receipt.event == "returned":
+                values.update(returned_at=now, reason=receipt.reason, person=receipt.person)
+            elif receipt.event == "refused":
+                values.update(code=receipt.error, reason=receipt.reason)
+            new_state = states.EVENT_STATE[receipt.event]
+            advanced = states.advances(row.state, new_state)
+            if advanced:
+                values["state"] = new_state
+                if new_state in states.FINAL:
+                    values["closed_at"] = now
+            if values:  # at once: a later receipt of this batch for the same delivery reads it
+                conn.execute(update(table_of(DeliveryRow)).where(dt_.id == row.id).values(**values))
+            kept.append({"message_id": receipt.message_id, "recipient": receipt.recipient, "event": receipt.event,
+                         "reason": receipt.reason or receipt.error, "at": _parse_time(receipt.at),
+                         "received_at": now, "der": item.body})
+            entries.append((receipt.recipient, f"receipt.{receipt.event}", receipt.message_id,
+                            {"reason": receipt.reason, "person": receipt.person, "error": receipt.error}))
+            route = self.ctx.route(row.sender)
+            origin = item.origin
+            if route.kind != "paper" and not (origin.kind == "link" and route.link == origin.name):
+                owed.append(outbox.spec(key=item.key, kind=messages.RECEIPT, route=route, address=row.sender,
+                                        body=item.body))
+            if item.body != item.delivery.body:
+                owed.append(outbox.spec(key=f"{item.key}|stamped", kind=messages.RECEIPT,
+                                        route=self.ctx.route(receipt.recipient), address=receipt.recipient,
+                                        body=item.body))
+            item.outcome = _ReceiptOutcome(new_state if advanced else None, latency)
+        if kept:
+            conn.execute(insert(table_of(Receipt)), kept)
+        audit.append_many(s, entries)
+        return list(outbox.add_many(s, owed))
 
     # -- audit checkpoints of child hubs ------------------------------------------------------
     def checkpoint(self, delivery: Delivery, origin: Origin) -> None:

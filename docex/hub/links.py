@@ -18,9 +18,10 @@ import json
 import logging
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import func, select
@@ -50,6 +51,7 @@ from docex.protocols.address import check_address, is_under
 from docex.protocols.errors import DocexError
 from docex.protocols.notice import make_notice
 
+_R = TypeVar("_R", bound=outbox.Row)
 log = logging.getLogger(__name__)
 
 PARENT = "parent"
@@ -291,10 +293,10 @@ def held_keys(db: Database) -> frozenset[str]:
     return frozenset(link_routing_key(n) for n in names)
 
 
-def not_held(db: Database, rows: list[Outbox]) -> list[Outbox]:
+def not_held(db: Database, rows: Sequence[_R]) -> list[_R]:
     """The rows that may go out now (call outside any open transaction)."""
     if not any(r.routing_key.startswith("link.") for r in rows):
-        return rows
+        return list(rows)
     held = held_keys(db)
     return [r for r in rows if r.routing_key not in held]
 

@@ -4,7 +4,11 @@ idempotent on message id, so that is harmless."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from docex.broker import ConfirmedPublisher, PublishItem
@@ -13,7 +17,7 @@ from docex.hub import audit, states
 from docex.hub.content_store import ContentStore
 from docex.hub.content_store import load as load_content
 from docex.hub.db import Database
-from docex.hub.models import Delivery, Outbox, utcnow
+from docex.hub.models import Delivery, Outbox, table_of, utcnow
 from docex.monitoring.observer import Observer
 from docex.protocols import messages
 from docex.protocols.address import Route
@@ -34,6 +38,58 @@ def add(session: Session, *, key: str, kind: str, route: Route, address: str, bo
     return row
 
 
+class Row(Protocol):
+    """What publishing needs of an outbox row: an ORM `Outbox` or a `Written` one."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def routing_key(self) -> str: ...
+    @property
+    def body(self) -> bytes | None: ...
+    @property
+    def recipient(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Written:
+    """An outbox row inserted with Core (`add_many`): no ORM object to track."""
+
+    id: int
+    message_id: str
+    kind: str
+    exchange: str
+    routing_key: str
+    body: bytes | None
+    recipient: str
+
+
+def spec(*, key: str, kind: str, route: Route, address: str, body: bytes | None) -> dict[str, object]:
+    """One row for `add_many`, as `add` would write it."""
+    exchange, routing_key = target(route, address)
+    return {"message_id": key, "kind": kind, "exchange": exchange, "routing_key": routing_key, "body": body,
+            "recipient": address}
+
+
+def add_many(session: Session, specs: list[dict[str, object]]) -> list[Written]:
+    """Insert outbox rows in one statement (the intake's hot path); returns them with ids."""
+    if not specs:
+        return []
+    now = utcnow()
+    table = table_of(Outbox)
+    ids = session.connection().execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True),
+        [{**row, "created_at": now} for row in specs],
+    ).scalars().all()
+    return [Written(id=i, **row) for i, row in zip(ids, specs, strict=True)]  # type: ignore[arg-type]
+
+
 def pending(session: Session, keys: list[str]) -> list[Outbox]:
     return list(
         session.execute(
@@ -42,7 +98,7 @@ def pending(session: Session, keys: list[str]) -> list[Outbox]:
     )
 
 
-def publish_rows(publisher: ConfirmedPublisher, rows: list[Outbox], envelopes: dict[str, bytes]) -> None:
+def publish_rows(publisher: ConfirmedPublisher, rows: Sequence[Row], envelopes: dict[str, bytes]) -> None:
     """Publish outbox rows in one confirmed batch. Copies of one envelope to several
     queues share its bytes; link copies keep every recipient in the header."""
     items = []
@@ -69,16 +125,17 @@ def publish_rows(publisher: ConfirmedPublisher, rows: list[Outbox], envelopes: d
         publisher.publish_many(items)
 
 
-def load_envelopes(session: Session, store: ContentStore, rows: list[Outbox]) -> dict[str, bytes]:
+def load_envelopes(session: Session, store: ContentStore, rows: Sequence[Row]) -> dict[str, bytes]:
     return load_content(session, store, {r.message_id for r in rows if r.body is None})
 
 
 def mark_published(session: Session, ids: list[int]) -> None:
     if ids:
-        session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(published_at=utcnow()))
+        table = table_of(Outbox)
+        session.connection().execute(update(table).where(table.c.id.in_(ids)).values(published_at=utcnow()))
 
 
-def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], observer: Observer | None = None,
+def deliver(db: Database, publisher: ConfirmedPublisher, rows: Sequence[Row], observer: Observer | None = None,
             *, store: ContentStore, envelopes: dict[str, bytes] | None = None) -> int:
     """Publish rows (one confirmed batch), then in one transaction mark them published and
     move the deliveries they carry from accepted to routed, audited. Envelopes are read
@@ -96,14 +153,18 @@ def deliver(db: Database, publisher: ConfirmedPublisher, rows: list[Outbox], obs
             routed.setdefault(row.message_id, []).append(row.recipient)
     with db.session() as s:
         mark_published(s, [r.id for r in rows])
+        now = utcnow()
+        table = table_of(Delivery)
         for message_id, recipients in routed.items():
-            s.execute(
-                update(Delivery)
-                .where(Delivery.message_id == message_id, Delivery.recipient.in_(recipients),
-                       Delivery.state == states.ACCEPTED)
-                .values(state=states.ROUTED, routed_at=utcnow())
+            s.connection().execute(
+                update(table)
+                .where(table.c.message_id == message_id, table.c.recipient.in_(recipients),
+                       table.c.state == states.ACCEPTED)
+                .values(state=states.ROUTED, routed_at=now)
             )
-            audit.append(s, "hub", "document.route", message_id, recipients=recipients)
+        # One chain append for all the documents of this publication.
+        audit.append_many(s, [("hub", "document.route", message_id, {"recipients": recipients})
+                              for message_id, recipients in routed.items()])
     if observer is not None:
         for recipients in routed.values():
             for _ in recipients:

@@ -33,6 +33,7 @@ class RunOptions:
     workers: int = 1
     consumer_threads: int = 4
     prefetch: int = 64
+    batch: int = 16  # most messages one intake transaction takes (1: one by one)
     api: bool = True
     api_port: int | None = None
     metrics_port: int | None = None  # None: from config; 0 with config 0: off
@@ -49,11 +50,14 @@ def make_context(config: HubConfig, passphrase: bytes | None, observer: Observer
 def _ingress_consumers(ctx: HubContext, options: RunOptions, name: str) -> list[Consumer]:
     """Documents, and receipts/notices in a queue of their own (one intake serves both)."""
     intake = Intake(ctx)
+    # Batches: what already waits is handled together (one transaction, one audit append,
+    # one confirmed publication); alone, a message goes alone, so there is no added wait.
     return [
         Consumer(broker.settings(ctx.config, prefetch=options.prefetch), INGRESS_QUEUE, intake,
-                 workers=options.consumer_threads, name=name),
+                 workers=options.consumer_threads, name=name, batch=intake.batch, batch_size=options.batch),
         Consumer(broker.settings(ctx.config, prefetch=options.prefetch), RECEIPTS_QUEUE, intake,
-                 workers=max(1, options.consumer_threads // 2), name=f"{name}-receipts"),
+                 workers=max(1, options.consumer_threads // 2), name=f"{name}-receipts", batch=intake.batch,
+                 batch_size=options.batch),
     ]
 
 

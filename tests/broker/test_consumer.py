@@ -287,3 +287,87 @@ def test_on_connected_declares_before_consuming(admin: BrokerSettings) -> None:
         wait_for(lambda: len(got) == 1, what="delivery")
     finally:
         consumer.stop()
+
+
+class Gated:
+    """Handlers that hold the first call at a gate, so that the test can queue a batch's
+    messages behind it: the worker's next call then takes all of them at once."""
+
+    def __init__(self, poison: str = "") -> None:
+        self.poison = poison
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.calls: list[list[str]] = []  # message ids per call, batch or single
+        self.batches: list[list[str]] = []
+        self.done: list[str] = []
+        self._lock = threading.Lock()
+
+    def _gate(self, ids: list[str]) -> None:
+        with self._lock:
+            self.calls.append(ids)
+            first = len(self.calls) == 1
+        if first:
+            self.entered.set()
+            assert self.release.wait(20)
+
+    def one(self, d: Delivery) -> None:
+        self._gate([d.message_id or ""])
+        if d.message_id == self.poison:
+            raise ValueError("cannot parse")
+        with self._lock:
+            self.done.append(d.message_id or "")
+
+    def batch(self, ds: list[Delivery]) -> None:
+        ids = [d.message_id or "" for d in ds]
+        self._gate(ids)
+        with self._lock:
+            self.batches.append(ids)
+        if self.poison in ids:
+            raise ValueError("one of the batch cannot be parsed")
+        with self._lock:
+            self.done.extend(ids)
+
+
+def _batch_behind_gate(channel: BlockingChannel, consumer: Consumer, gated: Gated, ids_count: int) -> list[str]:
+    assert gated.entered.wait(20), "the first message did not reach the handler"
+    ids = put(channel, A, ids_count, prefix="b")
+    wait_for(lambda: consumer.queued == ids_count, what="the batch queued behind the gate")
+    gated.release.set()
+    return ids
+
+
+def test_waiting_messages_are_handled_as_one_batch(admin: BrokerSettings, channel: BlockingChannel) -> None:
+    declare_unit_queue(channel, A)
+    put(channel, A, 1, prefix="first")
+    gated = Gated()
+    consumer = running(Consumer(admin, unit_queue(A), gated.one, workers=1, batch=gated.batch, batch_size=16))
+    try:
+        ids = _batch_behind_gate(channel, consumer, gated, 5)
+        wait_for(lambda: consumer.handled == 6, what="all acknowledged")
+    finally:
+        gated.release.set()
+        consumer.stop()
+    assert gated.calls == [["first0"], ids]  # alone, one goes alone; the waiting five together
+    assert gated.batches == [ids] and consumer.batches == 1 and consumer.batch_fallbacks == 0
+    assert ready_count(channel, unit_queue(A)) == 0
+
+
+def test_a_poison_message_in_a_batch_is_retried_alone_and_the_others_go_once(
+    admin: BrokerSettings, channel: BlockingChannel
+) -> None:
+    declare_unit_queue(channel, A, delivery_limit=2)
+    put(channel, A, 1, prefix="first")
+    gated = Gated(poison="b2")
+    consumer = running(Consumer(admin, unit_queue(A), gated.one, workers=1, batch=gated.batch, batch_size=16))
+    try:
+        ids = _batch_behind_gate(channel, consumer, gated, 5)
+        wait_for(lambda: ready_count(channel, DEAD_QUEUE) == 1, what="the poison dead-lettered")
+        wait_for(lambda: consumer.handled == 5, what="the others acknowledged")
+    finally:
+        gated.release.set()
+        consumer.stop()
+    assert gated.batches[0] == ids and consumer.batch_fallbacks >= 1
+    # Each of the others was handled exactly once (the failed batch did none of them).
+    assert sorted(gated.done) == sorted(["first0", *(i for i in ids if i != "b2")])
+    _, props, _ = channel.basic_get(DEAD_QUEUE, auto_ack=True)
+    assert props.message_id == "b2"
+    assert ready_count(channel, unit_queue(A)) == 0
