@@ -30,6 +30,7 @@ SUITES: dict[str, str] = {
     "crypto": "bench.crypto_baseline",
     "envelope": "bench.envelope",
     "e2e": "bench.e2e",
+    "capacity": "bench.capacity",
     "seal": "bench.seal",
     "link": "bench.link",
 }
