@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import json
@@ -30,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
@@ -59,6 +60,14 @@ _DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64}  # SHA-1 and MD5 are refus
 
 def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+_A = TypeVar("_A", bound=core.Asn1Value)
+
+
+def _reloaded(value: _A) -> _A:
+    """The same value loaded from its DER: it then moves into a parent as bytes."""
+    return type(value).load(value.dump())  # type: ignore[no-any-return]
 
 
 def _attr(name: str, value: Any) -> cms.CMSAttribute:
@@ -248,55 +257,75 @@ class TimeStampAuthority:
         )
 
     def _sign(self, tst_info_der: bytes, when: dt.datetime, *, include_certs: bool) -> cms.ContentInfo:
-        signed_attrs = cms.CMSAttributes(
+        # What is the same in every token is loaded from DER made once (see _fixed): asn1crypto
+        # re-encodes a structure built from Python values whenever a parent holds it, and that,
+        # not the RSA signature, was most of a token's time.
+        fixed = self._fixed
+        signed_attrs = _reloaded(cms.CMSAttributes(
             [
-                _attr("content_type", cms.ContentType("tst_info")),
+                cms.CMSAttribute.load(fixed["content_type"]),
                 _attr("signing_time", cms.Time({"utc_time": core.UTCTime(when)})),
                 _attr("message_digest", hashlib.sha256(tst_info_der).digest()),
-                _attr("signing_certificate_v2", tsp.SigningCertificateV2.load(self._ess_der)),
-                _attr(
-                    "cms_algorithm_protection",  # RFC 6211
-                    cms.CMSAlgorithmProtection(
-                        {
-                            "digest_algorithm": {"algorithm": "sha256"},
-                            "signature_algorithm": {"algorithm": "sha256_rsa"},
-                        }
-                    ),
-                ),
+                cms.CMSAttribute.load(fixed["signing_certificate"]),
+                cms.CMSAttribute.load(fixed["algorithm_protection"]),  # RFC 6211
             ]
-        )
+        ))
         signature = self._key.sign(signed_attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
-        digest_alg = algos.DigestAlgorithm({"algorithm": "sha256"})
-        signer_info = cms.SignerInfo(
+        signer_info = _reloaded(cms.SignerInfo(
             {
                 "version": "v1",
-                "sid": cms.SignerIdentifier(
-                    name="issuer_and_serial_number",
-                    value=cms.IssuerAndSerialNumber(
-                        {
-                            "issuer": asn1_x509.Name.load(self._issuer_der),
-                            "serial_number": self.cert.serial_number,
-                        }
-                    ),
-                ),
-                "digest_algorithm": digest_alg,
+                "sid": cms.SignerIdentifier.load(fixed["sid"]),
+                "digest_algorithm": algos.DigestAlgorithm.load(fixed["digest_algorithm"]),
                 "signed_attrs": signed_attrs,
-                "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}),
+                "signature_algorithm": algos.SignedDigestAlgorithm.load(fixed["signature_algorithm"]),
                 "signature": signature,
             }
-        )
+        ))
         signed_data: dict[str, Any] = {
             "version": "v3",
-            "digest_algorithms": [digest_alg],
+            "digest_algorithms": cms.DigestAlgorithms.load(fixed["digest_algorithms"]),
             "encap_content_info": {
                 "content_type": "tst_info",
                 "content": cms.ParsableOctetString(tst_info_der),
             },
-            "signer_infos": [signer_info],
+            "signer_infos": cms.SignerInfos([signer_info]),
         }
         if include_certs:
-            signed_data["certificates"] = [asn1_x509.Certificate.load(der) for der in self._embed_der]
-        return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+            signed_data["certificates"] = cms.CertificateSet.load(fixed["certificates"])
+        return cms.ContentInfo({"content_type": "signed_data", "content": _reloaded(cms.SignedData(signed_data))})
+
+    @functools.cached_property
+    def _fixed(self) -> dict[str, bytes]:
+        """DER of the parts every token repeats."""
+        digest_alg = algos.DigestAlgorithm({"algorithm": "sha256"})
+        return {
+            "content_type": _attr("content_type", cms.ContentType("tst_info")).dump(),
+            "signing_certificate": _attr("signing_certificate_v2", tsp.SigningCertificateV2.load(self._ess_der)).dump(),
+            "algorithm_protection": _attr(
+                "cms_algorithm_protection",
+                cms.CMSAlgorithmProtection(
+                    {
+                        "digest_algorithm": {"algorithm": "sha256"},
+                        "signature_algorithm": {"algorithm": "sha256_rsa"},
+                    }
+                ),
+            ).dump(),
+            "sid": cms.SignerIdentifier(
+                name="issuer_and_serial_number",
+                value=cms.IssuerAndSerialNumber(
+                    {
+                        "issuer": asn1_x509.Name.load(self._issuer_der),
+                        "serial_number": self.cert.serial_number,
+                    }
+                ),
+            ).dump(),
+            "digest_algorithm": digest_alg.dump(),
+            "digest_algorithms": cms.DigestAlgorithms([digest_alg]).dump(),
+            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}).dump(),
+            "certificates": cms.CertificateSet(
+                [asn1_x509.Certificate.load(der) for der in self._embed_der]
+            ).dump(),
+        }
 
     def timestamper(self) -> TimeStamper:
         """A pyHanko TimeStamper that asks this TSA in-process (no network)."""
