@@ -79,7 +79,18 @@ def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
 
 
 def _crypto_cert(cert: asn1_x509.Certificate) -> x509.Certificate:
-    return x509.load_der_x509_certificate(cert.dump())
+    return x509.load_der_x509_certificate(_received(cert))
+
+
+def _received(value: core.Asn1Value) -> bytes:
+    """The bytes a parsed value was read from. Parsing fills in some defaults, which marks
+    a structure changed, and dump() then re-encodes all of it field by field: the costliest
+    step of a verification, and not the bytes that were signed or hashed. A value built
+    here, or read with an indefinite length (BER), is encoded by dump() as before."""
+    header, contents = value._header, value._contents
+    if header is None or contents is None or header[-1:] == b"\x80":
+        return bytes(value.dump())
+    return bytes(header + contents)
 
 
 def _frozen(value: core.Asn1Value) -> core.Asn1Value:
@@ -202,7 +213,7 @@ def _check_signing_certificate(attr: asn1_cms.CMSAttribute, signer: asn1_x509.Ce
     alg = first["hash_algorithm"]["algorithm"].native
     if alg not in ("sha256", "sha384", "sha512"):
         raise PkiError("signature_invalid", f"signing-certificate hash {alg} is not accepted")
-    if hashlib.new(alg, signer.dump()).digest() != first["cert_hash"].native:
+    if hashlib.new(alg, _received(signer)).digest() != first["cert_hash"].native:
         raise PkiError("signature_invalid", "the signing-certificate attribute names another certificate")
     issuer_serial = first["issuer_serial"]
     if (
@@ -379,7 +390,7 @@ def verify(
             raise PkiError("signature_invalid", "signed content type does not match the content")
         expected_digest = attrs["message_digest"]["values"][0].native
         # re-tag [0] IMPLICIT as SET OF, as the signature was computed over the SET
-        to_verify = b"\x31" + signed_attrs.dump()[1:]
+        to_verify = b"\x31" + _received(signed_attrs)[1:]
         signature = signer_info["signature"].native
         sig_alg_field = signer_info["signature_algorithm"]
         sig_alg = sig_alg_field.signature_algo
