@@ -293,14 +293,14 @@ class Receiver:
         except PkiError as exc:
             log.warning("ignored an invalid receipt: [%s] %s", exc.code, loggable(exc.message, 500))
             return
+        state = RECEIPT_STATE.get(receipt.event)
+        # One transaction (one commit, one fsync): the evidence and the state it moves.
         with self.ctx.store.session() as s:  # every receipt is evidence, our own stamped copies too
             if s.get(Sent, receipt.message_id) is not None or s.get(Received, receipt.message_id) is not None:
                 keep(s, message_id=receipt.message_id, event=receipt.event, issuer=receipt.recipient,
                      direction="received", der=body)
-        state = RECEIPT_STATE.get(receipt.event)
-        if state is None:
-            return
-        with self.ctx.store.session() as s:
+            if state is None:
+                return
             row = s.execute(select(SentRecipient).where(SentRecipient.message_id == receipt.message_id,
                                                         SentRecipient.recipient == receipt.recipient)).scalar_one_or_none()
             if row is None:
