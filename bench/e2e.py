@@ -20,8 +20,8 @@ Rows (10 KB documents, a non-PDF file: seals have their own suite):
   one at a time (``--quick``: to the 5 units of the throughput network); ``extra`` has the
   median and max seconds; ratio vs ``bare_broadcast_125``, the bare choreography of the same.
 
-Issue 4's goals are judged into each row's ``goal`` extra: e2e >= 15% of the bare
-choreography, p99 < 250 ms at half load, the broadcast receipted within 3 s.
+Issue 16's goals are judged into each row's ``goal`` extra: e2e >= 5% of the bare
+choreography, p99 < 150 ms at half load, the broadcast receipted within 2 s.
 
 What limits them (``python -m bench.profile_e2e``: CPU per document from /proc, py-spy
 samples of the GIL holder in each process): CPU, and of it Python, not crypto. One
@@ -533,16 +533,17 @@ def run(quick: bool) -> list[Result]:
 
 
 def judge(rows: list[Result]) -> None:
-    """Issue 4's targets, met or not, written into the rows they concern (``goal`` extra)."""
+    """Issue 16's targets, met or not, written into the rows they concern (``goal`` extra):
+    end to end at least 5% of the bare choreography, p99 under 150 ms at half load (one
+    recipient), the broadcast to the county's 125 units receipted within 2 s."""
     by = {r.name: r for r in rows}
     for n in (1, 5):
         e2e = by[f"e2e_{n}"]
         bare = by["bare_choreography" if n == 1 else "bare_choreography_5"]
         share = e2e.rate / bare.rate
         p99 = e2e.extra["p99_ms"]
-        e2e.extra["goal"] = (
-            f"rate>=15%bare:{'met' if share >= 0.15 else 'NOT-met'}({share:.1%}),"
-            f"p99<250ms:{'met' if p99 < 250 else 'NOT-met'}"
+        e2e.extra["goal"] = f"rate>=5%bare:{'met' if share >= 0.05 else 'NOT-met'}({share:.1%})" + (
+            f",p99<150ms:{'met' if p99 < 150 else 'NOT-met'}" if n == 1 else ""
         )
     b = next(r for r in rows if r.name.startswith("broadcast_"))
-    b.extra["goal"] = f"all<3s:{'met' if b.extra['s_max'] < 3.0 else 'NOT-met'}"
+    b.extra["goal"] = f"all<2s:{'met' if b.extra['s_max'] < 2.0 else 'NOT-met'}"
