@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,9 @@ from docex.protocols.receipt import Receipt as ReceiptStatement
 from docex.protocols.receipt import verify_receipt
 
 log = logging.getLogger(__name__)
+
+# Writes a batch's envelopes to the content store in parallel (threads start when first used).
+_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docex-content")
 
 
 @dataclass(frozen=True)
@@ -307,8 +311,10 @@ class Intake:
             fresh = [d for d in fresh if d.message_id not in known]
         for doc in fresh:  # signed and timestamped before the write lock is taken
             doc.evidence = self._prepare_evidence(doc.header, doc.digest, doc.routes, doc.origin)
-            # the bytes are on disk, fsynced, before the row naming them commits
-            self.ctx.content.put(doc.delivery.body, doc.digest)
+        # The bytes are on disk, fsynced, before the rows naming them commit. Side by side:
+        # one after another each waited for its own fsync (~30 ms here); together they share.
+        content = self.ctx.content
+        list(_WRITERS.map(lambda d: content.put(d.delivery.body, d.digest), fresh))
         if fresh:
             with self.ctx.db.session() as s:
                 raced = set(s.execute(select(Document.message_id)
