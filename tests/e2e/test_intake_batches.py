@@ -44,6 +44,9 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 ZFB, JW = "qingyuan.yangshan.zfb", "qingyuan.yangshan.xwb"
 TO = (ZFB, JW)
+# The test's own connections log in as the hub: the crash (closing the hub's connections)
+# waits until none of them is open, so that it takes down only the intake's.
+HUB_LOGIN = threading.Lock()
 
 
 @pytest.fixture(scope="module")
@@ -95,21 +98,23 @@ def intake(county: Network) -> Iterator[GatedIntake]:
 
 
 def _purge(net: Network) -> None:
-    conn = connect(broker.settings(net.config), "test-purge")
-    try:
-        ch = conn.channel()
-        for queue in [INGRESS_QUEUE, DEAD_QUEUE, *(unit_queue(a) for a in net.addresses)]:
-            ch.queue_purge(queue)
-    finally:
-        conn.close()
+    with HUB_LOGIN:
+        conn = connect(broker.settings(net.config), "test-purge")
+        try:
+            ch = conn.channel()
+            for queue in [INGRESS_QUEUE, DEAD_QUEUE, *(unit_queue(a) for a in net.addresses)]:
+                ch.queue_purge(queue)
+        finally:
+            conn.close()
 
 
 def _count(net: Network, queue: str) -> int:
-    conn = connect(broker.settings(net.config), "test-count")
-    try:
-        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        conn.close()
+    with HUB_LOGIN:
+        conn = connect(broker.settings(net.config), "test-count")
+        try:
+            return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+        finally:
+            conn.close()
 
 
 def _publish(net: Network, sender: str, items: list[tuple[str, bytes, str]]) -> None:
@@ -214,7 +219,7 @@ def test_a_crash_after_the_batch_commit_redelivers_without_loss_or_duplicates(
             return
         crashed.append(message_ids)
         # The hub dies here: its connection goes, nothing is published, nothing acked.
-        with Management(MANAGEMENT_URL, "guest", "guest") as mgmt:
+        with HUB_LOGIN, Management(MANAGEMENT_URL, "guest", "guest") as mgmt:
             mgmt.close_user_connections(broker.hub_user(county.config), "test: the hub crashed mid-batch")
         raise BrokerConnectionLost("the hub crashed")
 
