@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,8 +90,16 @@ def accepted(net: Network, ids: list[str]) -> int:
 
 
 def received(net: Network, address: str, ids: list[str]) -> int:
-    with net.agent(address).store.session() as s:
-        return int(s.execute(select(func.count()).select_from(Received).where(Received.message_id.in_(ids))).scalar_one())
+    # Read-only: the agent may be frozen (SIGSTOP) inside a write transaction, and a store
+    # session begins IMMEDIATE, which would wait for that lock; a WAL reader never waits.
+    db = sqlite3.connect(f"file:{net.agent(address).store.engine.url.database}?mode=ro", uri=True)
+    try:
+        marks = ",".join("?" * len(ids))
+        (count,) = db.execute(f"SELECT count(*) FROM {Received.__tablename__} WHERE message_id IN ({marks})",
+                              ids).fetchone()
+    finally:
+        db.close()
+    return int(count)
 
 
 def backlog_at_hub(net: Network, count: int, label: str) -> list[str]:
