@@ -17,14 +17,14 @@ from collections import OrderedDict
 
 from sqlalchemy import delete, select
 
-from docex.broker import ConfirmedPublisher, Delivery, PublishItem
-from docex.broker.topology import DELIVER_EXCHANGE, link_routing_key
+from docex.broker import ConfirmedPublisher, Delivery
+from docex.broker.topology import link_routing_key
+from docex.hub.chunk_copies import item, waiting_links
 from docex.hub.context import HubContext, Origin
 from docex.hub.models import Chunk, Document, HeldChunk, utcnow
 from docex.hub.models import Delivery as DeliveryRow
 from docex.hub.refusals import refuse
 from docex.pki.errors import PkiError
-from docex.protocols import messages
 from docex.protocols.chunks import ChunkList, chunk_address
 from docex.protocols.envelope import read_header
 from docex.protocols.errors import DocexError
@@ -59,7 +59,9 @@ def _came_the_right_way(doc: Document, origin: Origin) -> None:
 
 
 def targets(ctx: HubContext, message_id: str) -> list[tuple[str, str]]:
-    """(routing key, recipient) of each copy: one per local recipient, one per link."""
+    """(routing key, recipient) of each copy: one per local recipient, one per link whose
+    copy of the envelope has gone out (docex.hub.chunk_copies: the rest follow it)."""
+    waiting = waiting_links(ctx.db, message_id)
     with ctx.db.read() as s:
         rows = s.execute(select(DeliveryRow.recipient, DeliveryRow.route)
                          .where(DeliveryRow.message_id == message_id).order_by(DeliveryRow.id)).tuples().all()
@@ -70,20 +72,14 @@ def targets(ctx: HubContext, message_id: str) -> list[tuple[str, str]]:
             out.append((recipient, recipient))
         elif route.startswith("link:"):
             name = route[len("link:"):]
-            if name not in links:
+            if name not in links and link_routing_key(name) not in waiting:
                 links.add(name)
                 out.append((link_routing_key(name), recipient))
     return out
 
 
 def publish_copies(ctx: HubContext, publisher: ConfirmedPublisher, message_id: str, index: int, body: bytes) -> int:
-    items = [
-        PublishItem(DELIVER_EXCHANGE, routing_key, body, messages.chunk_key(message_id, index),
-                    headers={messages.H_RECIPIENT: recipient, messages.H_CHUNK_OF: message_id,
-                             messages.H_CHUNK_INDEX: index},
-                    type=messages.CHUNK)
-        for routing_key, recipient in targets(ctx, message_id)
-    ]
+    items = [item(routing_key, recipient, message_id, index, body) for routing_key, recipient in targets(ctx, message_id)]
     if items:
         publisher.publish_many(items)
     return len(items)

@@ -165,6 +165,12 @@ def deliver(db: Database, publisher: ConfirmedPublisher, rows: Sequence[Row], ob
         # One chain append for all the documents of this publication.
         audit.append_many(s, [("hub", "document.route", message_id, {"recipients": recipients})
                               for message_id, recipients in routed.items()])
+    links = list({(r.message_id, r.routing_key): (r.message_id, r.routing_key, r.recipient) for r in rows
+                  if r.kind == messages.DOCUMENT and r.routing_key.startswith("link.")}.values())
+    if links:  # chunks of large documents follow their envelope over a link
+        from docex.hub.chunk_copies import follow
+
+        follow(db, store, publisher, links)
     if observer is not None:
         for recipients in routed.values():
             for _ in recipients:

@@ -26,8 +26,9 @@ from docex.agent.large import queue_large
 from docex.agent.sending import Draft
 from docex.agent.store import OutgoingChunks, Received
 from docex.cli.localnet import CityCounty
+from docex.hub import links
 from docex.hub.db import Database
-from docex.hub.models import Chunk, Receipt, Rejection
+from docex.hub.models import Chunk, Outbox, Receipt, Rejection
 from tests.e2e.support import Network, knows, wait_until
 from tests.e2e.test_bridge import CITY_UNITS, COUNTY_UNITS, SWB, XXZX
 
@@ -183,3 +184,28 @@ def test_a_bridge_killed_mid_transfer_resumes_and_delivers_once(levels: tuple[Ci
         county.recover(hub=False)
         if not county.running("bridge"):
             cc.start_bridge()
+
+
+def test_chunks_wait_with_their_envelope_while_the_link_is_paused(levels: tuple[CityCounty, Network, Network],
+                                                                 tmp_path: Path) -> None:
+    """A paused link holds the envelope in the county hub's outbox; its chunks wait with it
+    (recorded, in the content store, not in the link queue) and follow it on resume."""
+    _, city, county = levels
+    big = tmp_path / "暂停期间的大文件.bin"
+    total = 8
+    sha = _write_random(big, total * MB)
+    draft = Draft(to=(SWB,), title="关于链路暂停期间大文件的函", doc_number="阳信函〔2011〕7号",
+                  files={"正文.txt": "详见附件。".encode()})
+    wait_until(lambda: county.queue_depth("link.parent") == 0, 120, "the link queue empty (earlier tests' traffic)")
+    links.pause(county.config, county.db, "parent")
+    try:
+        mid = queue_large(county.agent(XXZX), draft, big, chunk_size=MB)
+        wait_until(lambda: county.count(Chunk, Chunk.message_id == mid) == total, 120, "every chunk at the county hub")
+        assert county.count(Outbox, Outbox.message_id == mid, Outbox.published_at.is_(None)) >= 1
+        # not in the link queue (which may hold a snapshot or a receipt, never eight chunks)
+        assert county.queue_depth("link.parent") < total and city.count(Chunk, Chunk.message_id == mid) == 0
+    finally:
+        links.resume(county.config, county.db, "parent")
+    wait_until(lambda: city.hub_states(mid) == {SWB: "delivered"}, 180, "delivered after the resume")
+    assert _file_sha(city.home(SWB) / "inbox" / mid / big.name) == sha
+    big.unlink()
