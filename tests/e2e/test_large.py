@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def county(network: NetworkFactory) -> Iterator[Network]:
     net.start_hub()
     net.start_agents([SENDER, *RECIPIENTS])
     yield net
+    # what the transfers left on disk (the hub's content store, the delivered copies)
+    shutil.rmtree(net.hub_home / "content", ignore_errors=True)
+    for address in RECIPIENTS:
+        shutil.rmtree(net.home(address) / "inbox", ignore_errors=True)
 
 
 def _big(path: Path, size: int) -> str:
