@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 PER_ROUND = 4  # chunks published per round of the sender loop (it stays responsive)
 CHUNKS_DIR = "chunks"
 ENVELOPE_NAME = "envelope.p7m"
+ABANDONED_DAYS = 30.0
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -265,17 +267,25 @@ def _build(ctx: AgentContext, target: Path, files: dict[str, bytes], manifest: M
         raise
 
 
-def clean_leftovers(ctx: AgentContext) -> int:
+def clean_leftovers(ctx: AgentContext, *, abandoned_days: float = ABANDONED_DAYS) -> int:
     """Chunk folders of documents already delivered (a kill between the record and the
-    clean-up)."""
+    clean-up), and of transfers nothing was added to for `abandoned_days` (a sender that
+    never finished: its hub delivered the envelope and part of the file)."""
     root = ctx.config.home / CHUNKS_DIR
     if not root.is_dir():
         return 0
-    removed = 0
+    folders = [p for p in root.iterdir() if p.is_dir()]
+    names = [p.name for p in folders]
     with ctx.store.session() as s:
-        names = [p.name for p in root.iterdir() if p.is_dir()]
         done = set(s.execute(select(Received.message_id).where(Received.message_id.in_(names))).scalars()) if names else set()
-    for name in done:
-        shutil.rmtree(root / name, ignore_errors=True)
-        removed += 1
+    cutoff = time.time() - abandoned_days * 86400
+    removed = 0
+    for folder in folders:
+        newest = max((p.stat().st_mtime for p in folder.iterdir()), default=folder.stat().st_mtime)
+        if folder.name in done or newest < cutoff:
+            if folder.name not in done:
+                log.warning("large document %s: no chunk for %s days, its %d piece(s) removed", folder.name,
+                            abandoned_days, sum(1 for _ in folder.glob("*.chunk")))
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
     return removed
