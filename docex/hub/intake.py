@@ -494,6 +494,7 @@ class Intake:
     def _settle_receipts(self, items: list[_Rcpt], publisher: ConfirmedPublisher) -> None:
         with self.ctx.db.session() as s:
             owed = self._record_receipts(s, items)
+        self._publish(publisher, owed)  # new: the copies just written (before any refusal: see `documents`)
         flush: list[str] = []
         for item in items:
             receipt = item.receipt
@@ -506,7 +507,6 @@ class Intake:
                        message_id=receipt.message_id, publisher=publisher, name_in_notice=False)
             elif item.outcome is None:  # a redelivery: whatever is still owed
                 flush += [item.key, f"{item.key}|stamped"]
-        self._publish(publisher, owed)  # new: the copies just written
         if flush:
             self._flush(publisher, flush)
         observer = self.ctx.observer
