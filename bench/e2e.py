@@ -161,7 +161,8 @@ class Sender:
         self.ctx = AgentContext.open(home)
         self.service = AgentService(self.ctx)
         self.tracker = Tracker()
-        handler = self.service.consumer.handler
+        consumer = self.service.consumer
+        handler, batch = consumer.handler, consumer.batch_handler
         tracker = self.tracker
 
         def tracked(delivery: Any) -> None:
@@ -169,7 +170,16 @@ class Sender:
             if delivery.properties.type == "receipt":
                 tracker.receipt(delivery.message_id)
 
-        self.service.consumer.handler = tracked
+        def tracked_batch(deliveries: list[Any]) -> None:
+            assert batch is not None
+            batch(deliveries)
+            for delivery in deliveries:
+                if delivery.properties.type == "receipt":
+                    tracker.receipt(delivery.message_id)
+
+        consumer.handler = tracked
+        if batch is not None:
+            consumer.batch_handler = tracked_batch
         self._thread: threading.Thread | None = None
         self.payload = os.urandom(PAYLOAD)
         self.count = 0

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from docex.agent.context import AgentContext
 from docex.agent.evidence import keep, keep_envelope
@@ -50,6 +51,7 @@ from docex.protocols.logsafe import loggable
 from docex.protocols.manifest import Manifest
 from docex.protocols.notice import verify_notice
 from docex.protocols.package import extract_to
+from docex.protocols.receipt import Receipt as ReceiptStatement
 from docex.protocols.receipt import envelope_digest, make_receipt, verify_receipt
 from docex.protocols.safepath import create_exclusive, inside, private_dir
 
@@ -288,34 +290,58 @@ class Receiver:
 
     # -- what comes back to the sender ---------------------------------------------------------
     def receipt(self, body: bytes) -> None:
-        try:
-            receipt, _ = verify_receipt(body, self.ctx.trust)
-        except PkiError as exc:
-            log.warning("ignored an invalid receipt: [%s] %s", exc.code, loggable(exc.message, 500))
+        self.receipts([body])
+
+    def receipts(self, bodies: list[bytes]) -> None:
+        """Receipts, each verified, all kept in one transaction with the states they move (one
+        commit and fsync: a sender collecting a broadcast's 125 receipts waited for each)."""
+        verified: list[tuple[ReceiptStatement, bytes]] = []
+        for body in bodies:
+            try:
+                receipt, _ = verify_receipt(body, self.ctx.trust)
+            except PkiError as exc:
+                log.warning("ignored an invalid receipt: [%s] %s", exc.code, loggable(exc.message, 500))
+                continue
+            verified.append((receipt, body))
+        if not verified:
             return
+        with self.ctx.store.session() as s:
+            for receipt, body in verified:
+                self._apply_receipt(s, receipt, body)
+
+    def batch(self, deliveries: list[Delivery]) -> None:
+        """The consumer's batch handler: receipts together, the rest one by one."""
+        receipts = [d.body for d in deliveries if d.properties.type == messages.RECEIPT]
+        for delivery in deliveries:
+            if delivery.properties.type != messages.RECEIPT:
+                self(delivery)
+        if receipts:
+            self.receipts(receipts)
+
+    @staticmethod
+    def _apply_receipt(s: Session, receipt: ReceiptStatement, body: bytes) -> None:
+        # every receipt is evidence, our own stamped copies too
+        if s.get(Sent, receipt.message_id) is not None or s.get(Received, receipt.message_id) is not None:
+            keep(s, message_id=receipt.message_id, event=receipt.event, issuer=receipt.recipient,
+                 direction="received", der=body)
         state = RECEIPT_STATE.get(receipt.event)
-        # One transaction (one commit, one fsync): the evidence and the state it moves.
-        with self.ctx.store.session() as s:  # every receipt is evidence, our own stamped copies too
-            if s.get(Sent, receipt.message_id) is not None or s.get(Received, receipt.message_id) is not None:
-                keep(s, message_id=receipt.message_id, event=receipt.event, issuer=receipt.recipient,
-                     direction="received", der=body)
-            if state is None:
-                return
-            row = s.execute(select(SentRecipient).where(SentRecipient.message_id == receipt.message_id,
-                                                        SentRecipient.recipient == receipt.recipient)).scalar_one_or_none()
-            if row is None:
-                return
-            _advance(row, state, utcnow())
-            if not s.execute(select(SentEvent.id).where(SentEvent.message_id == receipt.message_id,
-                                                        SentEvent.recipient == receipt.recipient,
-                                                        SentEvent.event == receipt.event)).first():
-                s.add(SentEvent(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
-                                person=receipt.person, reason=receipt.reason or receipt.error))
-            if receipt.event in ("returned", "refused"):
-                row.reason = receipt.reason
-                row.code = receipt.error
-            if receipt.event in ("delivered", "signed_for", "returned") and (row.receipt is None or receipt.event != "delivered"):
-                row.receipt = body
+        if state is None:
+            return
+        row = s.execute(select(SentRecipient).where(SentRecipient.message_id == receipt.message_id,
+                                                    SentRecipient.recipient == receipt.recipient)).scalar_one_or_none()
+        if row is None:
+            return
+        _advance(row, state, utcnow())
+        if not s.execute(select(SentEvent.id).where(SentEvent.message_id == receipt.message_id,
+                                                    SentEvent.recipient == receipt.recipient,
+                                                    SentEvent.event == receipt.event)).first():
+            s.add(SentEvent(message_id=receipt.message_id, recipient=receipt.recipient, event=receipt.event,
+                            person=receipt.person, reason=receipt.reason or receipt.error))
+        if receipt.event in ("returned", "refused"):
+            row.reason = receipt.reason
+            row.code = receipt.error
+        if receipt.event in ("delivered", "signed_for", "returned") and (row.receipt is None or receipt.event != "delivered"):
+            row.receipt = body
 
     def notice(self, body: bytes) -> None:
         try:

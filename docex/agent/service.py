@@ -159,15 +159,21 @@ class AgentService:
         self.folder_seconds = folder_seconds
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Receipts already waiting are kept together (one transaction); the rest one by one.
         self.consumer = Consumer(broker_settings(ctx), unit_queue(ctx.creds.address), self._receive,
                                  workers=ctx.config.workers, prefetch=ctx.config.prefetch,
-                                 name=f"docex-agent-{ctx.creds.address}")
+                                 name=f"docex-agent-{ctx.creds.address}", batch=self._receive_batch,
+                                 batch_size=32)
         self._receiver = Receiver(ctx)
         self.connected = threading.Event()
 
     def _receive(self, delivery: Delivery) -> None:
         self._receiver(delivery)
         # A received document left a receipt in the outbox: publish it now, not at the next poll.
+        self._wake.set()
+
+    def _receive_batch(self, deliveries: list[Delivery]) -> None:
+        self._receiver.batch(deliveries)
         self._wake.set()
 
     def wake(self) -> None:

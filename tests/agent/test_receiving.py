@@ -23,11 +23,13 @@ from docex.agent.sending import Draft, queue_document, release_held
 from docex.agent.status import agent_status
 from docex.agent.store import (
     AwaitingTrust,
+    EvidenceRow,
     Notice,
     Outgoing,
     Quarantined,
     Received,
     Sent,
+    SentEvent,
     SentRecipient,
 )
 from docex.broker import Delivery
@@ -158,6 +160,38 @@ def test_receipts_move_the_senders_view_forward_only(county: County) -> None:
         rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
     assert rows[ZFB].state == "signed_for" and rows[ZFB].receipt is not None
     assert rows[FGJ].state == "returned" and rows[FGJ].reason == "请补充附件"
+
+
+def test_receipts_taken_as_a_batch_end_as_one_by_one(county: County) -> None:
+    """The consumer's batch: every receipt kept once and its delivery moved, in one
+    transaction; a duplicate and a forgery in the batch change nothing; other messages of
+    the batch are handled on their own."""
+    sender, mid, body = _send(county, to=(ZFB, FGJ))
+    zfb, fgj = county.context(ZFB), county.context(FGJ)
+
+    def receipt(ctx: AgentContext, event: str, reason: str = "") -> bytes:
+        _, der = make_receipt(message_id=mid, recipient=ctx.creds.address, event=event, envelope_sha256="0" * 64,
+                              cert=ctx.creds.sign_cert, key=ctx.creds.sign_key, reason=reason)
+        return der
+
+    def delivery(der: bytes, kind: str = messages.RECEIPT) -> Delivery:
+        return Delivery(body=der, message_id="x", headers={}, user_id=None, redelivered=False, delivery_tag=1,
+                        properties=pika.BasicProperties(type=kind))
+
+    delivered, signed = receipt(zfb, "delivered"), receipt(zfb, "signed_for")
+    Receiver(sender).batch([delivery(delivered), delivery(signed), delivery(delivered),
+                            delivery(receipt(fgj, "returned", "请补充附件")), delivery(b"not a receipt"),
+                            delivery(b"\x30\x00", "mystery")])
+    with sender.store.session() as s:
+        rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+        events = sorted((e.recipient, e.event) for e in s.execute(select(SentEvent).where(SentEvent.message_id == mid))
+                        .scalars())
+        kept = s.execute(select(func.count()).select_from(EvidenceRow).where(EvidenceRow.message_id == mid,
+                                                                             EvidenceRow.direction == "received")).scalar_one()
+    assert rows[ZFB].state == "signed_for" and rows[ZFB].receipt == signed
+    assert rows[FGJ].state == "returned" and rows[FGJ].reason == "请补充附件"
+    assert events == [(FGJ, "returned"), (ZFB, "delivered"), (ZFB, "signed_for")]
+    assert kept == 3  # the duplicate is the same evidence
 
 
 def test_notices_are_kept_and_a_refusal_marks_the_document(county: County) -> None:
