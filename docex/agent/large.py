@@ -44,6 +44,7 @@ from docex.protocols.chunks import (
     read_plain_chunk,
     seal_chunk,
 )
+from docex.protocols.durable import write_durably
 from docex.protocols.envelope import OpenedEnvelope, open_envelope, read_header
 from docex.protocols.errors import DocexError
 from docex.protocols.large import assemble, pack_large
@@ -162,23 +163,6 @@ def _folder(ctx: AgentContext, message_id: str, *, make: bool = True) -> Path:
     return path
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    """`path` holds `data` durably, written aside and renamed (a second write is a no-op)."""
-    if path.exists():
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def receive_chunk(ctx: AgentContext, receiver: Receiver, delivery: Delivery) -> None:
     try:
         message_id, index = chunk_address(delivery.headers)
@@ -190,13 +174,13 @@ def receive_chunk(ctx: AgentContext, receiver: Receiver, delivery: Delivery) -> 
     with ctx.store.session() as s:
         if s.get(Received, message_id) is not None:
             return  # a redelivery after the document was complete
-    _write_once(_folder(ctx, message_id) / f"{index}.chunk", delivery.body)
+    write_durably(_folder(ctx, message_id) / f"{index}.chunk", delivery.body, once=True)
     try_complete(ctx, receiver, message_id)
 
 
 def envelope_arrived(ctx: AgentContext, receiver: Receiver, body: bytes, message_id: str) -> None:
     """A verified envelope that announces chunks: kept beside them until they are all here."""
-    _write_once(_folder(ctx, message_id) / ENVELOPE_NAME, body)
+    write_durably(_folder(ctx, message_id) / ENVELOPE_NAME, body, once=True)
     try_complete(ctx, receiver, message_id)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from docex.hub.models import Delivery, Document
 from docex.pki.errors import PkiError
 from docex.pki.timestamps import RENEW_MARGIN, Stamper
 from docex.protocols import localtime
+from docex.protocols.durable import write_durably
 from docex.protocols.identifiers import is_message_id
 
 log = logging.getLogger(__name__)
@@ -57,22 +57,6 @@ def path_for(root: Path, message_id: str, accepted_at: dt.datetime) -> Path:
     return root / f"{local:%Y}" / f"{local:%m}" / f"{message_id}.zip"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """The file whole or not at all, and durable before anyone is told it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _read_mark(root: Path) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat((root / MARK).read_text("utf-8").strip())
@@ -93,7 +77,7 @@ def archive_one(ctx: HubContext, root: Path, message_id: str, stamper: Stamper, 
     if path.exists() and not replace:
         return None
     data = hub_evidence.export(ctx, message_id, stamper)
-    write_atomically(path, data)
+    write_durably(path, data)
     with ctx.db.session() as s:
         audit.append(s, "hub", "evidence.archived", message_id, file=str(path.relative_to(root)), bytes=len(data))
     return path
@@ -165,7 +149,7 @@ def sweep(ctx: HubContext, root: Path, stamper: Stamper, *, skip: set[str] | Non
             break
     if reached > mark:
         root.mkdir(parents=True, exist_ok=True)
-        write_atomically(root / MARK, reached.isoformat().encode())
+        write_durably(root / MARK, reached.isoformat().encode())
     if result.written:
         log.info("evidence archive: %d bundle(s) written", len(result.written))
     return result
@@ -239,7 +223,7 @@ def renew_due(ctx: HubContext, root: Path, stamper: Stamper, passphrase: bytes |
             with ctx.db.session() as s:
                 audit.append(s, "hub", "evidence.renew_failed", name, code=exc.code)
             continue
-        write_atomically(path, done.data)
+        write_durably(path, done.data)
         with ctx.db.session() as s:
             audit.append(s, "hub", "evidence.renewed", name, archive_timestamp=done.number,
                          crls_of=done.refreshed, not_refreshed=done.not_refreshed)

@@ -23,6 +23,7 @@ from docex.hub.context import HubContext
 from docex.hub.job_outages import JobOutageLog
 from docex.hub.models import Delivery, Document, Outbox, Unit, utcnow
 from docex.protocols import localtime, messages
+from docex.protocols.durable import write_durably
 from docex.protocols.notice import make_notice
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,6 @@ class HubJobs:
         timestamp's certificate expires within ``margin_days`` (``docex seal renew``, with
         the hub's own TSA and trust). Each file is replaced atomically; every renewal and
         failure is audited. Returns the renewed files (relative to the folder)."""
-        import os
 
         from docex.pki.errors import PkiError
         from docex.pki.seal import renew_seal, verify_seals
@@ -338,9 +338,7 @@ class HubJobs:
                 with self.ctx.db.session() as s:
                     audit.append(s, "hub", "seal.renew_failed", f"{name} [{exc.code}]")
                 continue
-            tmp = path.with_name(path.name + ".part")
-            tmp.write_bytes(out)
-            os.replace(tmp, path)  # a crash leaves the old file or the new one, never half
+            write_durably(path, out, mode=0o644)  # a crash leaves the old file or the new one, never half
             with self.ctx.db.session() as s:
                 audit.append(s, "hub", "seal.renewed", name)
             renewed.append(name)
