@@ -30,6 +30,7 @@ from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, wait_until
 from tests.monitoring.browser import (
     chromium,
+    click,
     css,
     keep_screenshot,
     missing_browser,
@@ -159,13 +160,13 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         wait_for(driver, lambda d: visible(d, "login-form"))
         assert driver.execute_script("return document.documentElement.lang") == "zh-CN"
         css(driver, "#login-passphrase")[0].send_keys("wrong")
-        css(driver, "#login-submit")[0].click()
+        click(driver, "#login-submit")
         wait_for(driver, lambda d: visible(d, "login-error"))
         assert "证书或口令错误" in text_of(driver, "#login-error")
         css(driver, "#login-passphrase")[0].clear()
         css(driver, "#login-passphrase")[0].send_keys(PASSPHRASE)
         keep_screenshot(driver, tmp_path, "desk-login.png", docs=True)
-        css(driver, "#login-submit")[0].click()
+        click(driver, "#login-submit")
 
         # 收文: the documents, by unit name, with their deadlines.
         row = f'#inbox-table tr[data-message-id="{urgent}"]'
@@ -173,14 +174,14 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         assert desk.names[SENDER] in text_of(driver, row) and "特急" in text_of(driver, row)
         assert "剩余" in text_of(driver, f'{row} [data-testid="deadline"]')
         assert text_of(driver, "#me") == "张三"
-        css(driver, row)[0].click()
+        click(driver, row)
         wait_for(driver, lambda d: visible(d, "doc-detail") and text_of(d, "#detail-title") == "关于做好国庆节期间值班工作的通知")
         assert text_of(driver, "#detail-seal") == "无电子印章"
         assert "正文.pdf" in text_of(driver, "#detail-files")
         keep_screenshot(driver, tmp_path, "desk-inbox.png", docs=True)
 
         # 签收 in one click: the hub and the sender see it.
-        css(driver, "#btn-sign-for")[0].click()
+        click(driver, "#btn-sign-for")
         wait_for(driver, lambda d: css(d, "#doc-detail")[0].get_attribute("data-state") == "signed_for")
         assert not css(driver, row)  # no longer waiting: off the 待签收 list
         net.wait_hub(urgent, "signed_for", [ME])
@@ -198,10 +199,10 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
 
         # 退回 another, with a reason: the sender sees the reason.
         other_row = f'#inbox-table tr[data-message-id="{other}"]'
-        css(driver, other_row)[0].click()
+        click(driver, other_row)
         wait_for(driver, lambda d: text_of(d, "#detail-title") == "关于报送2011年工作总结的通知")
         css(driver, "#return-reason")[0].send_keys("请补充附件2")
-        css(driver, "#btn-return")[0].click()
+        click(driver, "#btn-return")
         net.wait_hub(other, "returned", [ME])
         wait_until(lambda: net.sent(SENDER, other)[ME].reason == "请补充附件2", 60, "the reason at the sender")
 
@@ -218,7 +219,7 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         assert _state_of_row(driver, waiting_row) == "awaiting_trust" and "等待信任" in text_of(driver, waiting_row)
         assert hostile in text_of(driver, waiting_row) and "qingyuan.swb" in text_of(driver, waiting_row)
         assert not css(driver, f"{waiting_row} img")
-        css(driver, waiting_row)[0].click()
+        click(driver, waiting_row)
         wait_for(driver, lambda d: text_of(d, "#detail-title") == hostile)
         assert css(driver, "#btn-sign-for")[0].get_attribute("disabled") is not None and visible(driver, "detail-awaiting")
         assert driver.execute_script("return window.__pwned") is None
@@ -232,7 +233,7 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
 
         # 发文: three units chosen by name, two attachments, preview, send.
         three = desk.others()[:3]
-        css(driver, "#nav-send")[0].click()
+        click(driver, "#nav-send")
         wait_for(driver, lambda d: css(d, 'li[data-testid="recipient-option"]'))
         css(driver, "#send-title")[0].send_keys("关于开展安全生产大检查的通知")
         css(driver, "#send-docnum")[0].send_keys("阳府办发〔2011〕52号")
@@ -242,21 +243,21 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
             search.send_keys(desk.names[address])
             option = f'li[data-address="{address}"]'
             wait_for(driver, lambda d, option=option: css(d, option))
-            css(driver, f"{option} {'.add-cc' if i == 2 else '.add-to'}")[0].click()
+            click(driver, f"{option} {'.add-cc' if i == 2 else '.add-to'}")
         css(driver, "#send-files")[0].send_keys("\n".join(str(p) for p in attachments))
         # Classification is refused before anything leaves the page.
         classification = Select(css(driver, "#send-classification")[0])
         classification.select_by_visible_text("机密")
         wait_for(driver, lambda d: visible(d, "classified-warning"))
-        css(driver, "#btn-preview")[0].click()
+        click(driver, "#btn-preview")
         wait_for(driver, lambda d: visible(d, "send-error"))
         classification.select_by_value("")
-        css(driver, "#btn-preview")[0].click()
+        click(driver, "#btn-preview")
         wait_for(driver, lambda d: visible(d, "send-preview"))
         assert text_of(driver, "#preview-to") == "、".join(desk.names[a] for a in three[:2])
         assert "附件1 名单.txt" in text_of(driver, "#preview-files") and "附件2 日程.txt" in text_of(driver, "#preview-files")
         keep_screenshot(driver, tmp_path, "desk-send.png", docs=True)
-        css(driver, "#btn-send")[0].click()
+        click(driver, "#btn-send")
         wait_for(driver, lambda d: visible(d, "send-result"), timeout=30)
         mid = css(driver, "#send-result")[0].get_attribute("data-message-id")
         assert mid
@@ -266,7 +267,7 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
             assert got_files["附件1 名单.txt"] == "附件1".encode() and got_files["附件2 日程.txt"] == "附件2".encode()
 
         # 已发: the recipients by name; one signs for it, the page follows without a reload.
-        css(driver, "#nav-sent")[0].click()
+        click(driver, "#nav-sent")
         doc = f'div[data-message-id="{mid}"]'
         wait_for(driver, lambda d: all(_state_of_row(d, f'{doc} tr[data-address="{a}"]') == "delivered" for a in three),
                  timeout=60)
@@ -278,7 +279,7 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
 
         # 撤销: the others lose it; the one that signed keeps it, and the page shows who.
         css(driver, f"{doc} .recall-reason")[0].send_keys("文号有误，重新发文")
-        css(driver, f"{doc} .btn-recall")[0].click()
+        click(driver, f"{doc} .btn-recall")
         wait_for(driver, lambda d: all(_state_of_row(d, f'{doc} tr[data-address="{a}"]') == "recalled" for a in three[1:]),
                  timeout=60)
         assert _state_of_row(driver, f'{doc} tr[data-address="{three[0]}"]') == "signed_for"
@@ -292,14 +293,14 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         assert isinstance(kept, Received) and kept.state == "signed_for"
 
         # 通讯录 and English, at 800 px.
-        css(driver, "#nav-directory")[0].click()
+        click(driver, "#nav-directory")
         wait_for(driver, lambda d: len(css(d, 'tr[data-testid="directory-row"]')) == len(net.addresses))
         css(driver, "#dir-search")[0].send_keys("镇")
         wait_for(driver, lambda d: 0 < len(css(d, 'tr[data-testid="directory-row"]')) < len(net.addresses))
         keep_screenshot(driver, tmp_path, "desk-directory.png", docs=True)
         driver.set_window_size(800, 900)
-        css(driver, "#lang-toggle")[0].click()
-        css(driver, "#nav-inbox")[0].click()
+        click(driver, "#lang-toggle")
+        click(driver, "#nav-inbox")
         wait_for(driver, lambda d: text_of(d, "#nav-inbox") == "Inbox" and css(d, "#inbox-table tbody tr"))
         assert driver.execute_script("return document.documentElement.lang") == "en"
         width = driver.execute_script("return document.documentElement.scrollWidth")

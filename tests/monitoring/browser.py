@@ -98,6 +98,21 @@ def css(driver: WebDriver, selector: str) -> list[WebElement]:
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def click(driver: WebDriver, selector: str, timeout: float = 20.0) -> None:
+    """Click the first element matching `selector`, found afresh until the click lands: a
+    page that re-renders a list on its own timer can replace a row between finding it and
+    clicking it (StaleElementReferenceException), and a stale click never happened."""
+
+    def attempt(d: WebDriver) -> bool:
+        found = css(d, selector)
+        if not found:
+            return False
+        found[0].click()
+        return True
+
+    wait_for(driver, attempt, timeout)
+
+
 def visible(driver: WebDriver, element_id: str) -> bool:
     found = css(driver, f"#{element_id}")
     return bool(found) and found[0].is_displayed()
