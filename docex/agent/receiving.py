@@ -49,7 +49,7 @@ from docex.protocols.errors import DocexError
 from docex.protocols.header import RoutingHeader
 from docex.protocols.logsafe import loggable
 from docex.protocols.manifest import Manifest
-from docex.protocols.notice import verify_notice
+from docex.protocols.notice import Notice, verify_notice
 from docex.protocols.package import extract_to
 from docex.protocols.receipt import Receipt as ReceiptStatement
 from docex.protocols.receipt import envelope_digest, make_receipt, verify_receipt
@@ -310,13 +310,18 @@ class Receiver:
                 self._apply_receipt(s, receipt, body)
 
     def batch(self, deliveries: list[Delivery]) -> None:
-        """The consumer's batch handler: receipts together, the rest one by one."""
-        receipts = [d.body for d in deliveries if d.properties.type == messages.RECEIPT]
+        """The consumer's batch handler: receipts together, notices together (one transaction
+        each), the rest one by one."""
+        together = (messages.RECEIPT, messages.NOTICE)
         for delivery in deliveries:
-            if delivery.properties.type != messages.RECEIPT:
+            if delivery.properties.type not in together:
                 self(delivery)
+        receipts = [d.body for d in deliveries if d.properties.type == messages.RECEIPT]
+        notices = [d.body for d in deliveries if d.properties.type == messages.NOTICE]
         if receipts:
             self.receipts(receipts)
+        if notices:
+            self.notices(notices)
 
     @staticmethod
     def _apply_receipt(s: Session, receipt: ReceiptStatement, body: bytes) -> None:
@@ -344,57 +349,71 @@ class Receiver:
             row.receipt = body
 
     def notice(self, body: bytes) -> None:
-        try:
-            notice = verify_notice(body, self.ctx.trust)
-        except PkiError as exc:
-            log.warning("ignored an invalid notice: [%s] %s", exc.code, loggable(exc.message, 500))
-            return
-        digest = hashlib.sha256(body).hexdigest()
-        with self.ctx.store.session() as s:
-            if s.execute(select(NoticeRow.id).where(NoticeRow.digest == digest)).first():
-                return  # a redelivery
-            s.add(NoticeRow(message_id=notice.message_id, event=notice.event, code=notice.code,
-                            message=notice.message, digest=digest, der=body))
-            sent = s.get(Sent, notice.message_id)
-            # A refusal moves only copies the hub has not yet taken (queued/sent): a notice can
-            # never undo a document the hub accepted and routed (a tampered copy of it refused).
-            unsent = (select(SentRecipient).where(SentRecipient.message_id == notice.message_id,
-                                                  SentRecipient.state.in_(("queued", "sent"))))
-            if notice.code == "duplicate" and notice.event == "rejected":
-                # Named recipients: another unit holds this id and our document did not go.
-                # None named: a replay of our own id was refused; what the hub accepted stands.
-                if notice.recipients and sent is not None:
-                    for row in s.execute(unsent.where(SentRecipient.recipient.in_(notice.recipients))).scalars():
-                        _advance(row, "rejected", utcnow())
-                        row.code, row.reason = notice.code, notice.message
-                        sent.state = "duplicate"
-            elif notice.event == "rejected" and sent is not None:
-                for row in s.execute(unsent).scalars():
-                    _advance(row, "rejected", utcnow())
-                    row.code = notice.code
-                    row.reason = notice.message
-                    sent.state = "rejected"
-            elif notice.event in ("paper_route", "expired", "waiting_for_link", "dead_letter"):
-                concerns = select(SentRecipient).where(SentRecipient.message_id == notice.message_id)
-                if notice.recipients or notice.event != "dead_letter":  # a dead letter may concern them all
-                    concerns = concerns.where(SentRecipient.recipient.in_(notice.recipients))
-                for row in s.execute(concerns).scalars():
-                    _advance(row, notice.event, utcnow())
-                    row.code = notice.code
-                    row.reason = notice.message
-            elif notice.event == "reminder" and sent is not None:
-                for address in notice.recipients:
-                    count = len(s.execute(select(SentEvent.id).where(
-                        SentEvent.message_id == notice.message_id, SentEvent.recipient == address,
-                        SentEvent.event.like("reminder%"))).all())
-                    s.add(SentEvent(message_id=notice.message_id, recipient=address, event=f"reminder#{count + 1}",
-                                    reason=notice.message))
-        if notice.event == "recalled":
-            from docex.agent.recall import recalled_notice
+        self.notices([body])
 
-            recalled_notice(self.ctx, notice)
-        log.info("notice for %s: %s [%s] %s", loggable(notice.message_id), loggable(notice.event), loggable(notice.code),
-                 loggable(notice.message, 500))
+    def notices(self, bodies: list[bytes]) -> None:
+        """Notices, each verified, all kept in one transaction with the states they move."""
+        verified: list[tuple[Notice, bytes]] = []
+        for body in bodies:
+            try:
+                verified.append((verify_notice(body, self.ctx.trust), body))
+            except PkiError as exc:
+                log.warning("ignored an invalid notice: [%s] %s", exc.code, loggable(exc.message, 500))
+        if not verified:
+            return
+        with self.ctx.store.session() as s:
+            fresh = [notice for notice, body in verified if self._apply_notice(s, notice, body)]
+        for notice in fresh:
+            if notice.event == "recalled":
+                from docex.agent.recall import recalled_notice
+
+                recalled_notice(self.ctx, notice)
+            log.info("notice for %s: %s [%s] %s", loggable(notice.message_id), loggable(notice.event),
+                     loggable(notice.code), loggable(notice.message, 500))
+
+    @staticmethod
+    def _apply_notice(s: Session, notice: Notice, body: bytes) -> bool:
+        """Keep one notice and move what it concerns; False for one kept before."""
+        digest = hashlib.sha256(body).hexdigest()
+        if s.execute(select(NoticeRow.id).where(NoticeRow.digest == digest)).first():
+            return False  # a redelivery
+        s.add(NoticeRow(message_id=notice.message_id, event=notice.event, code=notice.code,
+                        message=notice.message, digest=digest, der=body))
+        sent = s.get(Sent, notice.message_id)
+        # A refusal moves only copies the hub has not yet taken (queued/sent): a notice can
+        # never undo a document the hub accepted and routed (a tampered copy of it refused).
+        unsent = (select(SentRecipient).where(SentRecipient.message_id == notice.message_id,
+                                              SentRecipient.state.in_(("queued", "sent"))))
+        if notice.code == "duplicate" and notice.event == "rejected":
+            # Named recipients: another unit holds this id and our document did not go.
+            # None named: a replay of our own id was refused; what the hub accepted stands.
+            if notice.recipients and sent is not None:
+                for row in s.execute(unsent.where(SentRecipient.recipient.in_(notice.recipients))).scalars():
+                    _advance(row, "rejected", utcnow())
+                    row.code, row.reason = notice.code, notice.message
+                    sent.state = "duplicate"
+        elif notice.event == "rejected" and sent is not None:
+            for row in s.execute(unsent).scalars():
+                _advance(row, "rejected", utcnow())
+                row.code = notice.code
+                row.reason = notice.message
+                sent.state = "rejected"
+        elif notice.event in ("paper_route", "expired", "waiting_for_link", "dead_letter"):
+            concerns = select(SentRecipient).where(SentRecipient.message_id == notice.message_id)
+            if notice.recipients or notice.event != "dead_letter":  # a dead letter may concern them all
+                concerns = concerns.where(SentRecipient.recipient.in_(notice.recipients))
+            for row in s.execute(concerns).scalars():
+                _advance(row, notice.event, utcnow())
+                row.code = notice.code
+                row.reason = notice.message
+        elif notice.event == "reminder" and sent is not None:
+            for address in notice.recipients:
+                count = len(s.execute(select(SentEvent.id).where(
+                    SentEvent.message_id == notice.message_id, SentEvent.recipient == address,
+                    SentEvent.event.like("reminder%"))).all())
+                s.add(SentEvent(message_id=notice.message_id, recipient=address, event=f"reminder#{count + 1}",
+                                reason=notice.message))
+        return True
 
     def directory(self, body: bytes) -> None:
         try:

@@ -212,6 +212,24 @@ def test_notices_are_kept_and_a_refusal_marks_the_document(county: County) -> No
     assert sorted(n.code for n in kept) == ["paper_route", "too_large"]
 
 
+def test_notices_taken_as_a_batch_end_as_one_by_one(county: County) -> None:
+    sender = county.context(XXZX)
+    mid = queue_document(sender, Draft(to=(ZFB, FGJ), title="测试通知", doc_number="阳信发〔2011〕4号", files=FILES))
+    paper, expired = (county.notice(mid, "paper_route", "paper_route", (ZFB,)),
+                      county.notice(mid, "expired", "expired", (FGJ,)))
+
+    def delivery(der: bytes) -> Delivery:
+        return Delivery(body=der, message_id="x", headers={}, user_id=None, redelivered=False, delivery_tag=1,
+                        properties=pika.BasicProperties(type=messages.NOTICE))
+
+    Receiver(sender).batch([delivery(paper), delivery(expired), delivery(paper), delivery(b"not a notice")])
+    with sender.store.session() as s:
+        rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+        kept = s.execute(select(Notice).where(Notice.message_id == mid)).scalars().all()
+    assert rows[ZFB].state == "paper_route" and rows[FGJ].state == "expired"
+    assert sorted(n.code for n in kept) == ["expired", "paper_route"]  # the duplicate kept once
+
+
 def test_a_refused_replay_does_not_undo_the_accepted_document(county: County) -> None:
     sender, mid, _ = _send(county)
     receiver = Receiver(sender)
