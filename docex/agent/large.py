@@ -69,21 +69,14 @@ def queue_large(ctx: AgentContext, draft: Draft, big: Path, *, name: str | None 
                 chunk_size: int | None = None) -> str:
     """`queue_document` for a document with a big file: the envelope into the outbox, the
     file's chunks owed after it. Returns the message id."""
-    from docex.agent.sending import _main_document, _resolve, seal_if_configured
+    from docex.agent.sending import _resolve, sealed_manifest
 
     recipients = tuple(dict.fromkeys((*draft.to, *draft.cc)))
     resolved = _resolve(ctx, recipients)
     if resolved.unknown:
         raise DocexError("unknown_recipient", f"{', '.join(resolved.unknown)} not in the directory yet: "
                                               "send the large document once the directory knows them")
-    files = dict(draft.files)
-    main = _main_document(files)
-    seal_if_configured(ctx, main, files)
-    manifest = Manifest(
-        message_id=draft.message_id, sender=ctx.creds.address, recipients=draft.to, cc=draft.cc,
-        title=draft.title, doc_number=draft.doc_number, priority=draft.priority,
-        classification=draft.classification, fields=dict(draft.fields),
-    )
+    manifest, files, main = sealed_manifest(ctx, draft)
     big = Path(big).resolve()
     packed = pack_large(manifest, files, big, ctx.creds, resolved.certs, name=name, main_document=main,
                         off_network=frozenset(resolved.off_network), chunk_size=chunk_size)

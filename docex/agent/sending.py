@@ -150,7 +150,9 @@ def queue_document(ctx: AgentContext, draft: Draft) -> str:
     return draft.message_id
 
 
-def _pack(ctx: AgentContext, draft: Draft, resolved: _Resolved) -> tuple[bytes, bytes]:
+def sealed_manifest(ctx: AgentContext, draft: Draft) -> tuple[Manifest, dict[str, bytes], str | None]:
+    """The draft's manifest and files, the main document sealed where the unit seals: what
+    both an ordinary envelope and a large document's small envelope carry."""
     files = dict(draft.files)
     main = _main_document(files)
     seal_if_configured(ctx, main, files)
@@ -159,6 +161,11 @@ def _pack(ctx: AgentContext, draft: Draft, resolved: _Resolved) -> tuple[bytes, 
         title=draft.title, doc_number=draft.doc_number, priority=draft.priority,
         classification=draft.classification, fields=dict(draft.fields),
     )
+    return manifest, files, main
+
+
+def _pack(ctx: AgentContext, draft: Draft, resolved: _Resolved) -> tuple[bytes, bytes]:
+    manifest, files, main = sealed_manifest(ctx, draft)
     data, inner = envelope.pack_layers(manifest, files, ctx.creds, resolved.certs, main_document=main,
                                        off_network=frozenset(resolved.off_network))
     if len(data) > ctx.config.max_envelope_bytes:
