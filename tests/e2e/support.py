@@ -4,10 +4,12 @@ at it from outside: the hub's tracking store, each agent's store and folders, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +23,7 @@ from docex.agent.sending import Draft, queue_document
 from docex.agent.store import Notice, Outgoing, Quarantined, Received, Sent, SentRecipient
 from docex.broker import BrokerSettings, Management
 from docex.cli.demo import choose_units
-from docex.cli.localnet import LocalNetwork
+from docex.cli.localnet import CityCounty, LocalNetwork
 from docex.hub.config import HubConfig
 from docex.hub.db import Database
 from docex.hub.models import AuditEntry, Delivery, Document, Receipt, Rejection, Unit
@@ -345,3 +347,29 @@ class Network:
         self._contexts.clear()
         self.db.dispose()
         self.net.destroy()
+
+
+@contextlib.contextmanager
+def city_and_county(root: Path, tag: str, *, city_units: Iterable[CsvUnit], county_units: Iterable[CsvUnit],
+                    ) -> Iterator[tuple[CityCounty, Network, Network]]:
+    """A city and a county exchange on the local broker, linked by a bridge (not started:
+    `start_linked`), each hub's database open; both closed afterwards."""
+    cc = CityCounty.create(root, city_units=list(city_units), county_units=list(county_units),
+                           tag=f"{tag}{uuid.uuid4().hex[:8]}")
+    city = Network(cc.city, Database(cc.city.config.database_url))
+    county = Network(cc.county, Database(cc.county.config.database_url))
+    try:
+        yield cc, city, county
+    finally:
+        county.close()
+        city.close()
+
+
+def start_linked(cc: CityCounty, city: Network, county: Network, *, city_agents: Iterable[str] | None = None,
+                 county_agents: Iterable[str] | None = None, per_process: int = 1) -> None:
+    """Both hubs, the bridge between them, then the agents (all of a side unless named)."""
+    city.start_hub()
+    county.start_hub()
+    cc.start_bridge()
+    city.start_agents(city_agents, per_process=per_process)
+    county.start_agents(county_agents, per_process=per_process)

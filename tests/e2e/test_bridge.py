@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from docex.agent.actions import sign_for
 from docex.cli.localnet import CityCounty
 from docex.hub import links
 from docex.hub.content_store import ContentStore, envelope_of
-from docex.hub.db import Database
 from docex.hub.models import AuditEntry, Document, Outbox, Receipt, RemoteDirectory
 from docex.hub.units import CsvUnit
 from docex.pki.keys import load_certificate
@@ -31,7 +29,14 @@ from docex.protocols.manifest import Manifest, new_message_id
 from docex.protocols.receipt import verify_receipt
 from tests.cli.runner import run
 from tests.conftest import Pki
-from tests.e2e.support import Network, document_files, knows, wait_until
+from tests.e2e.support import (
+    Network,
+    city_and_county,
+    document_files,
+    knows,
+    start_linked,
+    wait_until,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -66,21 +71,11 @@ class Levels:
 @pytest.fixture(scope="module")
 def levels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Levels]:
     root = tmp_path_factory.mktemp("levels")
-    cc = CityCounty.create(root, city_units=CITY_UNITS, county_units=COUNTY_UNITS, tag=f"br{uuid.uuid4().hex[:8]}")
-    city = Network(cc.city, Database(cc.city.config.database_url))
-    county = Network(cc.county, Database(cc.county.config.database_url))
-    try:
-        city.start_hub()
-        county.start_hub()
-        cc.start_bridge()
-        city.start_agents(per_process=8)
-        county.start_agents(per_process=8)
+    with city_and_county(root, "br", city_units=CITY_UNITS, county_units=COUNTY_UNITS) as (cc, city, county):
+        start_linked(cc, city, county, per_process=8)
         # Each hub's signed directory crosses the link and reaches the other side's agents.
         wait_until(lambda: knows(county.home(XXZX), SWB) and knows(city.home(SWB), YANGCHENG), 60, "directories")
         yield Levels(cc, city, county)
-    finally:
-        county.close()
-        city.close()
 
 
 def test_directories_cross_the_link_signed_by_their_owners(levels: Levels) -> None:

@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,12 @@ from docex.agent.evidence import record_opened
 from docex.agent.store import EvidenceRow
 from docex.agent.store import Notice as NoticeRow
 from docex.cli.localnet import CityCounty
-from docex.hub.db import Database
 from docex.hub.units import CsvUnit
 from docex.pki.ca import CertificateAuthority
 from docex.pki.tsa import TimeStampAuthority, TsaHttpServer, serve
 from docex.protocols.bundle import read_files
 from tests.cli.runner import run
-from tests.e2e.support import Network, knows, wait_until
+from tests.e2e.support import Network, city_and_county, knows, start_linked, wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -54,26 +52,18 @@ class Levels:
 @pytest.fixture(scope="module")
 def levels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Levels]:
     root = tmp_path_factory.mktemp("evidence")
-    cc = CityCounty.create(root, city_units=CITY_UNITS, county_units=COUNTY_UNITS, tag=f"ev{uuid.uuid4().hex[:8]}")
-    city = Network(cc.city, Database(cc.city.config.database_url))
-    county = Network(cc.county, Database(cc.county.config.database_url))
-    # Each information centre's TSA over HTTP, for the agents' bundles (the hubs use theirs in-process).
-    county_tsa = serve(TimeStampAuthority.load(county.hub_home / "tsa", None), "127.0.0.1", 0)
-    city_tsa = serve(TimeStampAuthority.load(city.hub_home / "tsa", None), "127.0.0.1", 0)
-    try:
-        city.start_hub()
-        county.start_hub()
-        cc.start_bridge()
-        city.start_agents(per_process=4)
-        county.start_agents(per_process=4)
-        wait_until(lambda: knows(county.home(XXZX), SWB) and knows(city.home(SWB), XXZX), 90, "directories")
-        yield Levels(cc, city, county, county_tsa, city_tsa)
-    finally:
-        for server in (county_tsa, city_tsa):
-            server.shutdown()
-            server.server_close()
-        county.close()
-        city.close()
+    with city_and_county(root, "ev", city_units=CITY_UNITS, county_units=COUNTY_UNITS) as (cc, city, county):
+        # Each information centre's TSA over HTTP, for the agents' bundles (the hubs use theirs in-process).
+        county_tsa = serve(TimeStampAuthority.load(county.hub_home / "tsa", None), "127.0.0.1", 0)
+        city_tsa = serve(TimeStampAuthority.load(city.hub_home / "tsa", None), "127.0.0.1", 0)
+        try:
+            start_linked(cc, city, county, per_process=4)
+            wait_until(lambda: knows(county.home(XXZX), SWB) and knows(city.home(SWB), XXZX), 90, "directories")
+            yield Levels(cc, city, county, county_tsa, city_tsa)
+        finally:
+            for server in (county_tsa, city_tsa):
+                server.shutdown()
+                server.server_close()
 
 
 def _events(home_ctx: object, message_id: str) -> list[tuple[str, str, bool]]:

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +26,8 @@ from docex.agent.sending import Draft
 from docex.agent.store import OutgoingChunks, Received
 from docex.cli.localnet import CityCounty
 from docex.hub import links
-from docex.hub.db import Database
 from docex.hub.models import Chunk, Outbox, Receipt, Rejection
-from tests.e2e.support import Network, knows, wait_until
+from tests.e2e.support import Network, city_and_county, knows, start_linked, wait_until
 from tests.e2e.test_bridge import CITY_UNITS, COUNTY_UNITS, SWB, XXZX
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -87,20 +85,12 @@ def levels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CityCount
     # the file, the hub's content stores, the receiver's chunks and its inbox copy
     if shutil.disk_usage(root).free < 6 * SIZE:
         pytest.skip(f"needs {6 * SIZE // MB} MB free in {root}")
-    cc = CityCounty.create(root, city_units=CITY_UNITS, county_units=COUNTY_UNITS, tag=f"big{uuid.uuid4().hex[:8]}")
-    city = Network(cc.city, Database(cc.city.config.database_url))
-    county = Network(cc.county, Database(cc.county.config.database_url))
     try:
-        city.start_hub()
-        county.start_hub()
-        cc.start_bridge()
-        city.start_agents([SWB])
-        county.start_agents([XXZX])
-        wait_until(lambda: knows(county.home(XXZX), SWB), 60, "the city's directory at the county sender")
-        yield cc, city, county
+        with city_and_county(root, "big", city_units=CITY_UNITS, county_units=COUNTY_UNITS) as (cc, city, county):
+            start_linked(cc, city, county, city_agents=[SWB], county_agents=[XXZX])
+            wait_until(lambda: knows(county.home(XXZX), SWB), 60, "the city's directory at the county sender")
+            yield cc, city, county
     finally:
-        county.close()
-        city.close()
         shutil.rmtree(root, ignore_errors=True)  # the content stores hold the file's size twice over
 
 
