@@ -97,7 +97,9 @@ def test_county_unit_to_city_unit_with_receipts_end_to_end(levels: Levels) -> No
     county, city = levels.county, levels.city
     mid, files = county.send(XXZX, [SWB], doc_number="阳信发〔2011〕21号")
     city.wait_hub(mid, "delivered", [SWB])
-    assert county.hub_states(mid) == {SWB: "delivered"} or county.hub_states(mid) == {SWB: "routed"}
+    # One read: the delivered receipt may be crossing back, so either state is right now, but
+    # two reads could see it move in between (routed, then delivered: both comparisons fail).
+    assert county.hub_states(mid) in ({SWB: "delivered"}, {SWB: "routed"})
     assert city.inbox_files(SWB, mid).items() >= files.items()
     sign_for(city.agent(SWB), mid)
     county.wait_hub(mid, "signed_for", [SWB])
