@@ -79,12 +79,14 @@ def levels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Levels]:
 
 
 def test_directories_cross_the_link_signed_by_their_owners(levels: Levels) -> None:
-    with levels.county.db.read() as s:
-        county_knows = {r.prefix: r.link for r in s.execute(select(RemoteDirectory)).scalars()}
-    with levels.city.db.read() as s:
-        city_knows = {r.prefix: r.link for r in s.execute(select(RemoteDirectory)).scalars()}
-    assert county_knows == {"qingyuan": "parent"}
-    assert city_knows == {"qingyuan.yangshan": "yangshan"}
+    def remote(net: Network) -> dict[str, str]:
+        with net.db.read() as s:
+            return {r.prefix: r.link for r in s.execute(select(RemoteDirectory)).scalars()}
+
+    # A hub passes a remote snapshot on to its units before it stores it (a crash in between
+    # repeats it harmlessly), so an agent can know it a moment before its hub's row commits.
+    wait_until(lambda: remote(levels.county) == {"qingyuan": "parent"}, 30, "the county's row for the city")
+    wait_until(lambda: remote(levels.city) == {"qingyuan.yangshan": "yangshan"}, 30, "the city's row for the county")
     assert knows(levels.county.home(YANGCHENG), YINGDE) and knows(levels.city.home(YINGDE), XWB)
     routes = {r.prefix: r.goes_to for r in links.routes(levels.county.config, levels.county.db)}
     assert routes["qingyuan.yangshan"] == "local" and routes["*"] == "link:parent"
