@@ -56,6 +56,13 @@ done
 # with their client certificates; plain 5672 stays for the hubs' own localhost logins and
 # guest. The broker's server certificate comes from this machine's own broker CA; the tests'
 # hubs register their fresh CAs later without a restart. Restarts RabbitMQ only the first time.
+# RabbitMQ is started through `su rabbitmq`, whose login resets the soft limit of open files to
+# 1024 (832 sockets): too few for 125 agents beside a test suite. Its env file raises it to the
+# hard limit at the node's next start.
+envconf=/etc/rabbitmq/rabbitmq-env.conf
+if [ "$(id -u)" = 0 ] && [ -d /etc/rabbitmq ] && ! grep -q "docex: open files" "$envconf" 2>/dev/null; then
+  echo 'ulimit -S -n "$(ulimit -H -n)" 2>/dev/null || true  # docex: open files' >> "$envconf"
+fi
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 py="${DOCEX_PYTHON:-$repo/.venv/bin/python}"
 if [ -x "$py" ] && [ "$(id -u)" = 0 ]; then
