@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from docex.agent.context import AgentContext
 from docex.agent.evidence import keep, keep_envelope
+from docex.agent.sending import Resend, record_resend, repack_squatted
 from docex.agent.store import (
     AwaitingTrust,
     Outgoing,
@@ -361,8 +362,11 @@ class Receiver:
                 log.warning("ignored an invalid notice: [%s] %s", exc.code, loggable(exc.message, 500))
         if not verified:
             return
+        resends = {hashlib.sha256(body).hexdigest(): r for notice, body in verified
+                   if (r := self._squatted_resend(notice)) is not None}
         with self.ctx.store.session() as s:
-            fresh = [notice for notice, body in verified if self._apply_notice(s, notice, body)]
+            fresh = [notice for notice, body in verified
+                     if self._apply_notice(s, notice, body, resends.get(hashlib.sha256(body).hexdigest()))]
         for notice in fresh:
             if notice.event == "recalled":
                 from docex.agent.recall import recalled_notice
@@ -371,8 +375,22 @@ class Receiver:
             log.info("notice for %s: %s [%s] %s", loggable(notice.message_id), loggable(notice.event),
                      loggable(notice.code), loggable(notice.message, 500))
 
+    def _squatted_resend(self, notice: Notice) -> Resend | None:
+        """Our document, refused because another unit holds its id (a `duplicate` naming
+        recipients), packed again under a new id for the copies that did not go; packed
+        before the notice's transaction, recorded in it (or dropped if it was kept before)."""
+        if notice.code != "duplicate" or notice.event != "rejected" or not notice.recipients:
+            return None
+        with self.ctx.store.session() as s:
+            if s.get(Sent, notice.message_id) is None:
+                return None
+            unsent = [r.recipient for r in s.execute(select(SentRecipient).where(
+                SentRecipient.message_id == notice.message_id, SentRecipient.recipient.in_(notice.recipients),
+                SentRecipient.state.in_(("queued", "sent")))).scalars()]
+        return repack_squatted(self.ctx, notice.message_id, unsent) if unsent else None
+
     @staticmethod
-    def _apply_notice(s: Session, notice: Notice, body: bytes) -> bool:
+    def _apply_notice(s: Session, notice: Notice, body: bytes, resend: Resend | None = None) -> bool:
         """Keep one notice and move what it concerns; False for one kept before."""
         digest = hashlib.sha256(body).hexdigest()
         if s.execute(select(NoticeRow.id).where(NoticeRow.digest == digest)).first():
@@ -387,10 +405,23 @@ class Receiver:
         if notice.code == "duplicate" and notice.event == "rejected":
             # Named recipients: another unit holds this id and our document did not go.
             # None named: a replay of our own id was refused; what the hub accepted stands.
+            # Our document then goes again at once under a new id (`resend`, packed for
+            # exactly the copies this notice moves): the squatter cannot stop it.
             if notice.recipients and sent is not None:
-                for row in s.execute(unsent.where(SentRecipient.recipient.in_(notice.recipients))).scalars():
+                moved = list(s.execute(unsent.where(SentRecipient.recipient.in_(notice.recipients))).scalars())
+                again = resend is not None and set(resend.recipients) == {r.recipient for r in moved}
+                if again:
+                    assert resend is not None
+                    record_resend(s, resend)
+                for row in moved:
                     _advance(row, "rejected", utcnow())
                     row.code, row.reason = notice.code, notice.message
+                    if again:
+                        assert resend is not None
+                        row.reason = (f"公文编号已被其他单位占用，已以新编号 {resend.message_id} 重新发送"
+                                      f"（message id held by another unit; sent again as {resend.message_id}）")
+                        s.add(SentEvent(message_id=notice.message_id, recipient=row.recipient, event="resent",
+                                        reason=resend.message_id))
                     sent.state = "duplicate"
         elif notice.event == "rejected" and sent is not None:
             for row in s.execute(unsent).scalars():

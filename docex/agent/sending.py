@@ -8,12 +8,13 @@ import base64
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from docex.agent.context import AgentContext
 from docex.agent.evidence import keep_envelope
@@ -162,6 +163,80 @@ def sealed_manifest(ctx: AgentContext, draft: Draft) -> tuple[Manifest, dict[str
         classification=draft.classification, fields=dict(draft.fields),
     )
     return manifest, files, main
+
+
+@dataclass(frozen=True)
+class Resend:
+    """A document sent again under a fresh id (repack_squatted): the same signed content,
+    for the recipients its first id did not reach."""
+
+    old_id: str
+    message_id: str
+    recipients: tuple[str, ...]
+    title: str
+    doc_number: str
+    priority: str
+    envelope: bytes
+    inner: bytes
+
+
+def repack_squatted(ctx: AgentContext, message_id: str, recipients: Sequence[str]) -> Resend | None:
+    """Another unit used this document's id before us (the hub keeps one document per id,
+    whoever sends it, and refused ours `duplicate`): pack what we signed, unchanged (files,
+    seals, title, number, fields), again under a new random id for `recipients`, so that
+    the squatter cannot stop our document. None when it cannot be (no kept copy, a large
+    document's chunks, a recipient no longer reachable): the state stays `duplicate` and
+    the sender sends it again by hand."""
+    from docex.agent.store import KeptEnvelope
+    from docex.pki import cms
+    from docex.pki.names import CertRole
+    from docex.protocols import package as pkg
+    from docex.protocols.chunks import CHUNKS_NAME
+    from docex.protocols.manifest import utcnow_iso
+
+    with ctx.store.session() as s:
+        kept = s.get(KeptEnvelope, message_id)
+        inner = kept.inner if kept is not None and kept.role == "sent" else None
+    if not inner or not recipients:
+        return None
+    try:
+        signed = cms.verify(inner, ctx.trust, role=CertRole.SEAL)
+        old = pkg.read(signed.content)
+        if old.manifest.sender != ctx.creds.address or old.manifest.message_id != message_id \
+                or CHUNKS_NAME in old.files:
+            return None
+        wanted = set(recipients)
+        to = tuple(a for a in old.manifest.recipients if a in wanted)
+        cc = tuple(a for a in old.manifest.cc if a in wanted and a not in to)
+        if not to:  # only copies were refused: they become the main recipients of the new one
+            to, cc = cc, ()
+        if not to:
+            return None
+        resolved = _resolve(ctx, (*to, *cc))
+        if resolved.unknown:
+            return None
+        manifest = replace(old.manifest, message_id=new_message_id(), recipients=to, cc=cc, created_at=utcnow_iso(),
+                           files=())
+        main = next((f.name for f in old.manifest.files if f.role == "document"), None)
+        data, new_inner = envelope.pack_layers(manifest, old.files, ctx.creds, resolved.certs, main_document=main,
+                                               off_network=frozenset(resolved.off_network))
+    except PkiError as exc:
+        log.warning("%s cannot be sent again under a new id: [%s] %s", message_id, exc.code, exc.message)
+        return None
+    if len(data) > ctx.config.max_envelope_bytes:
+        return None
+    return Resend(old_id=message_id, message_id=manifest.message_id, recipients=(*to, *cc), title=manifest.title,
+                  doc_number=manifest.doc_number, priority=manifest.priority, envelope=data, inner=new_inner)
+
+
+def record_resend(s: Session, resend: Resend) -> None:
+    """Queue a Resend in the outbox, in the caller's transaction."""
+    s.add(Outgoing(kind=messages.DOCUMENT, message_id=resend.message_id, body=resend.envelope))
+    keep_envelope(s, message_id=resend.message_id, role="sent", envelope=resend.envelope, inner=resend.inner)
+    s.add(Sent(message_id=resend.message_id, title=resend.title, doc_number=resend.doc_number,
+               priority=resend.priority))
+    for address in resend.recipients:
+        s.add(SentRecipient(message_id=resend.message_id, recipient=address, state="queued"))
 
 
 def _pack(ctx: AgentContext, draft: Draft, resolved: _Resolved) -> tuple[bytes, bytes]:

@@ -247,6 +247,58 @@ def test_a_refused_replay_does_not_undo_the_accepted_document(county: County) ->
     assert [n.code for n in kept] == ["duplicate"]
 
 
+def test_a_squatted_id_sends_the_document_again_under_a_new_id_once(county: County) -> None:
+    """Another unit held our id first: the hub's `duplicate` notice names the recipients our
+    document did not reach; they get the same signed content under a fresh id, once."""
+    sender = county.context(XXZX)
+    mid = queue_document(sender, Draft(to=(ZFB,), cc=(FGJ,), title="被抢占编号的通知", doc_number="阳信发〔2011〕8号",
+                                       files=FILES))
+    der = county.notice(mid, "rejected", "duplicate", (ZFB, FGJ))
+    receiver = Receiver(sender)
+    receiver.notice(der)
+    receiver.notice(der)  # redelivered: nothing sent twice
+    with sender.store.session() as s:
+        rows = {r.recipient: r for r in s.execute(select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+        events = s.execute(select(SentEvent).where(SentEvent.message_id == mid, SentEvent.event == "resent")).scalars().all()
+        sent = s.get(Sent, mid)
+    assert {r.state for r in rows.values()} == {"rejected"} and {r.code for r in rows.values()} == {"duplicate"}
+    assert sent is not None and sent.state == "duplicate"
+    assert sorted(e.recipient for e in events) == [FGJ, ZFB] and len({e.reason for e in events}) == 1
+    new_id = events[0].reason
+    assert new_id != mid and all(new_id in r.reason for r in rows.values())
+    with sender.store.session() as s:
+        again = s.get(Sent, new_id)
+        queued = {r.recipient: r.state for r in s.execute(
+            select(SentRecipient).where(SentRecipient.message_id == new_id)).scalars()}
+        assert s.execute(select(func.count()).select_from(Sent)
+                         .where(Sent.title == "被抢占编号的通知")).scalar_one() == 2  # no third copy
+    assert again is not None and again.title == "被抢占编号的通知" and queued == {ZFB: "queued", FGJ: "queued"}
+    opened = envelope.open_envelope(outgoing(sender, new_id).body, county.context(ZFB).creds, county.context(ZFB).trust)
+    assert opened.manifest.message_id == new_id and opened.header.sender == XXZX
+    assert (opened.manifest.recipients, opened.manifest.cc) == ((ZFB,), (FGJ,))
+    assert opened.manifest.doc_number == "阳信发〔2011〕8号" and opened.files == FILES
+
+
+def test_a_squatted_id_sends_again_only_the_copies_that_did_not_go(county: County) -> None:
+    """Squatted beyond a link: the notice names only the copies refused there; the ones
+    already delivered are not sent twice, and a copy-only remainder becomes 主送."""
+    sender = county.context(XXZX)
+    mid = queue_document(sender, Draft(to=(ZFB,), cc=(FGJ,), title="测试通知", doc_number="阳信发〔2011〕9号", files=FILES))
+    with sender.store.session() as s:
+        row = s.execute(select(SentRecipient).where(SentRecipient.message_id == mid,
+                                                    SentRecipient.recipient == ZFB)).scalar_one()
+        row.state = "delivered"
+    Receiver(sender).notice(county.notice(mid, "rejected", "duplicate", (ZFB, FGJ)))
+    with sender.store.session() as s:
+        states = {r.recipient: r.state for r in s.execute(
+            select(SentRecipient).where(SentRecipient.message_id == mid)).scalars()}
+        new_id = s.execute(select(SentEvent.reason).where(SentEvent.message_id == mid,
+                                                          SentEvent.event == "resent")).scalar_one()
+    assert states == {ZFB: "delivered", FGJ: "rejected"}
+    opened = envelope.open_envelope(outgoing(sender, new_id).body, county.context(FGJ).creds, county.context(FGJ).trust)
+    assert (opened.manifest.recipients, opened.manifest.cc) == ((FGJ,), ())
+
+
 def test_a_notice_not_signed_by_a_hub_is_ignored(county: County) -> None:
     sender, mid, _ = _send(county)
     unit = county.context(ZFB).creds

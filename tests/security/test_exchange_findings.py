@@ -97,19 +97,41 @@ def test_a_revoked_encryption_certificate_is_refused_by_hub_directory_and_sender
     assert county.received(victim, mid) is None
 
 
-def test_another_unit_squatting_a_message_id_is_shown_to_the_victim(county: Network) -> None:
+def test_another_unit_squatting_a_message_id_is_shown_to_the_victim_whose_document_still_goes(county: Network) -> None:
+    from sqlalchemy import select
+
+    from docex.agent.sending import Draft, queue_document
+    from docex.agent.store import SentEvent
+    from tests.e2e.support import document_files
+
     squatted, body = county.pack(JW, [ZFB])  # the attacker (JW) uses an id first
     county.queue_raw(JW, squatted, body, [ZFB], record=False)
     county.wait_hub(squatted, "delivered", [ZFB])
-    _, victims = county.pack(SENDER, [ZFB, XWB], message_id=squatted)
-    county.queue_raw(SENDER, squatted, victims, [ZFB, XWB])
+    files = document_files("关于被抢占编号的公文")
+    victim = Draft(to=(ZFB,), cc=(XWB,), title="关于被抢占编号的公文", doc_number="阳信发〔2011〕7号", files=files,
+                   message_id=squatted)
+    assert queue_document(county.agent(SENDER), victim) == squatted  # the victim's genuine document, same id
     rows = wait_until(lambda: [r for r in county.rejections(squatted, "duplicate") if r.sender == SENDER], 60,
                       "the victim's copy refused as duplicate")
     assert rows
     sent = county.wait_sent(SENDER, squatted, "rejected", [ZFB, XWB])
     assert {r.code for r in sent.values()} == {"duplicate"}
-    assert county.sent_state(SENDER, squatted) == "duplicate"  # `docex sent` shows it did not go
+    assert county.sent_state(SENDER, squatted) == "duplicate"  # `docex sent` shows that id did not go
     assert county.deliveries(squatted)[ZFB].state == "delivered"  # the first holder's stands
+    # The victim's agent sent the same document again at once under a fresh id, and says so.
+    with county.agent(SENDER).store.session() as s:
+        resent = {e.recipient: e.reason for e in s.execute(select(SentEvent).where(
+            SentEvent.message_id == squatted, SentEvent.event == "resent")).scalars()}
+    assert set(resent) == {ZFB, XWB} and len(set(resent.values())) == 1
+    new_id = resent[ZFB]
+    assert new_id != squatted and all(new_id in r.reason for r in sent.values())
+    county.wait_hub(new_id, "delivered", [ZFB, XWB])
+    county.wait_sent(SENDER, new_id, "delivered", [ZFB, XWB])
+    for address in (ZFB, XWB):
+        got = county.received(address, new_id)
+        assert got is not None and got.sender == SENDER and got.title == victim.title
+        assert county.inbox_files(address, new_id)["附件1.bin"] == files["附件1.bin"]
+    assert county.received(XWB, squatted) is None  # the squatter's document reached only its own recipient
     other_traffic_flows(county)
 
 
