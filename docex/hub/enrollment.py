@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import re
 import secrets
 import threading
@@ -36,6 +35,7 @@ from docex.pki.ca import CertificateAuthority
 from docex.pki.errors import PkiError
 from docex.pki.requests import key_fingerprint, request_key, same_fingerprint
 from docex.protocols.address import check_address, is_under
+from docex.protocols.durable import write_durably
 from docex.protocols.errors import DocexError
 
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -80,12 +80,8 @@ def _path(config: HubConfig, request_id: str) -> Path:
 
 
 def _save(config: HubConfig, request: Request) -> None:
-    path = _path(config, request.id)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(asdict(request), fh, ensure_ascii=False)
-    os.replace(tmp, path)
+    # Durable before the requester is told its request id: an approval must find it.
+    write_durably(_path(config, request.id), json.dumps(asdict(request), ensure_ascii=False).encode("utf-8"))
 
 
 def load(config: HubConfig, request_id: str) -> Request:

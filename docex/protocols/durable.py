@@ -26,6 +26,8 @@ def write_durably(path: Path, data: bytes, *, mode: int = 0o600, once: bool = Fa
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if os.name == "nt":  # Windows cannot open a folder as a file; NTFS journals the rename
+        return
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
