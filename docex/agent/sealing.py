@@ -42,6 +42,17 @@ def seal_pdf(ctx: AgentContext, pdf: bytes, *, person: tuple[x509.Certificate, P
     )
 
 
+def sealed_by_this_unit(ctx: AgentContext, pdf: bytes) -> bool:
+    """True when every signature of ``pdf`` verifies and its seals are this unit's: a
+    document the desk laid out and sealed already (`POST /api/compose` with `seal`)."""
+    if b"/ByteRange" not in pdf:  # no signature dictionary at all (pyHanko writes them uncompressed)
+        return False
+    from docex.pki.seal import verify_seals
+
+    report = verify_seals(pdf, ctx.trust.anchors, list(ctx.trust.crls), ctx.creds.address, require_crl=False)
+    return report.error is None and bool(report.signatures)
+
+
 def verify_pdf_seals(ctx: AgentContext, pdf: bytes, *, expected_address: str) -> str:
     """'valid' when every signature verifies and the seal is the sender's; 'none' for a PDF
     without any signature; a named DocexError otherwise (the document is quarantined)."""

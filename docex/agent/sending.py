@@ -63,11 +63,14 @@ def _encryption_certificate(ctx: AgentContext, address: str, entry: UnitEntry) -
 
 
 def seal_if_configured(ctx: AgentContext, name: str | None, files: dict[str, bytes]) -> None:
-    """Seal the main PDF with the unit's electronic seal when the unit's config says so."""
+    """Seal the main PDF with the unit's electronic seal when the unit's config says so;
+    once: a PDF already sealed by this unit (the desk's layout with the seal) goes as it is."""
     if not ctx.config.seal.auto or name is None:
         return
-    from docex.agent.sealing import seal_pdf
+    from docex.agent.sealing import seal_pdf, sealed_by_this_unit
 
+    if sealed_by_this_unit(ctx, files[name]):
+        return
     files[name] = seal_pdf(ctx, files[name])
 
 

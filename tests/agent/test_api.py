@@ -6,9 +6,11 @@ running agents and the hub: tests/e2e/test_desk.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,12 +23,14 @@ from docex.agent.receiving import Receiver
 from docex.agent.sending import Draft, queue_document
 from docex.agent.store import Action, Outgoing, Recall, Sent
 from docex.pki.names import common_name
+from docex.pki.seal import verify_seals
 from docex.protocols import messages
 from docex.protocols.errors import DocexError
 from docex.protocols.recall import verify_recall
 from docex.protocols.receipt import verify_receipt
 from tests.agent.homes import County, build_county, foreign_units, letter, outgoing
 from tests.conftest import Pki
+from tests.documents.gbt9704 import pdf_text
 
 XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
 PASSPHRASE = "张三的口令-2011"
@@ -148,6 +152,18 @@ def test_inbox_shows_names_deadline_and_files_and_sign_for_is_the_persons_signat
 
     slip = client.get(f"/api/inbox/{mid}/receipt.pdf")
     assert slip.status_code == 200 and slip.content.startswith(b"%PDF") and len(slip.content) > 5000
+    # Who signed for it, and when (local time, from the action recorded with the certificate).
+    with zfb.store.session() as s:
+        at = s.execute(select(Action.at).where(Action.message_id == mid, Action.action == "signed_for")).scalar_one()
+    text = pdf_text(slip.content)
+    assert "公文签收单" in text and "签收人张三" in text and "阳信发〔2011〕21号" in text, text
+    assert f"签收时间{_local(at)}" in text, text
+
+
+def _local(at: dt.datetime) -> str:
+    """As the 签收单 prints a time: Asia/Shanghai (the desk's default zone), seconds."""
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+    return aware.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y年%m月%d日%H:%M:%S")
 
 
 def test_return_needs_a_reason(county: County, client: TestClient, clerk: str) -> None:
@@ -157,6 +173,8 @@ def test_return_needs_a_reason(county: County, client: TestClient, clerk: str) -
     assert empty.status_code == 422
     r = client.post(f"/api/inbox/{mid}/return", json={"reason": "缺少附件2"}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json()["state"] == "returned" and r.json()["reason"] == "缺少附件2"
+    text = pdf_text(client.get(f"/api/inbox/{mid}/receipt.pdf").content)
+    assert "状态已退回" in text and "退回人张三" in text and "退回理由缺少附件2" in text, text
 
 
 @pytest.mark.parametrize("path", [
@@ -202,6 +220,31 @@ def test_send_multipart_queues_a_document(county: County, zfb: AgentContext, cli
         row = s.execute(select(Recall).where(Recall.message_id == mid)).scalar_one()
         recall, signer = verify_recall(row.der, zfb.trust)
     assert recall.person == "张三" and recall.sender == ZFB and common_name(signer) == "张三"
+
+
+def test_compose_lays_out_the_document_and_seals_it_with_the_units_seal(zfb: AgentContext, client: TestClient,
+                                                                         clerk: str) -> None:
+    h = {"X-CSRF-Token": login(client, clerk)}
+    fields = {"title": "关于开展安全生产大检查的通知", "doc_number": "阳府办发〔2011〕52号",
+              "main_recipients": ["各乡镇人民政府"], "body": "请认真贯彻落实。"}
+    plain = client.post("/api/compose", json=fields, headers=h)
+    assert plain.status_code == 200 and plain.headers["content-type"] == "application/pdf"
+    text = pdf_text(plain.content)
+    assert "阳山县人民政府办公室" in text and "阳府办发〔2011〕52号" in text  # the unit's own header
+    assert verify_seals(plain.content, zfb.trust.anchors, list(zfb.trust.crls), ZFB, require_crl=False).signatures == []
+
+    sealed = client.post("/api/compose", json={**fields, "seal": True}, headers=h)
+    report = verify_seals(sealed.content, zfb.trust.anchors, list(zfb.trust.crls), ZFB, require_crl=False)
+    assert report.error is None and [seal.address for seal in report.seals] == [ZFB]
+    with zfb.store.session() as s:
+        acts = [a.detail for a in s.execute(select(Action).where(Action.action == "compose", Action.actor == "张三"))
+                .scalars()]
+    assert "sealed 关于开展安全生产大检查的通知" in acts
+
+    classified = client.post("/api/compose", json={**fields, "classification": "机密"}, headers=h)
+    assert classified.status_code == 422 and classified.json()["code"] == "classified"
+    assert client.post("/api/compose", json={"title": "t"}, headers=h).json()["code"] == "bad_metadata"
+    assert client.post("/api/compose", json=fields).status_code == 403  # a change: the CSRF token too
 
 
 @pytest.mark.parametrize(("meta", "files", "code"), [
@@ -295,8 +338,6 @@ def test_big_bodies_and_foreign_hosts_are_refused_before_reading(client: TestCli
 
 def test_overdue_and_reminded_documents_are_marked(county: County, zfb: AgentContext, client: TestClient,
                                                    clerk: str) -> None:
-    import datetime as dt
-
     from sqlalchemy import update
 
     from docex.agent.store import Received

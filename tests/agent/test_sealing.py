@@ -83,6 +83,23 @@ def test_sealed_pdf_verifies_on_receipt(net: LocalNetwork) -> None:
     assert report.seals[0].address == SENDER and report.seals[0].time_source == "tsa"
 
 
+def test_a_pdf_the_unit_sealed_already_is_not_sealed_twice(net: LocalNetwork) -> None:
+    """The desk lays out and seals 正文.pdf before the preview (POST /api/compose with
+    `seal`); sending it from a unit that seals every outgoing PDF keeps that one seal."""
+    sender, recipient = _ctx(net, SENDER), _ctx(net, RECIPIENT)
+    sealed = seal_pdf(sender, _pdf("desk"))
+    message_id = queue_document(sender, Draft(to=(RECIPIENT,), title="已盖章", doc_number="阳信发〔2011〕8号",
+                                              files={"正文.pdf": sealed}))
+    Receiver(recipient).document(_envelope(sender, message_id))
+    with recipient.store.session() as s:
+        received = s.get(Received, message_id)
+    assert received is not None and received.seal_status == "valid"
+    got = (Path(received.path) / "正文.pdf").read_bytes()
+    assert got == sealed
+    report = verify_seals(got, recipient.trust.anchors, list(recipient.trust.crls), SENDER, require_crl=False)
+    assert report.ok and len(report.seals) == 1
+
+
 def _send_raw(net: LocalNetwork, pdf: bytes) -> tuple[AgentContext, str]:
     """Send `pdf` as is (no sealing at source) and deliver it to the recipient's code."""
     sender, recipient = _ctx(net, SENDER), _ctx(net, RECIPIENT)

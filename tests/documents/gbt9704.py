@@ -115,6 +115,14 @@ def _read_embedded_cmaps() -> None:
     pdffont.PDFCIDFont._docex_patched = True  # type: ignore[attr-defined]
 
 
+def pdf_text(pdf_bytes: bytes) -> str:
+    """Every character of a PDF drawn with fpdf2 and the Noto CJK faces (compose, the desk's
+    签收单), page after page, without spaces."""
+    _read_embedded_cmaps()
+    with pdfplumber.open(io.BytesIO(pdf_bytes)) as pdf:
+        return "".join(page.extract_text() or "" for page in pdf.pages).replace(" ", "")
+
+
 @dataclass
 class Row:
     requirement: str

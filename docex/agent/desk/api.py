@@ -320,7 +320,7 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
         wake()
         return {"message_id": message_id}
 
-    @app.post("/api/compose", summary="Lay out a 公文 (GB/T 9704) from a template, for preview and sending")
+    @app.post("/api/compose", summary="Lay out a 公文 (GB/T 9704) from a template (`seal: true`: with the unit's seal)")
     async def compose(request: Request, session: Who) -> Response:
         body = await request.body()
         if len(body) > MAX_META * 4:
@@ -328,6 +328,7 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
         try:
             data = json.loads(body)
             text = str(data.pop("body"))
+            seal = data.pop("seal", False) is True
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DocexError("bad_metadata", "JSON with the document fields and `body` is required") from exc
         from docex.documents.compose import compose as lay_out
@@ -337,6 +338,11 @@ def create_app(ctx: AgentContext, *, wake: Callable[[], None] = lambda: None) ->
         if data.get("classification"):
             raise DocexError("classified", "classified documents cannot travel on this network")
         pdf = await asyncio.to_thread(lay_out, data, text)
+        if seal:  # the unit's electronic seal at the layout's seal field (署名/成文日期)
+            from docex.agent.sealing import seal_pdf
+
+            pdf = await asyncio.to_thread(seal_pdf, ctx, pdf)
+        record(session, "compose", detail=f"{'sealed ' if seal else ''}{str(data.get('title', ''))[:200]}")
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": content_disposition("正文.pdf", True)})
 

@@ -252,10 +252,11 @@
       const res = await fetch("/api/compose", { method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": S.csrf },
         body: JSON.stringify({ title: $("send-title").value, doc_number: $("send-docnum").value, priority: $("send-priority").value === "平急" ? "" : $("send-priority").value,
-          signer: $("compose-signer").value, main_recipients: S.to.map((u) => u.name), cc: S.cc.map((u) => u.name), body: $("compose-body").value }) });
+          signer: $("compose-signer").value, main_recipients: S.to.map((u) => u.name), cc: S.cc.map((u) => u.name), body: $("compose-body").value, seal: $("compose-seal").checked }) });
       if (!res.ok) { const d = await res.json(); throw Object.assign(new Error(d.message_zh || d.message), { detail: d.message }); }
       S.composed = await res.blob();
-      $("compose-state").textContent = t("send.composed");
+      $("compose-state").textContent = t($("compose-seal").checked ? "send.composed_sealed" : "send.composed");
+      $("compose-state").dataset.state = $("compose-seal").checked ? "sealed" : "composed";
       window.open(URL.createObjectURL(S.composed), "_blank", "noopener");
     } catch (err) { showError("send-error", err); }
   }
@@ -289,7 +290,7 @@
       $("send-result").textContent = t("send.done") + res.message_id; $("send-result").hidden = false;
       $("send-result").dataset.messageId = res.message_id;
       $("send-preview").hidden = true; $("send-form").reset(); S.to = []; S.cc = []; S.composed = null;
-      $("compose-state").textContent = ""; renderChosen(); classificationChanged();
+      $("compose-state").textContent = ""; delete $("compose-state").dataset.state; renderChosen(); classificationChanged();
     } catch (err) { showError("send-error", err); } finally { $("btn-send").disabled = false; }
   }
 
