@@ -10,22 +10,31 @@ text. The browser test keeps the guide's screenshots
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import os
+import queue
+import re
 import socket
-from collections.abc import Iterator
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from docex.agent.actions import sign_for
+from docex.agent.actions import return_document, sign_for
 from docex.agent.config import AgentConfig, DeskConfig
-from docex.agent.desk.auth import add_person
 from docex.agent.receiving import Receiver
-from docex.agent.store import Received
+from docex.agent.store import Action, Received
 from docex.documents.compose import compose
 from docex.pki.ca import CertificateAuthority
 from tests.agent.homes import foreign_units, letter
+from tests.cli.runner import docex_binary
+from tests.documents.gbt9704 import pdf_text
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, wait_until
 from tests.monitoring.browser import (
@@ -56,6 +65,7 @@ class Desk:
     net: Network
     url: str
     person: str
+    token: str
     names: dict[str, str]
 
     def others(self) -> list[str]:
@@ -71,12 +81,24 @@ def desk(network: NetworkFactory, tmp_path_factory: pytest.TempPathFactory) -> I
     dataclasses.replace(config, desk=DeskConfig(port=port)).save()
     person_dir = tmp_path_factory.mktemp("zhangsan")
     CertificateAuthority.open(net.hub_home / "ca", None).issue_person(ME, "张三", person_dir, PASSPHRASE.encode())
-    ident, _ = add_person(net.agent(ME), person_dir)
+    # What the unit's administrator types: register the clerk's certificate, make a token for the OA system.
+    added = _docex("agent", "add-person", "--home", str(home), str(person_dir))
+    found = re.search(r"\(id ([0-9a-f]+)\)", added)
+    assert found is not None and added.startswith("张三"), added
+    token = _docex("agent", "token", "--home", str(home), "--label", "OA").splitlines()[-1].strip()
     net.start_hub()
     net.start_agents([a for a in net.addresses if a != ME], per_process=7)
     net.start_agents([ME])
     names = {u.address: u.name for u in net.agent(ME).units()}
-    yield Desk(net, f"http://127.0.0.1:{port}", ident, names)
+    yield Desk(net, f"http://127.0.0.1:{port}", found.group(1), token, names)
+
+
+def _docex(*args: str) -> str:
+    """The installed CLI, as a unit's administrator runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "DOCEX_PASSPHRASE"}
+    done = subprocess.run([*docex_binary(), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def _main_pdf(title: str) -> bytes:
@@ -101,7 +123,8 @@ def test_the_flows_through_the_api(desk: Desk, tmp_path: Path) -> None:
         assert r.status_code == 200
         h = {"X-CSRF-Token": r.json()["csrf"]}
         inbox = {d["message_id"]: d for d in api.get("/api/inbox").json()}
-        assert inbox[a]["sender_name"] == desk.names[SENDER] and inbox[a]["deadline"]
+        assert inbox[a]["sender_name"] == desk.names[SENDER] and _hours_to_sign(inbox[a]) == 24  # 加急
+        assert _hours_to_sign(inbox[b]) == 72 and inbox[a]["to"] == [{"address": ME, "name": desk.names[ME]}]
         assert api.get(f"/api/inbox/{a}/files/正文.pdf", params={"inline": 1}).content.startswith(b"%PDF")
 
         assert api.post(f"/api/inbox/{a}/sign-for", headers=h).json()["state"] == "signed_for"
@@ -110,6 +133,10 @@ def test_the_flows_through_the_api(desk: Desk, tmp_path: Path) -> None:
         net.wait_hub(b, "returned", [ME])
         slip = api.get(f"/api/inbox/{a}/receipt.pdf")
         assert slip.headers["content-type"] == "application/pdf" and slip.content.startswith(b"%PDF")
+        text = pdf_text(slip.content)
+        assert "签收人张三" in text and "关于API签收测试的通知" in text and "签收时间" in text, text
+        received = net.received(ME, a)
+        assert received is not None and received.person == "张三"
 
         three = desk.others()[:3]
         meta = {"to": three[:2], "cc": three[2:], "title": "关于API发文测试的通知", "doc_number": "阳府办发〔2011〕7号",
@@ -131,6 +158,120 @@ def test_the_flows_through_the_api(desk: Desk, tmp_path: Path) -> None:
         classified = api.post("/api/send", data={"meta": json.dumps({**meta, "classification": "机密"})},
                               files=files[:1], headers=h)
         assert classified.status_code == 422 and classified.json()["code"] == "classified"
+
+
+def _hours_to_sign(doc: dict[str, str]) -> float:
+    start, end = (dt.datetime.fromisoformat(doc[k]) for k in ("received_at", "deadline"))
+    return (end - start).total_seconds() / 3600
+
+
+class _Events:
+    """GET /api/events read on a thread, as an office system reads it: every (event, data)
+    in order, kept in a queue, so nothing that happens while the test looks elsewhere is lost."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.queue: queue.Queue[tuple[str, dict[str, object]]] = queue.Queue()
+        self._client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                                    timeout=httpx.Timeout(30, read=None))
+        self._response: httpx.Response | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="sse", daemon=True)
+
+    def __enter__(self) -> _Events:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._response is not None:
+            self._response.close()
+        self._client.close()
+        self._thread.join(30)  # the server's keep-alive comes every 15 s at the latest
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("GET", "/api/events") as response:
+                self._response = response
+                if response.status_code != 200:
+                    self.queue.put(("error", {"status": response.status_code}))
+                    return
+                event = "message"
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        self.queue.put((event, json.loads(line[5:])))
+                    elif not line:
+                        event = "message"
+        except Exception as exc:  # noqa: BLE001 - closed under us at the end, or a real failure to report
+            if not self._stop.is_set():
+                self.queue.put(("error", {"exception": repr(exc)}))
+
+    def wait(self, event: str, match: Callable[[dict[str, object]], bool] = lambda _d: True,
+             timeout: float = 60.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                name, data = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            assert name != "error", data
+            if name == event and match(data):
+                return data
+        raise AssertionError(f"no {event!r} event in {timeout:.0f} s")
+
+
+def _told(events: _Events, api: httpx.Client, mid: str, address: str, state: str) -> dict[str, object]:
+    """The sender's view of one recipient, read again after each `change` event until it
+    shows `state`: what an office system does instead of polling."""
+    deadline = time.monotonic() + 60
+    while True:
+        row = next(r for r in api.get(f"/api/sent/{mid}").json()["recipients"] if r["address"] == address)
+        if row["state"] == state:
+            return dict(row)
+        events.wait("change", timeout=max(1.0, deadline - time.monotonic()))
+
+
+def test_an_office_system_with_a_token_is_told_and_acts_for_the_unit(desk: Desk) -> None:
+    """The token `docex agent token` printed on its last line: no login, no CSRF token; the
+    event stream announces a new document and every change, so the sender's view is
+    followed without polling."""
+    net = desk.net
+    with (_Events(desk.url, desk.token) as events,
+          httpx.Client(base_url=desk.url, headers={"Authorization": f"Bearer {desk.token}"}, timeout=30) as oa):
+        events.wait("hello")
+        assert oa.get("/api/inbox", headers={"Authorization": "Bearer not-the-token"}).status_code == 401
+        assert oa.get("/api/me").json()["via"] == "token"
+
+        mid = _incoming(desk, "关于OA接口测试的通知", priority="特急")
+        told = events.wait("document", lambda d: d["message_id"] == mid)
+        assert (told["sender_name"], told["priority"], told["title"]) == (desk.names[SENDER], "特急", "关于OA接口测试的通知")
+        assert _hours_to_sign(oa.get(f"/api/inbox/{mid}").json()) == 4
+        file = oa.get(f"/api/inbox/{mid}/files/附件.txt")
+        assert file.content == "附件内容".encode() and file.headers["content-disposition"].startswith("attachment;")
+        assert oa.post(f"/api/inbox/{mid}/sign-for").json()["state"] == "signed_for"
+        net.wait_hub(mid, "signed_for", [ME])
+        wait_until(lambda: net.sent(SENDER, mid)[ME].state == "signed_for", 60, "signed for, at the sender")
+
+        two = desk.others()[3:5]
+        meta = {"to": two[:1], "cc": two[1:], "title": "关于OA发文测试的函", "doc_number": "阳府办函〔2011〕9号",
+                "priority": "加急", "classification": ""}
+        files = [("files", ("正文.pdf", _main_pdf("OA发文"), "application/pdf")), ("files", ("附件.txt", b"x", "text/plain"))]
+        sent = oa.post("/api/send", data={"meta": json.dumps(meta, ensure_ascii=False)}, files=files)
+        assert sent.status_code == 200, sent.text
+        sid = str(sent.json()["message_id"])
+        net.wait_hub(sid, "delivered", two)
+        return_document(net.agent(two[0]), sid, "请核实文号")
+        row = _told(events, oa, sid, two[0], "returned")
+        assert (row["name"], row["return_reason"]) == (desk.names[two[0]], "请核实文号") and row["returned_at"]
+        assert oa.post(f"/api/sent/{sid}/recall", json={"reason": "重新发文"}).status_code == 200
+        _told(events, oa, sid, two[1], "recalled")
+        wait_until(lambda: (r := net.received(two[1], sid)) is not None and r.state == "recalled", 60, "recalled there")
+    with net.agent(ME).store.session() as s:
+        acts = {(a.action, a.message_id) for a in s.execute(select(Action).where(Action.actor == "token:OA")).scalars()}
+    assert {("signed_for", mid), ("send", sid), ("recall", sid)} <= acts  # each recorded as the token's
 
 
 def _states(api: httpx.Client, mid: str) -> dict[str, str]:
