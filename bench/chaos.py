@@ -133,6 +133,7 @@ class Soak:
         self.disk: SmallDisk | None = None
         self.expected: dict[str, tuple[str, tuple[str, ...], dict[str, str]]] = {}  # id -> sender, to, digests
         self.faults: list[FaultRecord] = []
+        self._owed = 0  # deliveries owed by the documents queued so far
         self._stop = threading.Event()
         self._fault_lock = threading.Lock()
 
@@ -188,8 +189,9 @@ class Soak:
                 delivered = now if now >= 0 else delivered
             files = {"正文.txt": f"混沌测试第{i}号\n".encode(), "附件.bin": os.urandom(self.rng.randint(200, 4000))}
             mid, _ = net.send(sender, to, files=files, doc_number=f"阳混〔2011〕{i}号")
-            self.expected[mid] = (sender, to, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()})
             owed += len(to)
+            self._owed = owed  # before the document counts as queued (see _finished)
+            self.expected[mid] = (sender, to, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()})
             if i % 500 == 0:
                 self.say(f"  queued {i}/{cfg.documents}, deliveries done {delivered}")
 
@@ -278,8 +280,9 @@ class Soak:
                 self.say(f"  fault {kind} could not be injected: {exc}")
 
     def _finished(self) -> bool:
-        owed = sum(len(t) for _, t, _ in self.expected.values())
-        return len(self.expected) >= self.cfg.documents and self._delivered() >= owed
+        # The fault thread asks while the sending loop still adds documents: it reads the
+        # count the loop keeps, never iterates `expected` (which changes size meanwhile).
+        return len(self.expected) >= self.cfg.documents and self._delivered() >= self._owed
 
     def _done(self) -> bool:
         return len(self.faults) >= self.cfg.min_faults and self._finished()
