@@ -28,7 +28,7 @@ from docex.protocols.receipt import make_receipt
 from tests.e2e.conftest import NetworkFactory, network  # noqa: F401 - the module's network fixture
 from tests.e2e.support import SENDER, Network, document_files, wait_until
 from tests.protocols import forge
-from tests.security.hostile import tree
+from tests.security.hostile import Watch
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -44,22 +44,8 @@ def county(network: NetworkFactory) -> Iterator[Network]:  # noqa: F811
     yield net
 
 
-class Watch:
-    """Files before an attack; afterwards: nothing new outside the homes' own folders, and
-    another pair of units still exchanges documents."""
-
-    def __init__(self, net: Network) -> None:
-        self.net, self.root = net, net.hub_home.parent
-        self.before = set(tree(self.root))
-
-    def check(self) -> None:
-        mid, files = self.net.send(JW, [YC], title="关于正常工作的通知")
-        self.net.wait_hub(mid, "delivered", [YC])
-        assert self.net.inbox_files(YC, mid)["附件1.bin"] == files["附件1.bin"]
-        homes = [self.net.hub_home, *(self.net.home(a) for a in self.net.addresses)]
-        allowed = tuple(f"{h.relative_to(self.root)}/" for h in homes)
-        new = set(tree(self.root)) - self.before
-        assert sorted(p for p in new if not p.startswith(allowed) and not p.endswith(".log")) == []
+def watch_from(net: Network) -> Watch:
+    return Watch(net, JW, YC)
 
 
 def refused(net: Network, key: str, codes: set[str], mid: str | None = None) -> str:
@@ -108,7 +94,7 @@ def _issued_like(real: UnitCredentials, issuer: x509.Name) -> SimpleNamespace:
 
 
 def test_forged_signers_are_refused_as_untrusted(county: Network, tmp_path: Path) -> None:
-    watch = Watch(county)
+    watch = watch_from(county)
     stranger = CertificateAuthority.init(tmp_path / "stranger-ca", "不明机构", None)
     hub_ca = CertificateAuthority.open(county.config.ca_dir, None)
     real = county.agent(SENDER).creds
@@ -131,7 +117,7 @@ def test_forged_signers_are_refused_as_untrusted(county: Network, tmp_path: Path
 
 
 def test_a_header_naming_another_sender_and_a_replay_through_another_login(county: Network) -> None:
-    watch = Watch(county)
+    watch = watch_from(county)
     me = county.agent(SENDER).creds
     files = document_files("冒名")
     m = forge.manifest(SENDER, [ZFB], files)
@@ -151,7 +137,7 @@ def test_a_header_naming_another_sender_and_a_replay_through_another_login(count
 
 
 def test_tampering_with_any_layer_is_refused(county: Network) -> None:
-    watch = Watch(county)
+    watch = watch_from(county)
     me, zfb = county.agent(SENDER).creds, county.agent(ZFB).creds
     cases: dict[str, tuple[str, bytes, set[str]]] = {}
 
@@ -192,7 +178,7 @@ def test_tampering_with_any_layer_is_refused(county: Network) -> None:
 
 
 def test_hostile_packages_are_quarantined_by_the_recipient(county: Network) -> None:
-    watch = Watch(county)
+    watch = watch_from(county)
     me, zfb = county.agent(SENDER).creds, county.agent(ZFB).creds
     body_text = "正文".encode()
 
@@ -224,7 +210,7 @@ def test_hostile_packages_are_quarantined_by_the_recipient(county: Network) -> N
 
 
 def test_forged_receipts_notices_and_snapshots_are_refused(county: Network) -> None:
-    watch = Watch(county)
+    watch = watch_from(county)
     mid, _ = county.send(SENDER, [ZFB], title="关于回执测试的通知")
     county.wait_hub(mid, "delivered", [ZFB])
     xwb = county.agent(XWB).creds
@@ -269,7 +255,7 @@ def test_hostile_text_is_stored_as_data_and_shown_as_text(county: Network) -> No
     from docex.hub.reports import build_report, to_csv, to_html
     from tests.cli.runner import run
 
-    watch = Watch(county)
+    watch = watch_from(county)
     title = "关于'); DROP TABLE documents; --<script>alert(1)</script>的通知"
     reason = "<img src=x onerror=alert(document.cookie)>' OR '1'='1"
     mid, _ = county.send(SENDER, [ZFB], title=title)
@@ -306,13 +292,106 @@ def test_the_dashboard_never_writes_markup() -> None:
     assert "textContent" in js
 
 
+def _pdf(text: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=14)
+    pdf.cell(text=text)
+    return bytes(pdf.output())
+
+
+def test_an_attachment_sealed_by_another_unit_is_quarantined(county: Network) -> None:
+    """Every PDF of a package has its seals checked, not only the main one: an honest main
+    PDF beside an attachment (a PDF by name, or by content only) sealed by another unit."""
+    from dataclasses import replace
+
+    from docex.agent.context import AgentContext
+    from docex.agent.sealing import seal_pdf as seal_with
+
+    def seal_pdf(ctx: AgentContext, pdf: bytes) -> bytes:  # sealed without a timestamp (no TSA runs here)
+        return seal_with(AgentContext(replace(ctx.config, seal=replace(ctx.config.seal, tsa_url="")), ctx.creds,
+                                      ctx.store), pdf)
+
+    watch = watch_from(county)
+    genuine = seal_pdf(county.agent(SENDER), _pdf("genuine"))
+    foreign = seal_pdf(county.agent(XWB), _pdf("forged attachment"))
+    ids = []
+    for name in ("附件2.pdf", "附件2.bin"):
+        mid, body = county.pack(SENDER, [ZFB], files={"正文.pdf": genuine, name: foreign})
+        county.queue_raw(SENDER, mid, body, [ZFB])
+        ids.append(mid)
+    for mid in ids:
+        quarantined(county, mid, ZFB, "seal_address_mismatch")
+        county.wait_sent(SENDER, mid, "rejected", [ZFB])
+    honest, body = county.pack(SENDER, [ZFB], files={"正文.pdf": genuine, "附件2.pdf": seal_pdf(county.agent(SENDER),
+                                                                                          _pdf("sealed too"))})
+    county.queue_raw(SENDER, honest, body, [ZFB])
+    county.wait_hub(honest, "delivered", [ZFB])
+    got = county.received(ZFB, honest)
+    assert got is not None and got.seal_status == "valid"
+    watch.check()
+
+
+def test_replays_unknown_and_disabled_recipients_and_oversize_are_refused(county: Network, tmp_path: Path) -> None:
+    """The same id with the same bytes is harmless, with new bytes `duplicate`; a recipient
+    nobody registered, a disabled one, an envelope over the hub's limit: each refused by
+    name at the hub, nothing delivered, the sender told."""
+    from docex.hub.models import Document
+    from tests.cli.runner import run
+
+    watch = watch_from(county)
+    mid, _ = county.send(SENDER, [ZFB], title="关于重放的通知")
+    county.wait_hub(mid, "delivered", [ZFB])
+    with county.agent(SENDER).store.session() as s:
+        genuine = s.query(Outgoing).filter(Outgoing.message_id == mid).one().body
+    _, new_bytes = county.pack(SENDER, [ZFB], message_id=mid)
+    county.queue_raw(SENDER, mid, genuine, [ZFB], key=f"{mid}|same-bytes", record=False)
+    county.queue_raw(SENDER, mid, new_bytes, [ZFB], key=f"{mid}|new-bytes", record=False)
+    assert refused(county, mid, {"duplicate"}, mid) == "duplicate"
+
+    nobody = "qingyuan.yangshan.nosuch"
+    unknown, body = county.pack(SENDER, [ZFB, nobody], off_network=[nobody])
+    county.queue_raw(SENDER, unknown, body, [ZFB, nobody], record=False)
+
+    disabled = "qingyuan.yangshan.tingyong"
+    made = run("unit", "add", "--home", county.hub_home, "--address", disabled, "--name", "停用的单位",
+               "--out", tmp_path / "disabled-unit")
+    assert made.exit_code == 0, made.output
+    to_disabled, body = county.pack(SENDER, [disabled])  # encrypted to it while it was enabled
+    assert run("unit", "disable", "--home", county.hub_home, disabled).exit_code == 0
+    county.queue_raw(SENDER, to_disabled, body, [disabled], record=False)
+
+    oversize, body = county.pack(SENDER, [ZFB], files={"大附件.bin": os.urandom(LIMIT + 1024)})
+    assert len(body) > LIMIT
+    county.queue_raw(SENDER, oversize, body, [ZFB], record=False)
+
+    for key, code in ((unknown, "unknown_recipient"), (to_disabled, "recipient_disabled"), (oversize, "too_large")):
+        assert refused(county, key, {code}, key) == code
+        assert county.hub_states(key) == {} and county.count(Document, Document.message_id == key) == 0
+        county.wait_notice(SENDER, key, code)
+    # The same bytes again were neither refused nor accepted twice; the new bytes changed nothing.
+    def drained() -> bool:
+        with county.agent(SENDER).store.session() as s:
+            pending = s.query(Outgoing).filter(Outgoing.sent_at.is_(None)).first()
+        return pending is None and county.queue_depth("hub.ingress") == 0
+
+    wait_until(drained, 60, "the sender's copies all handled by the hub")
+    assert [r.code for r in county.rejections(mid)] == ["duplicate"]
+    assert county.count(Document, Document.message_id == mid) == 1 and county.hub_states(mid) == {ZFB: "delivered"}
+    assert county.inbox_files(ZFB, mid) != {} and county.received(ZFB, oversize) is None
+    county.wait_sent(SENDER, mid, "delivered", [ZFB])
+    watch.check()
+
+
 def test_a_revoked_signer_is_refused_and_a_disabled_unit_cannot_reach_the_broker(county: Network) -> None:
     """Last in the module: it takes XWB off the network."""
     import pika.exceptions
 
     from tests.cli.runner import run
 
-    watch = Watch(county)
+    watch = watch_from(county)
     before, _ = county.send(XWB, [ZFB], title="关于吊销前发送的通知")
     county.wait_hub(before, "delivered", [ZFB])
     serial = f"{county.agent(XWB).creds.sign_cert.serial_number:x}"

@@ -14,7 +14,7 @@ from docex.pki.errors import PkiError
 from tests.cli.runner import run
 from tests.e2e.conftest import NetworkFactory, network  # noqa: F401 - the module's network fixture
 from tests.e2e.support import SENDER, Network, wait_until
-from tests.security.hostile import envelope_with_id, tree
+from tests.security.hostile import Watch, envelope_with_id
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -29,16 +29,15 @@ def county(network: NetworkFactory) -> Iterator[Network]:  # noqa: F811
     yield net
 
 
-def other_traffic_flows(net: Network) -> None:
-    """A genuine document between two other units is delivered meanwhile."""
-    mid, files = net.send(JW, [XWB], title="关于正常工作的通知")
-    net.wait_hub(mid, "delivered", [XWB])
-    assert net.inbox_files(XWB, mid)["附件1.bin"] == files["附件1.bin"]
+def watch_from(net: Network) -> Watch:
+    """Another pair of units (JW to XWB) must keep exchanging documents meanwhile, and
+    nothing may be written outside the homes' own folders."""
+    return Watch(net, JW, XWB)
 
 
 def test_a_path_like_message_id_is_refused_at_the_hub_and_written_nowhere(county: Network) -> None:
+    watch = watch_from(county)
     root = county.hub_home.parent
-    before = set(tree(root))
     sender = county.agent(SENDER).creds
     ids = ["../../x", "../../../../authorized_keys", str(root / "abs" / "path")]
     for bad in ids:
@@ -50,19 +49,15 @@ def test_a_path_like_message_id_is_refused_at_the_hub_and_written_nowhere(county
         assert kept.is_relative_to((county.hub_home / "refused").resolve())
     notice = county.wait_notice(SENDER, "", "malformed_envelope")  # the notice names no hostile id
     assert notice.event == "rejected"
-    other_traffic_flows(county)
+    watch.check()  # nothing written outside the homes' folders, other units' documents flowed
     assert county.received_count(ZFB) == 0
-    new = set(tree(root)) - before
-    homes = [county.hub_home, *(county.home(a) for a in county.addresses)]
-    allowed = tuple(f"{h.relative_to(root)}/" for h in homes)
-    outside = sorted(p for p in new if not p.startswith(allowed) and not p.endswith(".log"))
-    assert outside == []
     inbox = county.home(ZFB) / "inbox"
     for bad in ids:
         assert not (inbox / bad).resolve().exists() and not Path(bad).exists()
 
 
 def test_a_revoked_encryption_certificate_is_refused_by_hub_directory_and_sender(county: Network) -> None:
+    watch = watch_from(county)
     victim = next(a for a in county.addresses if a not in (SENDER, XWB, ZFB, JW))
     cert = county.enc_cert(victim)
     before = county.agent(SENDER).lookup(victim)
@@ -93,7 +88,7 @@ def test_a_revoked_encryption_certificate_is_refused_by_hub_directory_and_sender
     with pytest.raises(PkiError) as exc:
         county.send(SENDER, [victim])
     assert exc.value.code == "certificate_revoked"
-    other_traffic_flows(county)
+    watch.check()
     assert county.received(victim, mid) is None
 
 
@@ -104,6 +99,7 @@ def test_another_unit_squatting_a_message_id_is_shown_to_the_victim_whose_docume
     from docex.agent.store import SentEvent
     from tests.e2e.support import document_files
 
+    watch = watch_from(county)
     squatted, body = county.pack(JW, [ZFB])  # the attacker (JW) uses an id first
     county.queue_raw(JW, squatted, body, [ZFB], record=False)
     county.wait_hub(squatted, "delivered", [ZFB])
@@ -132,10 +128,11 @@ def test_another_unit_squatting_a_message_id_is_shown_to_the_victim_whose_docume
         assert got is not None and got.sender == SENDER and got.title == victim.title
         assert county.inbox_files(address, new_id)["附件1.bin"] == files["附件1.bin"]
     assert county.received(XWB, squatted) is None  # the squatter's document reached only its own recipient
-    other_traffic_flows(county)
+    watch.check()
 
 
 def test_a_tampered_copy_of_a_delivered_document_does_not_change_its_state(county: Network) -> None:
+    watch = watch_from(county)
     mid, _ = county.send(SENDER, [ZFB], title="关于真实公文的通知")
     county.wait_sent(SENDER, mid, "delivered", [ZFB])
     with county.agent(SENDER).store.session() as s:
@@ -153,6 +150,7 @@ def test_a_tampered_copy_of_a_delivered_document_does_not_change_its_state(count
     assert [n for n in county.notices(SENDER, mid) if n.event == "rejected"] == []  # none names it
     assert {r.state for r in county.sent(SENDER, mid).values()} == {"delivered"}
     assert county.sent_state(SENDER, mid) != "rejected" and county.hub_states(mid) == {ZFB: "delivered"}
+    watch.check()
 
 
 def test_a_receipt_naming_another_envelope_digest_is_refused(county: Network) -> None:
@@ -160,6 +158,7 @@ def test_a_receipt_naming_another_envelope_digest_is_refused(county: Network) ->
     from docex.protocols import messages
     from docex.protocols.receipt import make_receipt
 
+    watch = watch_from(county)
     mid, _ = county.send(SENDER, [ZFB], title="关于回执测试的通知")
     county.wait_hub(mid, "delivered", [ZFB])
     creds = county.agent(ZFB).creds
@@ -171,12 +170,13 @@ def test_a_receipt_naming_another_envelope_digest_is_refused(county: Network) ->
     assert rows[0].sender == ZFB
     assert county.hub_states(mid) == {ZFB: "delivered"} and county.receipts(mid, "signed_for") == 0
     assert county.sent(SENDER, mid)[ZFB].state == "delivered"
-    other_traffic_flows(county)
+    watch.check()
 
 
 def test_classification_markings_are_normalised_at_the_hub(county: Network) -> None:
     from tests.protocols import forge
 
+    watch = watch_from(county)
     for marking in ("机密★5年", "秘密 ", "绝密\u200b", "SECRET"):
         files = {"a.txt": marking.encode()}
         m = forge.manifest(SENDER, [ZFB], files, classification=marking)
@@ -184,7 +184,7 @@ def test_classification_markings_are_normalised_at_the_hub(county: Network) -> N
         county.queue_raw(SENDER, m.message_id, body, [ZFB])
         wait_until(lambda mid=m.message_id: county.rejections(mid, "classified"), 60, f"{marking!r} refused")
         assert county.hub_states(m.message_id) == {} and county.received(ZFB, m.message_id) is None
-    other_traffic_flows(county)
+    watch.check()
 
 
 def test_zz_the_hub_fails_closed_on_its_own_stale_crl(county: Network) -> None:
@@ -197,6 +197,7 @@ def test_zz_the_hub_fails_closed_on_its_own_stale_crl(county: Network) -> None:
 
     from docex.pki.ca import CertificateAuthority
 
+    watch = watch_from(county)
     crl_path = county.hub_home / "ca" / "crl.pem"
     current = crl_path.read_bytes()
     ca = CertificateAuthority.open(county.hub_home / "ca", None)
@@ -212,4 +213,4 @@ def test_zz_the_hub_fails_closed_on_its_own_stale_crl(county: Network) -> None:
         assert rows[0].sender == SENDER and county.hub_states(mid) == {}
     finally:
         crl_path.write_bytes(current)
-    other_traffic_flows(county)  # a current CRL again: documents flow
+    watch.check()  # a current CRL again: documents flow
