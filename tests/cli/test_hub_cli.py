@@ -201,3 +201,47 @@ def test_output_cut_short_by_head_ends_quietly(hub: Hub, tmp_path: Path) -> None
     assert len(whole.output) > 200_000  # more than any pipe buffer: the writer meets the closed end
     assert (tmp_path / "err").read_text() == "", (tmp_path / "err").read_text()
     assert done.stdout.strip() in ("0", "1"), done.stdout  # click's quiet exit on a closed pipe is 1
+
+
+def test_audit_verify_fails_when_the_tail_is_cut_with_its_head(hub: Hub) -> None:
+    """Whoever can write hub.db can cut the log's tail and rewrite the stored head so that
+    the hash chain alone still says intact; the signed checkpoint kept outside the database
+    makes `docex audit verify` fail (exit 1, `entries_missing`). Restored afterwards."""
+    from sqlalchemy import delete, select
+
+    from docex.hub import audit
+    from docex.hub.db import Database
+    from docex.hub.models import AuditEntry, Setting
+
+    made = run("audit", "checkpoint", "--home", hub.home, "--insecure-no-passphrase", "--json")
+    assert made.exit_code == 0, made.output
+    assert run("unit", "phase", "--home", hub.home, ZFB, "dual_track").exit_code == 0  # audited after it
+    assert run("audit", "verify", "--home", hub.home).exit_code == 0
+    db = Database(HubConfig.load(hub.home).database_url)
+    try:
+        with db.session() as s:
+            rows = s.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars().all()
+            cut = [{c.name: getattr(r, c.name) for c in AuditEntry.__table__.columns} for r in rows[-4:]]
+            head = s.get(Setting, audit.HEAD_KEY)
+            assert head is not None
+            kept_head = head.value
+            s.execute(delete(AuditEntry).where(AuditEntry.id.in_([r["id"] for r in cut])))
+            head.value = rows[-5].hash
+        broken = run("audit", "verify", "--home", hub.home, "--json")
+        assert broken.exit_code == 1, broken.output
+        report = json.loads(broken.output)
+        assert report["ok"] is False and report["problem"] in ("", None)  # the chain alone sees nothing
+        assert "entries_missing" in {p["code"] for p in report["checkpoint_problems"]}
+        plain = run("audit", "verify", "--home", hub.home)
+        assert plain.exit_code == 1 and "checkpoint FAILED [entries_missing]" in plain.stderr
+    finally:
+        with db.session() as s:
+            existing = set(s.execute(select(AuditEntry.id)).scalars())
+            for row in cut:
+                if row["id"] not in existing:
+                    s.add(AuditEntry(**row))
+            head = s.get(Setting, audit.HEAD_KEY)
+            assert head is not None
+            head.value = kept_head
+        db.dispose()
+    assert run("audit", "verify", "--home", hub.home).exit_code == 0
