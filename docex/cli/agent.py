@@ -97,26 +97,34 @@ def run(home: str, metrics_port: int | None, passphrase: PassphraseSource) -> No
 @agent.command("add-person")
 @HOME
 @click.argument("person_dir", type=click.Path(exists=True, file_okay=False))
+@json_option
 @handles_errors
-def add_person(home: str, person_dir: str) -> None:
+def add_person(home: str, person_dir: str, as_json: bool) -> None:
     """登记签收人证书 Register a staff member's personal certificate (from `docex pki issue-person`) for the desk."""
     from docex.agent.desk.auth import add_person as register
 
     ident, name = register(_ctx(home), person_dir)
+    if as_json:
+        echo_json({"ok": True, "id": ident, "name": name})
+        return
     click.echo(f"{name}: registered (id {ident}); log in at the desk with the certificate's passphrase")
 
 
 @agent.command()
 @HOME
 @click.option("--label", default="office-system", show_default=True, help="Whose token (recorded with what it does).")
+@json_option
 @handles_errors
-def token(home: str, label: str) -> None:
+def token(home: str, label: str, as_json: bool) -> None:
     """办公系统接口令牌 A new API token for an office system (Authorization: Bearer TOKEN); printed once, on the last line."""
     from docex.agent.config import AgentConfig
     from docex.agent.desk.auth import new_token
 
     config = AgentConfig.load(home)
     value = new_token(config.home, label)
+    if as_json:
+        echo_json({"ok": True, "label": label, "token": value})
+        return
     click.echo(f"API token for {label} (keep it secret; only its hash is stored):")
     click.echo(value)
 
@@ -292,9 +300,10 @@ def return_(home: str, message_id: str, reason: str, person_dir: str | None, as_
 @HOME
 @click.argument("message_id")
 @click.option("--reason", required=True, help="Why it is recalled (撤销理由).")
+@json_option
 @passphrase_options
 @handles_errors
-def recall(home: str, message_id: str, reason: str, passphrase: PassphraseSource) -> None:
+def recall(home: str, message_id: str, reason: str, as_json: bool, passphrase: PassphraseSource) -> None:
     """撤销 Recall a document you sent that is not yet signed for by everyone. MESSAGE_ID: the id or a unique beginning of it."""
     from docex.agent.recall import recall_document
     from docex.agent.store import Sent
@@ -303,7 +312,10 @@ def recall(home: str, message_id: str, reason: str, passphrase: PassphraseSource
     ctx = _ctx(home, passphrase)
     with ctx.store.session() as s:
         message_id = resolve(s, Sent.message_id, message_id)
-    if recall_document(ctx, message_id, reason):
+    queued = recall_document(ctx, message_id, reason)
+    if as_json:
+        echo_json({"ok": True, "message_id": message_id, "recall_queued": queued, "reason": reason})
+    elif queued:
         click.echo(f"{message_id}: 撤销已提交 recall queued; recipients that already signed for it keep it")
     else:
         click.echo(f"{message_id}: 已撤销 already recalled")

@@ -204,9 +204,11 @@ def key() -> None:
 @click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Agent home (AGENTDIR).")
 @click.option("--new-passphrase-file", type=click.Path(exists=True, dir_okay=False), help="File holding the new passphrase.")
 @click.option("--new-passphrase-env", metavar="VAR", help="Environment variable holding the new passphrase.")
+@json_option
 @passphrase_options
 @handles_errors
-def passwd(home: str, new_passphrase_file: str | None, new_passphrase_env: str | None, passphrase: PassphraseSource) -> None:
+def passwd(home: str, new_passphrase_file: str | None, new_passphrase_env: str | None, as_json: bool,
+           passphrase: PassphraseSource) -> None:
     """修改口令 Change the passphrase the unit's private keys are encrypted with."""
     from docex.agent.config import AgentConfig
     from docex.agent.keys import change_passphrase
@@ -223,5 +225,8 @@ def passwd(home: str, new_passphrase_file: str | None, new_passphrase_env: str |
     else:
         raise DocexError("no_passphrase", "give the new passphrase with --new-passphrase-file or --new-passphrase-env")
     changed = change_passphrase(config.home, old, new)
+    if as_json:
+        echo_json({"ok": True, "changed": list(changed)})
+        return
     click.echo(f"口令已修改 passphrase changed for {', '.join(changed)}; "
                "give the agent service the new one ($DOCEX_PASSPHRASE or its passphrase file)")

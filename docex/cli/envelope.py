@@ -51,10 +51,12 @@ def _addresses(certs: list[str]) -> tuple[list[str], list[x509.Certificate]]:
 @click.option("--classification", default="", help="密级 (秘密/机密/绝密 are refused on this network).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@json_option
 @passphrase_options
 @handles_errors
 def pack(from_dir: str, to_certs: tuple[str, ...], cc_certs: tuple[str, ...], title: str, doc_number: str,
-         priority: str, classification: str, output: str, files: tuple[str, ...], passphrase: PassphraseSource) -> None:
+         priority: str, classification: str, output: str, files: tuple[str, ...], as_json: bool,
+         passphrase: PassphraseSource) -> None:
     """封装公文 Seal FILES into one envelope for the given recipients."""
     sender = UnitCredentials.load(from_dir, passphrase.get())
     to, to_loaded = _addresses(list(to_certs))
@@ -67,6 +69,9 @@ def pack(from_dir: str, to_certs: tuple[str, ...], cc_certs: tuple[str, ...], ti
     main = next((n for n in contents if n.lower().endswith(".pdf")), None)
     data = env.pack(manifest, contents, sender, [*to_loaded, *cc_loaded], main_document=main)
     Path(output).write_bytes(data)
+    if as_json:
+        echo_json({"ok": True, "message_id": manifest.message_id, "size": len(data), "output": output})
+        return
     click.echo(f"{manifest.message_id}  {len(data)} bytes -> {output}")
 
 

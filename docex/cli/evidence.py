@@ -300,13 +300,17 @@ def archive(home: str, message_ids: tuple[str, ...], replace: bool, as_json: boo
 @click.argument("message_id")
 @click.option("--person", "person_dir", type=click.Path(exists=True, file_okay=False),
               help="The staff member's certificate folder: who opened it.")
+@json_option
 @passphrase_options
 @handles_errors
-def opened(home: str, message_id: str, person_dir: str | None, passphrase: PassphraseSource) -> None:
+def opened(home: str, message_id: str, person_dir: str | None, as_json: bool, passphrase: PassphraseSource) -> None:
     """记录已打开 Record that a received document was opened (signed evidence, sent to the sender)."""
     from docex.agent.evidence import record_opened
     from docex.cli.agent import _ctx
 
     ctx = _ctx(home, passphrase)
     made = record_opened(ctx, message_id, person_dir=person_dir, passphrase=passphrase.get() if person_dir else None)
+    if as_json:
+        echo_json({"ok": True, "message_id": message_id, "recorded": bool(made)})
+        return
     click.echo("已记录打开 opened recorded" if made else "已记录过 already recorded")

@@ -79,11 +79,12 @@ def hub() -> None:
 @click.option("--user-prefix", default="", help="Prefix for broker user names (several hubs on one test broker).")
 @click.option("--public-host", help="本机在县电子政务网上的地址 The hub machine's address on the county network: "
               "agents reach the broker and TSA there, the dashboard listens on all interfaces. Without it: loopback only.")
+@json_option
 @passphrase_options
 @handles_errors
 def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url: str, vhost: str | None,
          db_url: str | None, import_ca: str | None, trust: tuple[str, ...], user_prefix: str, public_host: str | None,
-         passphrase: PassphraseSource) -> None:
+         as_json: bool, passphrase: PassphraseSource) -> None:
     """创建交换中心 Create a hub home: config, CA, server certificate, database, broker vhost and
     topology. Nothing is left behind if it fails (e.g. RabbitMQ down): fix the cause, run it again."""
     from docex.broker.errors import BrokerError
@@ -101,6 +102,16 @@ def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url
     except BrokerError as exc:
         raise DocexError("broker_unavailable", f"{exc}. 未创建任何文件 nothing was written to {home}: start RabbitMQ "
                                                "(systemctl start rabbitmq-server) and run the same command again") from None
+    warnings = network.warnings(config)
+    if as_json:
+        echo_json({"ok": True, "prefix": config.prefix, "home": str(config.home),
+                   "config": str(config.home / "docex.toml"), "ca": str(config.ca_dir / "ca.crt"),
+                   "vhost": config.broker.vhost, "database": config.database_url.split("@")[-1],
+                   "broker_for_agents": f"{config.broker.agent_host}:{config.broker.agent_port}",
+                   "tsa_url": network.tsa_url(config),
+                   "dashboard": f"{network.api_scheme(config)}://{config.api.host}:{config.api.port}/",
+                   "warnings": warnings})
+        return
     click.echo(f"hub {config.prefix} ready in {config.home}")
     click.echo(f"  config   {config.home / 'docex.toml'}")
     click.echo(f"  CA       {config.ca_dir / 'ca.crt'}")
@@ -108,7 +119,7 @@ def init(home: str, prefix: str, name: str | None, amqp_url: str, management_url
     click.echo(f"  database {config.database_url.split('@')[-1]}")
     click.echo(f"  agents   broker {config.broker.agent_host}:{config.broker.agent_port}, TSA {network.tsa_url(config)}")
     click.echo(f"  dashboard {network.api_scheme(config)}://{config.api.host}:{config.api.port}/")
-    for warning in network.warnings(config):
+    for warning in warnings:
         click.echo(f"注意 warning: {warning}", err=True)
     if not config.broker.tls_port:
         click.echo(f"next: sudo docex broker tls --home {config.home}  (TLS and certificate logins on the broker, "
@@ -511,14 +522,18 @@ unit.command("enable", help="启用单位 Enable a disabled unit again.")(_state
 @HOME
 @click.argument("address")
 @click.argument("phase", type=click.Choice(["pilot", "dual_track", "electronic"]))
+@json_option
 @handles_errors
-def unit_phase(home: str, address: str, phase: str) -> None:
+def unit_phase(home: str, address: str, phase: str, as_json: bool) -> None:
     """设置推行阶段 Set a unit's rollout phase (pilot, dual_track, electronic)."""
     from docex.hub.units import set_phase
 
     _, db = _open(home)
     set_phase(db, address, phase)
-    click.echo(f"{address}: {phase}")
+    if as_json:
+        echo_json({"ok": True, "address": address, "phase": phase})
+        return
+    click.echo(f"{address}: {glossary.both(glossary.PHASES, phase)}")
 
 
 # --- docex audit ------------------------------------------------------------------------------

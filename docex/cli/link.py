@@ -46,10 +46,11 @@ def link() -> None:
 @click.option("--child-ca", type=click.Path(exists=True, dir_okay=False),
               help="Trust the child exchange's CA (its ca.crt) for the units it certifies.")
 @click.option("--rotate", is_flag=True, help="The link exists: issue the bridge a new login (the old one stops working).")
+@json_option
 @passphrase_options
 @handles_errors
 def create(home: str, child_prefix: str, out: str, name: str | None, child_ca: str | None, rotate: bool,
-           passphrase: PassphraseSource) -> None:
+           as_json: bool, passphrase: PassphraseSource) -> None:
     """建立链路 On the parent hub: a link for a child hub, and the bridge's home (its broker login
     here, limited to our ingress and its own link queue, and its certificates)."""
     from docex.bridge.config import Side, write_bridge_home
@@ -69,6 +70,11 @@ def create(home: str, child_prefix: str, out: str, name: str | None, child_ca: s
     bridge = bridge.with_child(Side(prefix=child_prefix))
     bridge.save()
     cert_note = _issue_bridge_cert(config, passphrase, child_prefix, bridge.tls_dir)
+    if as_json:
+        echo_json({"ok": True, "link": kit.link, "child": child_prefix, "bridge_home": str(bridge.home),
+                   "broker_user": kit.broker_user, "tls_login": bool(kit.tls_cert_pem), "certificate": cert_note,
+                   "child_ca_trusted": bool(child_ca)})
+        return
     click.echo(f"链路 {kit.link} 已建立 (link created): {child_prefix} <-> {config.prefix}")
     login = "a TLS certificate login" if kit.tls_cert_pem else "a broker password"
     click.echo(f"  bridge home  {bridge.home}  (holds {login}: hand it over like a key)")

@@ -52,12 +52,16 @@ def seal() -> None:
 @click.option("--bottom-text", default="", help="Optional line under the star, e.g. 专用章.")
 @click.option("--size", "size_px", default=600, show_default=True, help="Image size in pixels.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@json_option
 @handles_errors
-def draw(name: str, bottom_text: str, size_px: int, output: str) -> None:
+def draw(name: str, bottom_text: str, size_px: int, output: str, as_json: bool) -> None:
     """生成印模 Draw a standard round red seal impression (印模) as a transparent PNG."""
     from docex.pki.seal_image import draw_seal
 
     Path(output).write_bytes(draw_seal(name, size_px, bottom_text=bottom_text))
+    if as_json:
+        echo_json({"ok": True, "output": output})
+        return
     click.echo(f"印模已生成 seal image written: {output}")
 
 
@@ -368,9 +372,10 @@ def run(tsa_dir: str, host: str, port: int, metrics_port: int | None, tls_cert: 
 @click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Hub home.")
 @click.option("--unit", "address", required=True, help="The unit's address.")
 @click.option("--image", required=True, type=click.Path(exists=True, dir_okay=False), help="The seal impression (PNG).")
+@json_option
 @passphrase_options
 @handles_errors
-def register(home: str, address: str, image: str, passphrase: PassphraseSource) -> None:
+def register(home: str, address: str, image: str, as_json: bool, passphrase: PassphraseSource) -> None:
     """登记印模 Register a unit's seal impression (印模) and send it to the unit's agent."""
     from docex.hub.config import HubConfig
     from docex.hub.db import Database
@@ -381,4 +386,7 @@ def register(home: str, address: str, image: str, passphrase: PassphraseSource) 
     pw = passphrase.get() if (passphrase.file or passphrase.env or passphrase.insecure) else config.keys.passphrase()
     db = Database(config.database_url)
     digest = register_seal(config, db, HubIdentity.load(config, pw), address, Path(image).read_bytes())
+    if as_json:
+        echo_json({"ok": True, "address": address, "sha256": digest})
+        return
     click.echo(f"{address}: 印模已登记 seal registered ({digest[:16]}); sent to the unit's agent by the running hub")

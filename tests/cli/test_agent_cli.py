@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from docex.agent.receiving import Receiver
+from docex.hub.config import BrokerConfig, HubConfig
 from tests.agent.homes import County, build_county, foreign_units, letter, outgoing
 from tests.cli.runner import refused, run
 from tests.conftest import Pki
@@ -149,3 +150,31 @@ def test_a_paper_route_is_warned_about_before_it_is_queued(county: County, note:
     assert result.exit_code == 0, result.output
     assert "paper route" in result.stderr and "guangdong.shaoguan.zfb" in result.stderr
     assert json.loads(result.stdout)["paper_route"] == ["guangdong.shaoguan.zfb"]
+
+
+@pytest.mark.parametrize("args", [
+    ("send", "--to", ZFB, "--title", "t", "--doc-number", "n", "NOTE"), ("inbox",), ("sent",), ("directory",),
+    ("sign-for", "3f2a9c10"), ("return", "3f2a9c10", "--reason", "r"), ("recall", "3f2a9c10", "--reason", "r"),
+    ("agent", "run"), ("agent", "token"), ("agent", "add-person", "NOTEDIR"),
+    ("key", "passwd", "--new-passphrase-env", "NEW"), ("evidence", "opened", "3f2a9c10"),
+], ids=lambda a: " ".join(a[:2]))
+def test_the_hubs_home_given_to_an_agent_command_is_named_as_such(
+        note: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """No traceback: one line saying the folder is the hub's and which commands take it."""
+    hub_home = tmp_path / "hub"
+    hub_home.mkdir()
+    HubConfig(home=hub_home, prefix="qingyuan.yangshan", name="阳山县电子公文交换中心", database_url="sqlite://",
+              broker=BrokerConfig(url="amqp://x:y@127.0.0.1/v", vhost="v")).save()
+    words = [str(note) if a == "NOTE" else str(note.parent) if a == "NOTEDIR" else a for a in args]
+    at = 2 if words[0] in ("agent", "key", "evidence") else 1
+    line = refused(run(*words[:at], "--home", hub_home, *words[at:]), "no_agent")
+    assert "hub home (交换中心目录)" in line and "AGENTDIR" in line
+
+
+@pytest.mark.parametrize("args", [("track", "3f2a9c10"), ("unit", "list"), ("documents",), ("audit", "verify"),
+                                  ("hub", "report", "--from", "2026-01-01", "--to", "2026-01-31")],
+                         ids=lambda a: " ".join(a[:2]))
+def test_an_agent_home_given_to_a_hub_command_is_named_as_such(county: County, args: tuple[str, ...]) -> None:
+    at = 2 if args[0] in ("unit", "audit", "hub") else 1
+    line = refused(run(*args[:at], "--home", county.homes[XXZX], *args[at:]), "no_hub")
+    assert "agent home (单位终端目录)" in line and "HUBDIR" in line

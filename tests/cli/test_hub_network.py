@@ -4,6 +4,7 @@ the broker and the TSA; without it every command that writes homes warns about l
 
 from __future__ import annotations
 
+import json
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -72,3 +73,19 @@ def test_init_with_the_broker_down_leaves_nothing(tmp_path: Path) -> None:
     assert "run the same command again" in line and not home.exists()
     line = refused(run(*args), "broker_unavailable")  # the retry says the same, not "hub_exists"
     assert not home.exists()
+
+
+def test_init_with_amqp_down_leaves_no_home_and_the_retry_succeeds(tmp_path: Path, names: tuple[str, str]) -> None:
+    """The management API answers but AMQP does not (RabbitMQ half up): nothing in HUBDIR;
+    the same command once AMQP answers makes the hub (the logins made the first time are reused)."""
+    vhost, user_prefix = names
+    home = tmp_path / "hub"
+    args = ("hub", "init", "--home", home, "--prefix", PREFIX, "--vhost", vhost, "--user-prefix", user_prefix,
+            "--public-host", "10.44.0.2", "--insecure-no-passphrase")
+    line = refused(run(*args, "--amqp", "amqp://guest:guest@127.0.0.1:9/"), "broker_unavailable")
+    assert "run the same command again" in line and not home.exists()
+    again = run(*args, "--json")
+    assert again.exit_code == 0, again.output
+    made = json.loads(again.stdout)
+    assert made["ok"] and made["warnings"] == [] and made["broker_for_agents"] == "10.44.0.2:5672"
+    assert HubConfig.load(home).broker.vhost == vhost

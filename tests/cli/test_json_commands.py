@@ -1,13 +1,50 @@
-"""Every command that changes something answers --json: the CA's commands and the
-dashboard logins (list, add, passwd, remove), without a broker."""
+"""Every command that changes something answers --json (every command but the services
+that run in the foreground has the option); the CA's commands, the dashboard logins (list,
+add, passwd, remove) and the seal drawing answer it, without a broker."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import click
+
+from docex.cli.main import cli
 from docex.hub.config import BrokerConfig, HubConfig
 from tests.cli.runner import run
+
+# run in the foreground until stopped: their output is a log, not an answer
+SERVICES = {"hub run", "agent run", "bridge run", "tsa run", "demo"}
+
+
+def test_every_command_but_the_services_has_json() -> None:
+    ctx = click.Context(cli)
+    missing, seen = [], set()
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None and not sub.hidden:
+                    walk(sub, [*path, name])
+            return
+        name = " ".join(path)
+        seen.add(name)
+        if name not in SERVICES and not any("--json" in getattr(p, "opts", ()) for p in cmd.params):
+            missing.append(name)
+
+    walk(cli, [])
+    assert seen >= SERVICES
+    for changing in ("sign-for", "return", "recall", "unit add", "unit import", "unit disable", "unit enable",
+                     "unit phase", "hub init", "hub user add", "pki issue", "key passwd", "link create"):
+        assert changing in seen
+    assert missing == []
+
+
+def test_a_seal_drawing_answers_json(tmp_path: Path) -> None:
+    drawn = _json("seal", "draw", "--name", "阳山县信息中心", "-o", tmp_path / "seal.png")
+    assert drawn == {"ok": True, "output": str(tmp_path / "seal.png")}
+    assert (tmp_path / "seal.png").read_bytes().startswith(b"\x89PNG")
 
 
 def _json(*args: str | Path) -> object:
