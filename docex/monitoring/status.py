@@ -158,7 +158,7 @@ class StatusCollector(Collector):
              s.certificates_expiring_30d),
             ("docex_audit_chain_ok", "1 when the audit log's hash chain verifies.",
              s.audit_chain_ok),
-            ("docex_deliveries_overdue", "Deliveries past their deadline, not delivered.",
+            ("docex_deliveries_overdue", "Deliveries past their deadline, not signed for nor returned (超期未签收).",
              s.overdue),
             ("docex_dead_letters", "Dead letters waiting for replay (docex hub dead-letters list).", s.dead_letters),
             ("docex_outbox_pending", "Outbox messages not yet confirmed by the broker.",

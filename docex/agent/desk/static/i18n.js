@@ -30,7 +30,7 @@ window.DESK_I18N = {
     "send.need_files": "请添加正文或附件", "send.add_to": "主送", "send.add_cc": "抄送",
     "sent.title": "已发公文", "sent.empty": "还没有发出的公文。", "sent.recalled": "已撤销：", "sent.kept": "以下单位撤销前已签收，保留该公文：", "sent.unit_seal": "（单位签章）",
     "dir.title": "通讯录", "dir.search": "按单位名称或地址查找", "dir.name": "单位名称", "dir.group": "分组", "dir.address": "地址",
-    "unit.enabled": "正常", "unit.disabled": "停用",
+    "unit.enabled": "启用", "unit.disabled": "停用",
     "new.document": "新公文", "new.urgent": "紧急公文",
     "err.network": "无法连接本机终端服务"
   },
