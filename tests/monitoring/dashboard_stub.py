@@ -156,7 +156,8 @@ def canned() -> dict[str, Any]:
         },
     ]
     dead = [dead_letter(i, now - timedelta(minutes=i)) for i in range(1, 61)]
-    return {"documents": [notice, other], "units": units, "now": now, "dead_letters": dead}
+    links = [{"name": "parent", "state": "up", "backlog": 0}]
+    return {"documents": [notice, other], "units": units, "now": now, "dead_letters": dead, "links": links}
 
 
 def dead_letter(n: int, at: datetime) -> dict[str, Any]:
@@ -272,7 +273,7 @@ class DashboardStub:
                 "timezone": "Asia/Shanghai (UTC+08:00)",
                 "units_total": 125,
                 "units_offline": 7,
-                "links": [{"name": "parent", "state": "up", "backlog": 0}],
+                "links": copy.deepcopy(self.data["links"]),
                 "dead_letters": len(self.data["dead_letters"]),
                 "generated_at": _iso(datetime.now(UTC)),
             }

@@ -145,7 +145,9 @@ def test_dashboard_login_search_document_and_live_states(tmp_path: Path) -> None
 def test_overview_cards_open_the_lists_they_count(tmp_path: Path) -> None:
     """超期未签收 counts open recipients past the deadline; its card opens exactly those
     documents (the API's overdue filter); the offline card opens the units, offline first;
-    paper-route documents are flagged; the hub's zone is shown; the page fits 800 px."""
+    paper-route and refused documents are flagged; who signed is shown; the link card says
+    when no link is configured; the favicon is served; the hub's zone is shown; the page
+    fits 800 px."""
     with DashboardStub() as stub, chromium() as driver:
         with stub.lock:  # the second document's deadline has passed; zfb has not signed
             stub.data["documents"][1]["deadline"] = "2011-09-26T08:00:00+08:00"
@@ -174,8 +176,14 @@ def test_overview_cards_open_the_lists_they_count(tmp_path: Path) -> None:
 
         css(driver, "#search-reset")[0].click()  # the whole list: the notice is flagged for its paper route
         wait_for(driver, lambda d: len(css(d, '#documents-table tr[data-testid="document-row"]')) == 2)
-        flags = css(driver, f'#documents-table tr[data-message-id="{NOTICE}"] [data-testid="document-flag"]')
-        assert [f.get_attribute("data-flag") for f in flags] == ["paper_route"]
+        def flags() -> list[str]:
+            found = css(driver, f'#documents-table tr[data-message-id="{NOTICE}"] [data-testid="document-flag"]')
+            return [f"{f.get_attribute('data-flag')}:{f.text}" for f in found]
+
+        assert flags() == ["paper_route:纸质传递"]
+        stub.set_state(NOTICE, "qingyuan.yangshan.yangcheng", "rejected")  # a unit refuses it: flagged too
+        css(driver, "#search-submit")[0].click()
+        wait_for(driver, lambda d: flags() == ["paper_route:纸质传递", "rejected:有拒收"])
 
         driver.get(stub.url + "#overview")
         wait_for(driver, lambda d: visible(d, "overview-view"))
@@ -183,6 +191,23 @@ def test_overview_cards_open_the_lists_they_count(tmp_path: Path) -> None:
         wait_for(driver, lambda d: len(css(d, 'tr[data-testid="unit-row"]')) == 1)
         assert css(driver, "#units-offline-only")[0].is_selected()
         assert css(driver, 'tr[data-testid="unit-row"]')[0].get_attribute("data-online") == "false"
+        css(driver, "#units-offline-only")[0].click()  # every unit: the offline ones first (the API lists zfb first)
+        wait_for(driver, lambda d: len(css(d, 'tr[data-testid="unit-row"]')) == 2)
+        assert [r.get_attribute("data-online") for r in css(driver, 'tr[data-testid="unit-row"]')] == ["false", "true"]
+
+        # no link configured: the link card says so instead of an empty table
+        with stub.lock:
+            stub.data["links"] = []
+        driver.get(stub.url + "#overview")
+        wait_for(driver, lambda d: visible(d, "overview-no-links"))
+        assert text_of(driver, "#overview-no-links") == "未配置上级链路" and not visible(driver, "overview-links")
+
+        # the page names its icon, and the icon is served
+        icon = css(driver, 'link[rel="icon"]')[0].get_attribute("href") or ""
+        served = driver.execute_script(
+            "const r = new XMLHttpRequest(); r.open('GET', arguments[0], false); r.send(); "
+            "return [r.status, r.getResponseHeader('Content-Type') || '', r.responseText.length];", icon)
+        assert served[0] == 200 and "svg" in served[1] and served[2] > 100, served
 
         driver.get(stub.url + "#document/" + NOTICE)  # who signed for it
         wait_for(driver, lambda d: len(css(d, 'tr[data-testid="recipient-row"]')) == 6)
