@@ -13,12 +13,14 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   curl -s -u guest:guest -X DELETE "http://127.0.0.1:15672/api/vhosts/docex-$tag" >/dev/null || true
-  for user in "hub.qingyuan.offline" "qingyuan.offline.xxzx" "qingyuan.offline.zfb"; do
-    curl -s -u guest:guest -X DELETE "http://127.0.0.1:15672/api/users/$tag.$user" >/dev/null || true
-  done
+  # every broker login this run made (hub init makes the hub's and an admin's, import one per unit)
+  curl -s -u guest:guest "http://127.0.0.1:15672/api/users" \
+    | python3 -c 'import json, sys; [print(u["name"]) for u in json.load(sys.stdin) if u["name"].startswith(sys.argv[1])]' "$tag." \
+    | while read -r user; do curl -s -u guest:guest -X DELETE "http://127.0.0.1:15672/api/users/$user" >/dev/null || true; done
   [ "${KEEP:-0}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # a stopped test still cleans up (the EXIT trap runs)
 
 wheels=${WHEELHOUSE:-}
 if [ -z "$wheels" ]; then
@@ -50,10 +52,10 @@ echo "== running hub and agents"
 echo "会议通知" > 通知.txt
 mid=$("$docex" send --home agents/xxzx --to qingyuan.offline.zfb --title 离线安装测试 --doc-number 测〔2026〕1号 通知.txt)
 echo "== sent $mid; waiting for delivery"
-for _ in $(seq 1 120); do
+for _ in $(seq 1 300); do
   if "$docex" inbox --home agents/zfb --json | grep -q "$mid"; then
     "$docex" sign-for --home agents/zfb "${mid:0:8}" --json
-    for _ in $(seq 1 120); do
+    for _ in $(seq 1 300); do
       if "$docex" track --home hub "$mid" --json | grep -q '"state": "signed_for"'; then
         "$docex" audit verify --home hub
         echo "OK: installed offline, delivered and signed for"

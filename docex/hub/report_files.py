@@ -1,5 +1,5 @@
 """The assessment report as the information centre hands it on: an XLSX workbook (the
-table with its totals row, and the weights used) and a printable A4 PDF with the table,
+table with its totals row, the weights used, and a sheet of bar charts) and a printable A4 PDF with the table,
 the county ranking and bar charts (on-time sign-for rate, volumes, returns, days offline),
 drawn with fpdf2 in the Noto CJK faces the documents use."""
 
@@ -55,9 +55,42 @@ def to_xlsx(report: dict[str, object], columns: Columns) -> bytes:
     for key, weight in weights.items():
         methods.append([WEIGHT_NAMES.get(key, key), weight])
     methods.column_dimensions["A"].width = 48
+    _xlsx_charts(wb.create_sheet("图表"), units)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+CHARTS: tuple[tuple[str, str, Callable[[dict[str, object]], float]], ...] = (
+    ("考核得分", "0.0", lambda r: float(r["score"])),  # type: ignore[arg-type]
+    ("按时签收率", "0%", lambda r: int(r["signed_for_on_time"]) / int(r["received"]) if int(r["received"]) else 0.0),  # type: ignore[call-overload]
+    ("收发文数量（发文+收文）", "0", lambda r: float(int(r["sent"]) + int(r["received"]))),  # type: ignore[call-overload]
+    ("退回数", "0", lambda r: float(int(r["returned"]))),  # type: ignore[call-overload]
+    ("当前离线天数", "0", lambda r: float(max(int(r["days_offline"]), 0))),  # type: ignore[call-overload]
+)
+
+
+def _xlsx_charts(ws: object, units: list[dict[str, object]]) -> None:
+    """A sheet with one column per measure (units in ranking order) and a bar chart of each."""
+    from openpyxl.chart import BarChart, Reference
+
+    ranked = sorted(units, key=lambda r: int(r["rank"]))  # type: ignore[call-overload]
+    ws.append(["单位名称", *(title for title, _, _ in CHARTS)])  # type: ignore[attr-defined]
+    for r in ranked:
+        ws.append([str(r["name"]), *(value(r) for _, _, value in CHARTS)])  # type: ignore[attr-defined]
+    ws.column_dimensions["A"].width = 30  # type: ignore[attr-defined]
+    last = len(ranked) + 1
+    for i, (title, number_format, _) in enumerate(CHARTS, start=2):
+        for row in range(2, last + 1):
+            ws.cell(row, i).number_format = number_format  # type: ignore[attr-defined]
+        chart = BarChart()
+        chart.type, chart.title, chart.legend = "bar", title, None
+        chart.height, chart.width = max(6.0, 0.6 * len(ranked) + 2), 16.0
+        chart.add_data(Reference(ws, min_col=i, min_row=1, max_row=last), titles_from_data=True)
+        chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=last))
+        chart.y_axis.numFmt = number_format
+        chart.x_axis.scaling.orientation = "maxMin"  # first ranked at the top
+        ws.add_chart(chart, f"H{2 + (i - 2) * (int(chart.height * 2) + 2)}")  # type: ignore[attr-defined]
 
 
 class _Pdf(FPDF):
@@ -128,13 +161,8 @@ def to_pdf(report: dict[str, object], columns: Columns) -> bytes:
             table.row([str(row[k]) if row[k] != -1 else "从未上线" for k, _ in shown])  # type: ignore[index]
     pdf.add_page()
     ranked = sorted(units, key=lambda r: int(r["rank"]))  # type: ignore[call-overload]
-    _chart(pdf, "全县排名：考核得分", ranked, lambda r: float(r["score"]), lambda v: f"{v:g}")  # type: ignore[arg-type]
-    _chart(pdf, "按时签收率", ranked,
-           lambda r: int(r["signed_for_on_time"]) / int(r["received"]) if int(r["received"]) else 0.0,  # type: ignore[call-overload]
-           lambda v: f"{v:.0%}")
-    _chart(pdf, "收发文数量（发文+收文）", ranked, lambda r: float(int(r["sent"]) + int(r["received"])),  # type: ignore[call-overload]
-           lambda v: f"{v:g}", BAR2)
-    _chart(pdf, "退回数", ranked, lambda r: float(int(r["returned"])), lambda v: f"{v:g}", BAR2)  # type: ignore[call-overload]
-    _chart(pdf, "当前离线天数", ranked, lambda r: float(max(int(r["days_offline"]), 0)),  # type: ignore[call-overload]
-           lambda v: f"{v:g} 天", BAR2)
+    labels: tuple[Callable[[float], str], ...] = (lambda v: f"{v:g}", lambda v: f"{v:.0%}", lambda v: f"{v:g}",
+                                                  lambda v: f"{v:g}", lambda v: f"{v:g} 天")
+    for i, ((title, _, value), label) in enumerate(zip(CHARTS, labels, strict=True)):
+        _chart(pdf, "全县排名：" + title if i == 0 else title, ranked, value, label, BAR if i < 2 else BAR2)
     return bytes(pdf.output())

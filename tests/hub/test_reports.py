@@ -54,6 +54,29 @@ def test_report_rows_and_formats(ctx: HubContext, db: Database, tmp_path: Path) 
     sheet = book["考核汇总"]
     assert sheet.cell(3, 1).value == "单位地址" and sheet.cell(sheet.max_row, 1).value == "合计"
     assert [c.value for c in book["考核办法"]["B"]][1:] == [60, 20, 10, 10]
+    charts = book["图表"]
+    assert [c.value for c in charts[1]] == ["单位名称", "考核得分", "按时签收率", "收发文数量（发文+收文）", "退回数",
+                                           "当前离线天数"]
+    assert charts.max_row == 3 and {charts.cell(r, 1).value for r in (2, 3)} == {"阳山县信息中心", "<县府办>"}
+    drawn = load_workbook_charts(path.with_suffix(".xlsx"))
+    assert drawn == ["考核得分", "按时签收率", "收发文数量（发文+收文）", "退回数", "当前离线天数"]
+
+    # the printable PDF: title with both days, the table with its totals row, the weights,
+    # the ranking and a bar chart of each measure
+    import pdfplumber
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(path.with_suffix(".pdf"))  # pdfminer does not map these CID fonts back
+    try:
+        text = "\n".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()
+    with pdfplumber.open(path.with_suffix(".pdf")) as pdf:
+        bars = sum(len(page.rects) for page in pdf.pages[1:])
+    for words in ("含首尾两日", "合计", "考核办法", "按时签收率 60 分", "全县排名：考核得分", "按时签收率", "收发文数量",
+                  "退回数", "当前离线天数", "阳山县信息中心", "<县府办>"):
+        assert words in text, words
+    assert bars >= 4  # score x2, on-time x1, volumes x2 (zero bars are not drawn)
     assert json.loads(path.with_suffix(".json").read_text("utf-8"))["hub"] == ctx.config.prefix
 
 
@@ -77,3 +100,20 @@ def test_weights_decide_the_ranking(ctx: HubContext, db: Database) -> None:
     report = build_report(HubContext(on_time, db, identity=None), day.date(), day.date())  # type: ignore[arg-type]
     assert {r["score"] for r in report["units"]} == {100.0}  # type: ignore[attr-defined]
     assert report["totals"]["received"] == 1  # type: ignore[index]
+
+
+def load_workbook_charts(path: Path) -> list[str]:
+    """The titles of the bar charts in the workbook's 图表 sheet, read from the file's XML
+    (openpyxl does not read charts back)."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        names = sorted((n for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)),
+                       key=lambda n: int(re.findall(r"\d+", n)[0]))
+        titles = []
+        for name in names:
+            xml = z.read(name).decode("utf-8")
+            assert "<barChart>" in xml and "<barDir val=\"bar\"/>" in xml
+            titles.append("".join(re.findall(r"<a:t>([^<]*)</a:t>", xml)))
+    return titles
