@@ -212,10 +212,14 @@ def restore_command(archive: str, home: str, db_url: str | None, no_broker: bool
     config, counts = restore(archive, home, database_url=db_url)
     db = Database(config.database_url)
     with db.read() as s:
-        units = [(u.address, u.broker_user) for u in s.query(Unit).all()]
-        links = [link.name for link in s.query(Link).all()]
+        rows = s.query(Unit).all()
+        units = [(u.address, u.broker_user) for u in rows]
+        disabled = frozenset(u.address for u in rows if u.state == "disabled")
+        link_rows = s.query(Link).all()
+        links = [link.name for link in link_rows]
+        link_users = {link.name: link.broker_user for link in link_rows if link.state != "paused"}  # paused: no rights
         chain = hub_audit.verify_chain(s)
-    missing = [] if no_broker else ensure_broker(config, units, links)
+    missing = [] if no_broker else ensure_broker(config, units, links, disabled=disabled, link_users=link_users)
     with db.session() as s:
         hub_audit.append(s, "information-centre", "hub.restore", str(Path(archive).name), rows=sum(counts.values()))
     db.dispose()

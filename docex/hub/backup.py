@@ -239,13 +239,15 @@ def restore(archive: str | Path, home: str | Path, *, database_url: str | None =
         raise
 
 
-def ensure_broker(config: HubConfig, units: list[tuple[str, str]], links: list[str]) -> list[str]:
-    """On a fresh broker: the vhost, the hub's own login (its password is in docex.toml)
-    and the topology. Returns the units whose broker login is missing (their homes must be
-    re-issued; a unit's password is kept only in its own home)."""
+def ensure_broker(config: HubConfig, units: list[tuple[str, str]], links: list[str],
+                  *, disabled: frozenset[str] = frozenset(), link_users: dict[str, str] | None = None) -> list[str]:
+    """On a fresh broker (or a fresh vhost): the vhost, the hub's own login (its password is
+    in docex.toml), the rights on the vhost of each unit and link whose login exists (give
+    no disabled unit and no paused link) and the topology. Returns the units whose broker login is missing (their homes
+    must be re-issued; a unit's password is kept only in its own home)."""
     from urllib.parse import unquote, urlsplit
 
-    from docex.broker.topology import hub_permissions
+    from docex.broker.topology import hub_permissions, link_permissions, unit_permissions
     from docex.hub import broker
 
     parts = urlsplit(config.broker.url)
@@ -258,5 +260,11 @@ def ensure_broker(config: HubConfig, units: list[tuple[str, str]], links: list[s
         mgmt.set_permissions(config.broker.vhost, hub_user, *hub_permissions())
         mgmt.set_permissions(config.broker.vhost, config.broker.management_user, ".*", ".*", ".*")
         missing = [address for address, user in units if user and not mgmt.user_exists(user)]
+        for address, user in units:  # a vhost made anew holds no rights for the logins there are
+            if user and address not in missing and address not in disabled:
+                mgmt.set_permissions(config.broker.vhost, user, *unit_permissions(address))
+        for name, user in (link_users or {}).items():
+            if user and mgmt.user_exists(user):
+                mgmt.set_permissions(config.broker.vhost, user, *link_permissions(name))
     broker.declare(config, units=tuple(a for a, _ in units), links=tuple(links))
     return missing

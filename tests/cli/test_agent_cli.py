@@ -46,6 +46,7 @@ def test_send_queues_while_the_service_is_down_and_prints_the_id(county: County,
     sent = json.loads(run("sent", "--home", county.homes[XXZX], "--json").output)
     mine = next(d for d in sent if d["message_id"] == mid)
     assert mine["priority"] == "加急" and mine["state"] == "queued"
+    assert mine["created_at"].endswith("+08:00")  # local time with its offset, as everywhere
     assert {r["address"]: r["state"] for r in mine["recipients"]} == {ZFB: "queued", FGJ: "queued", XXZX: "queued"}
     text = run("sent", "--home", county.homes[XXZX]).output
     assert "待发送" in text and "阳信发〔2011〕20号" in text
@@ -75,6 +76,7 @@ def test_inbox_sign_for_and_return(county: County, note: Path) -> None:
     inbox = json.loads(run("inbox", "--home", county.homes[ZFB], "--json").output)
     item = next(i for i in inbox if i["message_id"] == mid)
     assert (item["state"], item["sender"], item["doc_number"]) == ("delivered", XXZX, "阳信发〔2011〕20号")
+    assert item["received_at"].endswith("+08:00")
     assert (Path(item["path"]) / "通知.txt").read_bytes() == note.read_bytes()
     assert "待签收" in run("inbox", "--home", county.homes[ZFB]).output  # the glossary's inbox word
 

@@ -1,7 +1,8 @@
-"""Backup and restore on a real network: the hub is backed up while in use, its home and
-database are thrown away (a new machine), `docex hub restore` brings them back, and the
-restored hub keeps delivering, tracks the documents from before and its audit chain
-verifies."""
+"""Backup and restore on a real network: the hub is backed up while in use, its home,
+database and broker vhost are thrown away (a new machine), `docex hub restore` brings them
+back (the vhost, queues and every login's rights), and the restored hub keeps delivering to
+the agents, which reconnect by themselves, tracks the documents from before and its audit
+chain verifies."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import signal
 import pytest
 
 from docex.agent.actions import sign_for
+from docex.broker import Management
+from docex.cli.localnet import MANAGEMENT_URL
 from docex.hub.content_store import ContentStore
 from docex.hub.db import Database
 from docex.hub.models import Document
@@ -37,10 +40,15 @@ def test_a_restored_hub_keeps_delivering_tracking_and_verifying(network: Network
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["rows"]["documents"] == 1
 
-    # the old machine is gone: no home, no database
+    # the old machine is gone: no home, no database, and the broker's vhost (queues, rights)
+    # with it; the logins are still known to the broker (as a broker restored from its
+    # definitions, or with certificate logins, has them)
     net.stop("hub", signal.SIGTERM)
     net.db.dispose()
     shutil.move(net.hub_home, net.hub_home.parent / "old-hub")
+    with Management(MANAGEMENT_URL, "guest", "guest") as mgmt:
+        mgmt.delete_vhost(net.config.broker.vhost)
+        assert not mgmt.vhost_exists(net.config.broker.vhost)
     result = run("hub", "restore", archive, "--home", net.hub_home, "--json")
     assert result.exit_code == 0, result.output
     restored = json.loads(result.output)

@@ -62,3 +62,17 @@ def test_monthly_report_on_1_december_covers_november(ctx: HubContext, db: Datab
 
     localtime.set_clock(lambda: dt.datetime(2026, 11, 30, 15, 0, tzinfo=UTC))  # an hour earlier: still November
     assert HubJobs(ctx).monthly_report().name == "usage-2026-10-01-2026-10-31.csv"
+
+
+def test_the_report_job_fires_on_the_first_at_one_in_the_morning_local_time(ctx: HubContext) -> None:
+    """The scheduler runs on local time: from midday 30 November (UTC) the report job's next
+    run is 1 December 01:00 +08:00, i.e. 30 November 17:00 UTC, when the clock of the test
+    above stands, so the report it writes is November's."""
+    from docex.hub.jobs import build_scheduler
+
+    scheduler = build_scheduler(HubJobs(ctx))
+    job = scheduler.get_job("report")
+    assert job is not None
+    fire = job.trigger.get_next_fire_time(None, dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    assert fire.isoformat() == "2026-12-01T01:00:00+08:00"
+    assert fire.astimezone(UTC) == dt.datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
