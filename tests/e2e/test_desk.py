@@ -9,6 +9,7 @@ text. The browser test keeps the guide's screenshots
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -21,14 +22,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from docex.agent.actions import return_document, sign_for
-from docex.agent.config import AgentConfig, DeskConfig
+from docex.agent.config import AgentConfig, DeskConfig, SealConfig
+from docex.agent.context import AgentContext
+from docex.agent.desk.views import directory
 from docex.agent.receiving import Receiver
+from docex.agent.sealing import seal_pdf
 from docex.agent.store import Action, Received
 from docex.documents.compose import compose
 from docex.pki.ca import CertificateAuthority
@@ -38,6 +43,7 @@ from tests.documents.gbt9704 import pdf_text
 from tests.e2e.conftest import NetworkFactory
 from tests.e2e.support import SENDER, Network, wait_until
 from tests.monitoring.browser import (
+    attribute_of,
     chromium,
     click,
     css,
@@ -47,6 +53,9 @@ from tests.monitoring.browser import (
     visible,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -78,7 +87,8 @@ def desk(network: NetworkFactory, tmp_path_factory: pytest.TempPathFactory) -> I
     home = net.home(ME)
     config = AgentConfig.load(home)
     port = _free_port()
-    dataclasses.replace(config, desk=DeskConfig(port=port)).save()
+    # The hub here serves no API, so no time-stamping authority: the desk seals without a timestamp.
+    dataclasses.replace(config, desk=DeskConfig(port=port), seal=SealConfig(tsa_url="")).save()
     person_dir = tmp_path_factory.mktemp("zhangsan")
     CertificateAuthority.open(net.hub_home / "ca", None).issue_person(ME, "张三", person_dir, PASSPHRASE.encode())
     # What the unit's administrator types: register the clerk's certificate, make a token for the OA system.
@@ -106,9 +116,14 @@ def _main_pdf(title: str) -> bytes:
                     "main_recipients": ["县府办"]}, "请认真贯彻落实。")
 
 
-def _incoming(desk: Desk, title: str, priority: str = "加急") -> str:
+def _incoming(desk: Desk, title: str, priority: str = "加急", *, sealed: bool = False) -> str:
+    main = _main_pdf(title)
+    if sealed:  # the sending unit's electronic seal (no TSA here: without a timestamp)
+        sender = desk.net.agent(SENDER)
+        main = seal_pdf(AgentContext(dataclasses.replace(sender.config, seal=SealConfig(tsa_url="")), sender.creds,
+                                     sender.store), main)
     mid, _ = desk.net.send(SENDER, [ME], title=title, priority=priority,
-                           files={"正文.pdf": _main_pdf(title), "附件.txt": "附件内容".encode()})
+                           files={"正文.pdf": main, "附件.txt": "附件内容".encode()})
     desk.net.wait_hub(mid, "delivered", [ME])
     return mid
 
@@ -279,18 +294,38 @@ def _states(api: httpx.Client, mid: str) -> dict[str, str]:
     return {r["address"]: r["state"] for r in doc["recipients"]}
 
 
-def _state_of_row(driver: object, selector: str) -> str:
-    found = css(driver, f"{selector} .state")  # type: ignore[arg-type]
-    return (found[0].get_attribute("data-state") or "") if found else ""
+def _type_into(driver: WebDriver, selector: str, text: str) -> None:
+    """Type into a field of a list the page draws afresh on every change (已发): the page
+    keeps what was typed across a redraw; typing starts again only if the field it went to
+    was replaced before a key landed."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def typed(d: WebDriver) -> bool:
+        if attribute_of(d, selector, "value") == text:
+            return True
+        try:
+            field = css(d, selector)[0]
+            field.clear()
+            field.send_keys(text)
+        except (StaleElementReferenceException, IndexError):
+            return False
+        return attribute_of(d, selector, "value") == text
+
+    wait_for(driver, typed, timeout=30)
+
+
+def _state_of_row(driver: WebDriver, selector: str) -> str:
+    return attribute_of(driver, f"{selector} .state", "data-state")
 
 
 @pytest.mark.browser
+@pytest.mark.timeout(600)  # the module's network starts inside it when run alone (-k chromium)
 @pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
 def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
     net = desk.net
-    urgent = _incoming(desk, "关于做好国庆节期间值班工作的通知", priority="特急")
+    urgent = _incoming(desk, "关于做好国庆节期间值班工作的通知", priority="特急", sealed=True)
     other = _incoming(desk, "关于报送2011年工作总结的通知", priority="平急")
     attachments = [tmp_path / "附件1 名单.txt", tmp_path / "附件2 日程.txt"]
     for i, path in enumerate(attachments):
@@ -317,13 +352,14 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         assert text_of(driver, "#me") == "张三"
         click(driver, row)
         wait_for(driver, lambda d: visible(d, "doc-detail") and text_of(d, "#detail-title") == "关于做好国庆节期间值班工作的通知")
-        assert text_of(driver, "#detail-seal") == "无电子印章"
+        assert text_of(driver, "#detail-seal") == "印章有效"  # the sender's seal, verified on receipt
         assert "正文.pdf" in text_of(driver, "#detail-files")
+        assert css(driver, '#detail-files li[data-file="正文.pdf"] a[href$="?inline=1"]')  # opens in the browser
         keep_screenshot(driver, tmp_path, "desk-inbox.png", docs=True)
 
         # 签收 in one click: the hub and the sender see it.
         click(driver, "#btn-sign-for")
-        wait_for(driver, lambda d: css(d, "#doc-detail")[0].get_attribute("data-state") == "signed_for")
+        wait_for(driver, lambda d: attribute_of(d, "#doc-detail", "data-state") == "signed_for")
         assert not css(driver, row)  # no longer waiting: off the 待签收 list
         net.wait_hub(urgent, "signed_for", [ME])
         received = net.received(ME, urgent)
@@ -331,17 +367,23 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
 
         # The printable 签收单.
         wait_for(driver, lambda d: visible(d, "btn-slip"))
-        href = css(driver, "#btn-slip")[0].get_attribute("href")
+        href = attribute_of(driver, "#btn-slip", "href")
         got = driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
-            "fetch(arguments[0]).then(r => r.arrayBuffer().then(b => done([r.headers.get('content-type'), "
-            "String.fromCharCode(...new Uint8Array(b.slice(0, 4))), b.byteLength])));", href)
-        assert got[0] == "application/pdf" and got[1] == "%PDF" and got[2] > 5000
+            "fetch(arguments[0]).then(r => r.blob().then(b => { const f = new FileReader();"
+            "f.onload = () => done([r.headers.get('content-type'), f.result.split(',')[1]]); f.readAsDataURL(b); }));",
+            href)
+        slip = base64.b64decode(got[1])
+        assert got[0] == "application/pdf" and slip.startswith(b"%PDF")
+        slip_text = pdf_text(slip)
+        assert "签收人张三" in slip_text and "关于做好国庆节期间值班工作的通知" in slip_text, slip_text
+        assert "印章核验有效" in slip_text and "签收时间" in slip_text, slip_text
 
         # 退回 another, with a reason: the sender sees the reason.
         other_row = f'#inbox-table tr[data-message-id="{other}"]'
         click(driver, other_row)
         wait_for(driver, lambda d: text_of(d, "#detail-title") == "关于报送2011年工作总结的通知")
+        assert text_of(driver, "#detail-seal") == "无电子印章"
         css(driver, "#return-reason")[0].send_keys("请补充附件2")
         click(driver, "#btn-return")
         net.wait_hub(other, "returned", [ME])
@@ -362,7 +404,7 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         assert not css(driver, f"{waiting_row} img")
         click(driver, waiting_row)
         wait_for(driver, lambda d: text_of(d, "#detail-title") == hostile)
-        assert css(driver, "#btn-sign-for")[0].get_attribute("disabled") is not None and visible(driver, "detail-awaiting")
+        assert attribute_of(driver, "#btn-sign-for", "disabled") and visible(driver, "detail-awaiting")
         assert driver.execute_script("return window.__pwned") is None
 
         # A new urgent document announces itself, no reload.
@@ -372,10 +414,18 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         wait_for(driver, lambda d: css(d, f'#inbox-table tr[data-message-id="{new}"]'), timeout=30)
         wait_for(driver, lambda d: visible(d, "toast") and "关于紧急防汛工作的通知" in text_of(d, "#toast"), timeout=30)
 
-        # 发文: three units chosen by name, two attachments, preview, send.
+        # 发文: three units chosen by name (after a look by group), 正文 laid out from the template with
+        # the unit's seal, two attachments, preview, send.
         three = desk.others()[:3]
         click(driver, "#nav-send")
         wait_for(driver, lambda d: css(d, 'li[data-testid="recipient-option"]'))
+        # By group: the picker lists the group's units, and only those.
+        groups = {u["address"]: u["group"] for u in directory(net.agent(ME)) if not u["self"]}
+        group = groups[three[0]]
+        Select(css(driver, "#recipient-group")[0]).select_by_value(group)
+        wait_for(driver, lambda d: {o.get_attribute("data-address") for o in css(d, 'li[data-testid="recipient-option"]')}
+                 == {a for a, g in groups.items() if g == group})
+        Select(css(driver, "#recipient-group")[0]).select_by_value("")
         css(driver, "#send-title")[0].send_keys("关于开展安全生产大检查的通知")
         css(driver, "#send-docnum")[0].send_keys("阳府办发〔2011〕52号")
         for i, address in enumerate(three):
@@ -386,6 +436,18 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
             wait_for(driver, lambda d, option=option: css(d, option))
             click(driver, f"{option} {'.add-cc' if i == 2 else '.add-to'}")
         css(driver, "#send-files")[0].send_keys("\n".join(str(p) for p in attachments))
+        page = driver.current_window_handle
+        click(driver, "#compose-box summary")
+        css(driver, "#compose-signer")[0].send_keys("李四")
+        css(driver, "#compose-body")[0].send_keys("一、检查范围\n全县各乡镇、县直各单位。")
+        assert css(driver, "#compose-seal")[0].is_selected()  # 加盖本单位电子印章, checked by default
+        click(driver, "#btn-compose")
+        wait_for(driver, lambda d: attribute_of(d, "#compose-state", "data-state") == "sealed", timeout=60)
+        for handle in driver.window_handles:  # the laid-out PDF opened in a tab of its own
+            if handle != page:
+                driver.switch_to.window(handle)
+                driver.close()
+        driver.switch_to.window(page)
         # Classification is refused before anything leaves the page.
         classification = Select(css(driver, "#send-classification")[0])
         classification.select_by_visible_text("机密")
@@ -396,16 +458,19 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         click(driver, "#btn-preview")
         wait_for(driver, lambda d: visible(d, "send-preview"))
         assert text_of(driver, "#preview-to") == "、".join(desk.names[a] for a in three[:2])
-        assert "附件1 名单.txt" in text_of(driver, "#preview-files") and "附件2 日程.txt" in text_of(driver, "#preview-files")
+        assert text_of(driver, "#preview-files") == "正文.pdf；附件1 名单.txt；附件2 日程.txt"
         keep_screenshot(driver, tmp_path, "desk-send.png", docs=True)
         click(driver, "#btn-send")
         wait_for(driver, lambda d: visible(d, "send-result"), timeout=30)
-        mid = css(driver, "#send-result")[0].get_attribute("data-message-id")
+        mid = attribute_of(driver, "#send-result", "data-message-id")
         assert mid
         net.wait_hub(mid, "delivered", three)
         for address in three:
             got_files = net.inbox_files(address, mid)
             assert got_files["附件1 名单.txt"] == "附件1".encode() and got_files["附件2 日程.txt"] == "附件2".encode()
+            assert "关于开展安全生产大检查的通知" in pdf_text(got_files["正文.pdf"])
+            got = net.received(address, mid)
+            assert got is not None and got.seal_status == "valid"  # our seal, verified there
 
         # 已发: the recipients by name; one signs for it, the page follows without a reload.
         click(driver, "#nav-sent")
@@ -419,7 +484,7 @@ def test_the_desk_in_chromium(desk: Desk, tmp_path: Path) -> None:
         assert desk.names[three[0]] in text_of(driver, f'{doc} tr[data-address="{three[0]}"]')
 
         # 撤销: the others lose it; the one that signed keeps it, and the page shows who.
-        css(driver, f"{doc} .recall-reason")[0].send_keys("文号有误，重新发文")
+        _type_into(driver, f"{doc} .recall-reason", "文号有误，重新发文")
         click(driver, f"{doc} .btn-recall")
         wait_for(driver, lambda d: all(_state_of_row(d, f'{doc} tr[data-address="{a}"]') == "recalled" for a in three[1:]),
                  timeout=60)

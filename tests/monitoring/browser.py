@@ -9,11 +9,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
+
+T = TypeVar("T")
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CHROMIUM = "/usr/bin/chromium"
@@ -113,11 +115,29 @@ def click(driver: WebDriver, selector: str, timeout: float = 20.0) -> None:
     wait_for(driver, attempt, timeout)
 
 
+def _read(driver: WebDriver, selector: str, read: Callable[[WebElement], T], missing: T) -> T:
+    """`read` of the first element matching `selector`, found afresh if a re-render replaced
+    it in between (StaleElementReferenceException); `missing` when there is none."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(50):
+        found = css(driver, selector)
+        if not found:
+            return missing
+        try:
+            return read(found[0])
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{selector}: replaced 50 times in a row while being read")
+
+
 def visible(driver: WebDriver, element_id: str) -> bool:
-    found = css(driver, f"#{element_id}")
-    return bool(found) and found[0].is_displayed()
+    return _read(driver, f"#{element_id}", lambda e: bool(e.is_displayed()), False)
 
 
 def text_of(driver: WebDriver, selector: str) -> str:
-    found = css(driver, selector)
-    return found[0].text if found else ""
+    return _read(driver, selector, lambda e: str(e.text), "")
+
+
+def attribute_of(driver: WebDriver, selector: str, name: str) -> str:
+    return _read(driver, selector, lambda e: e.get_attribute(name) or "", "")

@@ -5,7 +5,8 @@
   "use strict";
   const I18N = window.DESK_I18N;
   const S = { lang: localStorage.getItem("desk.lang") || "zh-CN", csrf: null, tz: "Asia/Shanghai", view: "inbox",
-    inbox: [], current: null, units: [], to: [], cc: [], composed: null, notify: true, sound: true, es: null };
+    inbox: [], current: null, units: [], to: [], cc: [], composed: null, notify: true, sound: true, es: null,
+    recallReasons: {} };
   const $ = (id) => document.getElementById(id);
   const t = (key) => (I18N[S.lang] && I18N[S.lang][key]) || I18N["zh-CN"][key] || key;
 
@@ -305,6 +306,9 @@
   }
   async function loadSent() {
     const docs = await api("GET", "/api/sent");
+    // The list is drawn afresh on every change: a recall reason being typed keeps its text and focus.
+    const typing = document.activeElement && document.activeElement.classList.contains("recall-reason")
+      ? document.activeElement.closest(".sent-doc").dataset.messageId : null;
     const box = clear($("sent-list"));
     for (const d of docs) {
       const table = el("table", { cls: "list" }, el("thead", {}, el("tr", {}, ...["col.recipient", "col.state", "col.times",
@@ -326,15 +330,23 @@
         if (kept.length) doc.append(el("div", { cls: "muted", "data-testid": "recall-kept", text: t("sent.kept") + kept.join("、") }));
       }
       if (d.recallable) {
-        const input = el("input", { type: "text", cls: "recall-reason", maxlength: "500", placeholder: t("act.recall_reason") });
+        const input = el("input", { type: "text", cls: "recall-reason", maxlength: "500", placeholder: t("act.recall_reason"),
+          oninput: (e) => { S.recallReasons[d.message_id] = e.target.value; } });
+        input.value = S.recallReasons[d.message_id] || "";
         const err = el("span", { cls: "error", hidden: "hidden" });
         doc.append(el("div", { cls: "recall-box" }, input, el("button", { type: "button", cls: "btn-recall", text: t("act.recall"),
           onclick: async () => {
-            try { await api("POST", `/api/sent/${encodeURIComponent(d.message_id)}/recall`, { reason: input.value.trim() }); loadSent(); }
-            catch (e) { err.textContent = e.message; err.hidden = false; }
+            try {
+              await api("POST", `/api/sent/${encodeURIComponent(d.message_id)}/recall`, { reason: input.value.trim() });
+              delete S.recallReasons[d.message_id]; loadSent();
+            } catch (e) { err.textContent = e.message; err.hidden = false; }
           } }), err));
       }
       box.append(doc);
+      if (typing === d.message_id) {
+        const input = doc.querySelector(".recall-reason");
+        if (input) { input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
+      }
     }
     $("sent-empty").hidden = docs.length > 0;
   }
