@@ -88,6 +88,7 @@ def test_login_proves_the_key_and_sets_a_strict_cookie(client: TestClient, clerk
     persons = client.get("/api/persons").json()
     assert {"id": clerk, "name": "张三"} in persons["persons"]
     assert persons["timezone"] == "Asia/Shanghai"
+    assert (persons["notify"], persons["sound"]) == (True, True)  # [desk] notify, sound: the page's defaults
 
     assert client.get("/api/inbox").status_code == 401
     bad = client.post("/api/login", json={"person": clerk, "passphrase": "wrong"})
