@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from asn1crypto import cms as asn1_cms
-from asn1crypto import tsp
+from asn1crypto import core, tsp
 from cryptography import x509
 
 from docex.pki import cms
@@ -124,10 +124,27 @@ def add_signature_timestamp(der: bytes, stamper: Stamper) -> bytes:
     signer_info = _signer_info(info)
     token = stamper(hashlib.sha256(bytes(signer_info["signature"].native)).digest())
     attr = asn1_cms.CMSAttribute({"type": SIGNATURE_TIMESTAMP, "values": [asn1_cms.ContentInfo.load(token)]})
-    current = signer_info["unsigned_attrs"]
+    # Only the SignerInfo is encoded anew; every other part of the SignedData keeps its
+    # received encoding, spliced in as it is. Dumping the whole modified structure made
+    # asn1crypto re-encode parts of some SignedData field by field, for seconds to minutes
+    # (a returned receipt held the hub's intake for over three minutes).
+    fresh = asn1_cms.SignerInfo.load(signer_info.dump())
+    current = fresh["unsigned_attrs"]
     existing = list(current) if current and len(current) else []
-    signer_info["unsigned_attrs"] = asn1_cms.CMSAttributes([*existing, attr])
-    return bytes(info.dump())
+    fresh["unsigned_attrs"] = asn1_cms.CMSAttributes([*existing, attr])
+    signed_data = info["content"]
+    parts = [signed_data[name].dump() for name, *_ in signed_data._fields
+             if name != "signer_infos" and not isinstance(signed_data[name], core.Void)]
+    body = b"".join(parts) + _tlv(0x31, fresh.dump())  # signerInfos: a SET OF, the last field
+    return _tlv(0x30, info["content_type"].dump() + _tlv(0xA0, _tlv(0x30, body)))
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    """One DER element: tag, definite length, contents."""
+    if len(body) < 0x80:
+        return bytes([tag, len(body)]) + body
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
 
 
 # -- verification -------------------------------------------------------------------------------

@@ -95,3 +95,19 @@ def test_archive_timestamps_need_renewal_once_expired_and_verify_again_when_rene
     renewed = timestamps.evaluate_archive(base, [first, second], trust, at=later)
     assert renewed.status == "VALID", renewed.message
     assert timestamps.evaluate_archive(base + b"!", [first, second], trust, at=later).status == "INVALID"
+
+
+def test_a_returned_receipt_is_stamped_with_everything_else_kept_as_received(seal_tsa: TimeStampAuthority) -> None:
+    """A real returned receipt (from a test run of the dashboard e2e) that asn1crypto took
+    minutes to re-encode whole once its SignerInfo changed, holding the hub's intake: only
+    the SignerInfo is encoded anew, every other part is the received bytes."""
+    der = (Path(__file__).parent / "data" / "returned-receipt.der").read_bytes()
+    stamped = timestamps.add_signature_timestamp(der, timestamps.local_stamper(seal_tsa))
+    assert timestamps.signature_value(stamped) == timestamps.signature_value(der)
+    assert timestamps.signature_timestamp(stamped) is not None
+    before, after = (cms._ContentInfo.load(d, strict=True)["content"] for d in (der, stamped))
+    for name in ("version", "digest_algorithms", "encap_content_info", "certificates"):
+        assert after[name].dump() == before[name].dump(), name
+    signer_before, signer_after = before["signer_infos"][0], after["signer_infos"][0]
+    for name in ("sid", "digest_algorithm", "signed_attrs", "signature_algorithm", "signature"):
+        assert signer_after[name].dump() == signer_before[name].dump(), name
