@@ -105,7 +105,8 @@ def read(raw: bytes, *, max_unpacked: int = MAX_UNPACKED_BYTES) -> Package:
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+        # NotImplementedError: a central directory claiming a ZIP version past 6.3 (fuzzer)
         raise DocexError("malformed_envelope", "the package is not a valid ZIP") from exc
     if len(infos) > MAX_FILES + 1:
         raise DocexError("too_large", f"the package holds more than {MAX_FILES} files")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from docex.protocols import package as pkg
+from docex.protocols.errors import DocexError
 from tests.protocols import forge
 from tests.security.fuzzing import expect_parse_or_named_error, fuzz, mutations
 
@@ -69,3 +70,16 @@ def test_fuzz_package_hostile_zip() -> None:
         _read(raw)
 
     fuzz("package (hostile ZIP)", target)
+
+
+def test_a_zip_claiming_a_future_version_is_a_named_refusal() -> None:
+    # Found by the one-hour run: zipfile raises NotImplementedError while reading a central
+    # directory whose "version needed to extract" is past 6.3.
+    at = GENUINE.index(b"PK\x01\x02")
+    future = GENUINE[: at + 6] + bytes([127, 0]) + GENUINE[at + 8 :]
+    try:
+        pkg.read(future)
+    except DocexError as exc:
+        assert exc.code == "malformed_envelope"
+    else:
+        raise AssertionError("a ZIP claiming version 12.7 was read")
