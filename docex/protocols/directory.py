@@ -100,7 +100,7 @@ class DirectorySnapshot:
                 anchors=tuple(str(c) for c in data.get("anchors", ())),
                 has_parent=bool(data.get("has_parent", True)),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DocexError("directory_untrusted", "the directory snapshot is not well formed") from exc
 
     def anchor_certificates(self) -> list[x509.Certificate]:
@@ -157,7 +157,7 @@ class DirectoryDelta:
                        generated_at=base.generated_at, units=base.units,
                        removed=tuple(str(a) for a in data.get("removed", ())), hub_cert=base.hub_cert,
                        children=base.children, crls=base.crls, anchors=base.anchors, has_parent=base.has_parent)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DocexError("directory_untrusted", "the directory delta is not well formed") from exc
 
 

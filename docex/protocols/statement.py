@@ -51,9 +51,15 @@ def verify_statement(
     if signed_kind != kind:
         raise DocexError(error_code, f"expected a signed {kind}, got {signed_kind or 'something else'}")
     try:
-        payload = json.loads(verified.content.decode("utf-8"))
+        payload = json.loads(verified.content.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise DocexError(error_code, f"the {kind} is not valid JSON") from exc
     if not isinstance(payload, dict):
         raise DocexError(error_code, f"the {kind} is not a JSON object")
     return SignedStatement(kind, payload, verified.signer)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259), though Python reads them: refused, so that no
+    number a peer signs can be infinite (an `int()` of it raised OverflowError)."""
+    raise ValueError(f"{name} is not a JSON number")

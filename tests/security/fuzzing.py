@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +94,7 @@ def fuzz(name: str, target: Callable[..., None]) -> None:
             try:
                 run()
             except Exception as exc:  # noqa: BLE001 - a crasher: keep it and go on searching
-                notes = "\n".join(getattr(exc, "__notes__", []))
-                tally.crashers.append(f"{type(exc).__name__}: {exc}\n{notes}"[:4000])
+                tally.crashers.append(describe(exc)[:8000])
                 if CRASH_LOG:
                     with open(CRASH_LOG, "a", encoding="utf-8") as fh:
                         fh.write(f"== {name}\n{tally.crashers[-1]}\n")
@@ -102,6 +102,17 @@ def fuzz(name: str, target: Callable[..., None]) -> None:
     finally:
         tally.seconds += time.monotonic() - start
         target.hypothesis.inner_test = inner  # type: ignore[attr-defined]
+
+
+def describe(exc: BaseException) -> str:
+    """A crasher as someone fixing it needs it: each distinct failure hypothesis found (it
+    groups them), where it was raised, and its falsifying example."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "\n---\n".join(describe(sub) for sub in exc.exceptions)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    notes = "\n".join(getattr(exc, "__notes__", []))
+    return f"{type(exc).__name__}: {exc}{where}\n{notes}"
 
 
 # -- strategies shared by the targets ---------------------------------------------------------

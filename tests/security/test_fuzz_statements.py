@@ -146,3 +146,12 @@ def _delta_verify(trust: TrustStore) -> Callable[[bytes], Any]:
 def test_fuzz_directory_delta_signed(pki: Pki, county_hub: Hub) -> None:
     fuzz("directory delta (signed, hostile payload)",
          _signed_target("directory-delta", DELTA, _signer(county_hub.cert, county_hub.key), _delta_verify(pki.trust())))
+
+
+def test_an_infinite_version_is_a_named_refusal(pki: Pki, county_hub: Hub) -> None:
+    # Found by the one-hour run: Python reads `Infinity` as JSON, and int() of it overflows.
+    trust = pki.trust()
+    for field in ("version", "base_version"):
+        raw = sign_statement("directory-delta", {"prefix": county_hub.prefix, "version": 0, "base_version": 0,
+                                                 "generated_at": "", field: float("inf")}, county_hub.cert, county_hub.key)
+        assert expect_parse_or_named_error(lambda raw=raw: directory.verify_delta(raw, trust)) is None
