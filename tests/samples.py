@@ -18,3 +18,14 @@ GBT9704_META = {
     "printer": "阳山县人民政府办公室",
     "print_date": "2011-09-16",
 }
+
+
+def one_line_pdf(text: str) -> bytes:
+    """A one-page PDF holding `text` (ASCII), to seal in tests."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=14)
+    pdf.cell(text=text)
+    return bytes(pdf.output())

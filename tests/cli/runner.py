@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 from click.testing import CliRunner, Result
 
 from docex.cli.main import cli
@@ -41,3 +43,18 @@ def docex_binary() -> list[str]:
 def run_binary(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "DOCEX_PASSPHRASE"} | (env or {})
     return subprocess.run([*docex_binary(), *map(str, args)], capture_output=True, text=True, env=full_env)
+
+
+def every_command() -> Iterator[tuple[str, click.Command]]:
+    """Every visible command and group, as ("hub user add", command); the top is ("", cli)."""
+    ctx = click.Context(cli)
+
+    def walk(cmd: click.Command, path: list[str]) -> Iterator[tuple[str, click.Command]]:
+        yield " ".join(path), cmd
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None and not sub.hidden:
+                    yield from walk(sub, [*path, name])
+
+    yield from walk(cli, [])

@@ -9,31 +9,18 @@ from pathlib import Path
 
 import click
 
-from docex.cli.main import cli
 from docex.hub.config import BrokerConfig, HubConfig
-from tests.cli.runner import run
+from tests.cli.runner import every_command, run
 
 # run in the foreground until stopped: their output is a log, not an answer
 SERVICES = {"hub run", "agent run", "bridge run", "tsa run", "demo"}
 
 
 def test_every_command_but_the_services_has_json() -> None:
-    ctx = click.Context(cli)
-    missing, seen = [], set()
-
-    def walk(cmd: click.Command, path: list[str]) -> None:
-        if isinstance(cmd, click.Group):
-            for name in cmd.list_commands(ctx):
-                sub = cmd.get_command(ctx, name)
-                if sub is not None and not sub.hidden:
-                    walk(sub, [*path, name])
-            return
-        name = " ".join(path)
-        seen.add(name)
-        if name not in SERVICES and not any("--json" in getattr(p, "opts", ()) for p in cmd.params):
-            missing.append(name)
-
-    walk(cli, [])
+    commands = {path: cmd for path, cmd in every_command() if not isinstance(cmd, click.Group)}
+    seen = set(commands)
+    missing = [path for path, cmd in commands.items()
+               if path not in SERVICES and not any("--json" in getattr(p, "opts", ()) for p in cmd.params)]
     assert seen >= SERVICES
     for changing in ("sign-for", "return", "recall", "unit add", "unit import", "unit disable", "unit enable",
                      "unit phase", "hub init", "hub user add", "pki issue", "key passwd", "link create"):

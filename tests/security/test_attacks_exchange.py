@@ -28,6 +28,7 @@ from docex.protocols.receipt import make_receipt
 from tests.e2e.conftest import NetworkFactory, network  # noqa: F401 - the module's network fixture
 from tests.e2e.support import SENDER, Network, document_files, wait_until
 from tests.protocols import forge
+from tests.samples import one_line_pdf
 from tests.security.hostile import Watch
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -292,16 +293,6 @@ def test_the_dashboard_never_writes_markup() -> None:
     assert "textContent" in js
 
 
-def _pdf(text: str) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=14)
-    pdf.cell(text=text)
-    return bytes(pdf.output())
-
-
 def test_an_attachment_sealed_by_another_unit_is_quarantined(county: Network) -> None:
     """Every PDF of a package has its seals checked, not only the main one: an honest main
     PDF beside an attachment (a PDF by name, or by content only) sealed by another unit."""
@@ -315,8 +306,8 @@ def test_an_attachment_sealed_by_another_unit_is_quarantined(county: Network) ->
                                       ctx.store), pdf)
 
     watch = watch_from(county)
-    genuine = seal_pdf(county.agent(SENDER), _pdf("genuine"))
-    foreign = seal_pdf(county.agent(XWB), _pdf("forged attachment"))
+    genuine = seal_pdf(county.agent(SENDER), one_line_pdf("genuine"))
+    foreign = seal_pdf(county.agent(XWB), one_line_pdf("forged attachment"))
     ids = []
     for name in ("附件2.pdf", "附件2.bin"):
         mid, body = county.pack(SENDER, [ZFB], files={"正文.pdf": genuine, name: foreign})
@@ -326,7 +317,7 @@ def test_an_attachment_sealed_by_another_unit_is_quarantined(county: Network) ->
         quarantined(county, mid, ZFB, "seal_address_mismatch")
         county.wait_sent(SENDER, mid, "rejected", [ZFB])
     honest, body = county.pack(SENDER, [ZFB], files={"正文.pdf": genuine, "附件2.pdf": seal_pdf(county.agent(SENDER),
-                                                                                          _pdf("sealed too"))})
+                                                                                          one_line_pdf("sealed too"))})
     county.queue_raw(SENDER, honest, body, [ZFB])
     county.wait_hub(honest, "delivered", [ZFB])
     got = county.received(ZFB, honest)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from fpdf import FPDF
 from sqlalchemy import select
 
 from docex.agent.config import SealConfig
@@ -21,6 +20,7 @@ from docex.pki.errors import PkiError
 from docex.protocols.manifest import Manifest, new_message_id
 from tests.agent.homes import County, build_county
 from tests.conftest import Pki
+from tests.samples import one_line_pdf
 from tests.security.hostile import envelope_with_id
 
 XXZX, ZFB, FGJ = "qingyuan.yangshan.xxzx", "qingyuan.yangshan.zfb", "qingyuan.yangshan.fgj"
@@ -32,14 +32,6 @@ OPEN = ["", "无", "非密", "公开", "内部", " 内部 ", "内部\u200b"]
 @pytest.fixture(scope="module")
 def county(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> County:
     return build_county(pki, tmp_path_factory.mktemp("content"))
-
-
-def _pdf(text: str) -> bytes:
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=14)
-    pdf.cell(text=text)
-    return bytes(pdf.output())
 
 
 def _manifest(classification: str) -> Manifest:
@@ -87,9 +79,9 @@ def _unsealed_sender(county: County) -> AgentContext:
 def test_every_pdf_of_the_package_has_its_seals_checked(county: County, name: str) -> None:
     """The main PDF is honest; an attachment (named .pdf, or a PDF by content) carries
     another unit's seal: the document is quarantined."""
-    foreign = seal_pdf(county.context(FGJ), _pdf("forged attachment"))
+    foreign = seal_pdf(county.context(FGJ), one_line_pdf("forged attachment"))
     sender = _unsealed_sender(county)
-    files = {"正文.pdf": seal_pdf(county.context(XXZX), _pdf("genuine")), name: foreign}
+    files = {"正文.pdf": seal_pdf(county.context(XXZX), one_line_pdf("genuine")), name: foreign}
     mid = queue_document(sender, Draft(to=(ZFB,), title="附件印章", doc_number="阳测〔2011〕5号", files=files))
     from tests.agent.homes import outgoing
 
@@ -103,7 +95,7 @@ def test_every_pdf_of_the_package_has_its_seals_checked(county: County, name: st
 
 def test_a_package_of_honest_seals_is_received_as_sealed(county: County) -> None:
     sender = _unsealed_sender(county)
-    files = {"正文.pdf": _pdf("unsealed main"), "附件.pdf": seal_pdf(county.context(XXZX), _pdf("sealed"))}
+    files = {"正文.pdf": one_line_pdf("unsealed main"), "附件.pdf": seal_pdf(county.context(XXZX), one_line_pdf("sealed"))}
     mid = queue_document(sender, Draft(to=(ZFB,), title="附件盖章", doc_number="阳测〔2011〕6号", files=files))
     from tests.agent.homes import outgoing
 
