@@ -335,6 +335,18 @@ class Network:
         b = self.config.broker
         return Management(b.management_url, b.management_user, b.management_password)
 
+    def ready(self, queue: str) -> int:
+        """Exactly what waits in `queue` now (AMQP passive declare): the management API's
+        statistics, which queue_depth reads, lag by their round of a few seconds."""
+        from docex.broker import connect
+        from docex.hub import broker as hub_broker
+
+        conn = connect(hub_broker.settings(self.config), "docex-test-ready")
+        try:
+            return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+        finally:
+            conn.close()
+
     def queue_depth(self, queue: str) -> int:
         with self.management() as mgmt:
             info = mgmt.get_queue(self.config.broker.vhost, queue)

@@ -5,6 +5,7 @@ and nothing is duplicated."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -45,9 +46,14 @@ def test_a_node_killed_mid_stream_loses_nothing_and_clients_fail_over(cluster: B
     county.pause("hub")
     assert faults.delivered(county, ids) < total  # the node dies mid-stream
     cluster.kill(first)
+    killed = time.monotonic()
     county.resume("hub")
     # The clients fail over to the other two nodes and the stream goes on without the first.
     done = faults.delivered(county, ids)
     wait_until(lambda: faults.delivered(county, ids) > done, 120, "delivery going on without the killed node")
+    failover = time.monotonic() - killed
     cluster.start_node(first)  # it comes back and rejoins
     faults.assert_exactly_once(county, ids)
+    # Reported, never asserted (a noisy machine): the README quotes it.
+    print(f"\ncluster: {total} deliveries, node {first.name} killed after {done}; first delivery without it "
+          f"{failover:.1f} s later; lost / duplicated / stuck = 0 / 0 / 0")
