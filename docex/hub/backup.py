@@ -242,9 +242,10 @@ def restore(archive: str | Path, home: str | Path, *, database_url: str | None =
 def ensure_broker(config: HubConfig, units: list[tuple[str, str]], links: list[str],
                   *, disabled: frozenset[str] = frozenset(), link_users: dict[str, str] | None = None) -> list[str]:
     """On a fresh broker (or a fresh vhost): the vhost, the hub's own login (its password is
-    in docex.toml), the rights on the vhost of each unit and link whose login exists (give
-    no disabled unit and no paused link) and the topology. Returns the units whose broker login is missing (their homes
-    must be re-issued; a unit's password is kept only in its own home)."""
+    in docex.toml), the rights on the vhost of each unit and link whose login exists (none
+    for a disabled unit or a paused link) and the topology. Returns the units whose broker
+    login is missing (their homes must be re-issued; a unit's password is kept only in its
+    own home)."""
     from urllib.parse import unquote, urlsplit
 
     from docex.broker.topology import hub_permissions, link_permissions, unit_permissions
