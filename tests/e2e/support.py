@@ -340,10 +340,11 @@ class Network:
         statistics, which queue_depth reads, lag by their round of a few seconds."""
         from docex.broker import connect
         from docex.hub import broker as hub_broker
+        from tests.broker.support import ready_count
 
         conn = connect(hub_broker.settings(self.config), "docex-test-ready")
         try:
-            return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+            return ready_count(conn.channel(), queue)
         finally:
             conn.close()
 
