@@ -33,6 +33,7 @@ from docex.protocols.manifest import Manifest, new_message_id
 
 PREFIX = "qingyuan.yangshan"
 SENDER = "qingyuan.yangshan.xxzx"  # the information centre sends most test documents
+STATISTICS_ROUND_S = 5.0  # RabbitMQ's collect_statistics_interval, left at its default
 T = TypeVar("T")
 
 
@@ -352,6 +353,25 @@ class Network:
         with self.management() as mgmt:
             info = mgmt.get_queue(self.config.broker.vhost, queue)
         return 0 if info is None else info.messages_ready + info.messages_unacknowledged
+
+    def wait_empty(self, queue: str, timeout: float = 60.0, what: str = "",
+                   before: Callable[[], bool] = lambda: True) -> None:
+        """Until `queue` holds nothing, waiting or being worked on, once `before()` holds.
+
+        Only the management API counts messages a consumer holds unacknowledged, and its
+        figures lag by up to one statistics round: a lone 0 may predate the last publish. So
+        the queue must read empty (exactly, by passive declare, and by the API) throughout
+        longer than a round; some figure in that span was then taken after it began."""
+        since: list[float] = []
+
+        def empty() -> bool:
+            if not (before() and self.ready(queue) == 0 and self.queue_depth(queue) == 0):
+                since.clear()
+                return False
+            since[:1] = since[:1] or [time.monotonic()]
+            return time.monotonic() - since[0] > STATISTICS_ROUND_S + 1.0
+
+        wait_until(empty, timeout, what or f"{queue} empty", interval=0.5)
 
     # -- the end ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -232,8 +232,7 @@ def test_directory_signed_by_another_hub_is_refused(county: Network, pki: Pki, t
     # Identical warnings are logged once (then counted), so one line may stand for both.
     wait_until(lambda: county.log_text(host).count("refused a directory snapshot") >= before + 1, 60,
                "the forged snapshots refused")
-    wait_until(lambda: county.queue_depth(f"unit.{target}") == 0, 60,
-               "both refused and acknowledged, not stuck")
+    county.wait_empty(f"unit.{target}", 60, "both refused and acknowledged, not stuck")
     assert not knows(county.home(target), f"{PREFIX}.jiamao")
     assert county.agent(target).directory_version() < version + 100
 
